@@ -1,0 +1,110 @@
+// Command corral runs services each in its own hardened sandbox.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/corral-dev/corral/runtime/sandbox"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func init() {
+	// libcontainer re-executes this binary as "corral init" inside each
+	// new sandbox: become its init before any command-line handling.
+	if len(os.Args) > 1 && os.Args[1] == sandbox.InitArg {
+		sandbox.Init()
+	}
+}
+
+// exitError carries the exit code corral should end with.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Exit codes of corral's own failures, as docker run uses them.
+const (
+	exitCorralError   = 125 // corral itself failed, or bad usage
+	exitNotExecutable = 126
+	exitNotFound      = 127
+)
+
+type globalOptions struct {
+	stateDir  string
+	logLevel  string
+	logFormat string
+}
+
+func main() {
+	if sandbox.IsInitChild() {
+		fmt.Fprintln(os.Stderr, "corral: started as a sandbox init with the wrong arguments; refusing to run")
+		os.Exit(exitCorralError)
+	}
+	err := newRootCommand().Execute()
+	var ee *exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		if ee.err != nil {
+			fmt.Fprintln(os.Stderr, "corral:", ee.err)
+		}
+		os.Exit(ee.code)
+	default:
+		fmt.Fprintln(os.Stderr, "corral:", err)
+		os.Exit(exitCorralError)
+	}
+}
+
+func newRootCommand() *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "corral",
+		Short: "Run services each in its own hardened sandbox, with resource quotas",
+		Long: `corral runs each service in its own sandbox: new pid, mount, uts, ipc, network
+and cgroup namespaces, its own cgroup with memory, CPU and pids limits, no
+capabilities, seccomp, no_new_privileges, masked /proc paths and a read-only
+root. It must run as root.`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.setupLogging()
+		},
+	}
+	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "/run/corral", "directory for corral's state (keep it on tmpfs, outside the binary's directory)")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warning or error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return &exitError{code: exitCorralError, err: fmt.Errorf("%s: %w (see '%s --help')", cmd.Name(), err, cmd.CommandPath())}
+	})
+	root.AddCommand(newRunCommand(g))
+	return root
+}
+
+func (g *globalOptions) setupLogging() error {
+	level, err := logrus.ParseLevel(g.logLevel)
+	if err != nil {
+		return fmt.Errorf("--log-level %q: use debug, info, warning or error", g.logLevel)
+	}
+	logrus.SetLevel(level)
+	logrus.SetOutput(os.Stderr)
+	switch g.logFormat {
+	case "text":
+		logrus.SetFormatter(&logrus.TextFormatter{DisableTimestamp: false, FullTimestamp: true})
+	case "json":
+		logrus.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return fmt.Errorf("--log-format %q: use text or json", g.logFormat)
+	}
+	return nil
+}

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/corral-dev/corral/runtime/cgroup"
+	"github.com/corral-dev/corral/runtime/sandbox"
+	"github.com/corral-dev/corral/spec"
+)
+
+type runOptions struct {
+	svc          spec.Service
+	cgroupParent string
+	readOnly     bool
+	stopTimeout  time.Duration
+}
+
+func newRunCommand(g *globalOptions) *cobra.Command {
+	o := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run [flags] -- COMMAND [ARG...]",
+		Short: "Run a command in a new hardened sandbox, in the foreground",
+		Long: `Run COMMAND in a new sandbox and wait for it. Its standard streams are
+passed through; corral exits with its exit code, or 128+N if signal N
+killed it. SIGINT and SIGTERM are forwarded to the sandbox's init; if it is
+still running --stop-timeout later, or on a second SIGINT/SIGTERM, every
+process in the sandbox is killed. When the sandbox ends because of a limit
+(an OOM kill, the pids limit), corral says so on stderr.
+
+Without --rootfs the sandbox's root is built from read-only binds of the
+host's /usr, /bin, /sbin and /lib* with a minimal /etc, so no image is
+needed.
+
+Exit codes of corral itself: 125 corral failed or bad usage, 126 the
+command is not executable, 127 the command was not found.`,
+		Example: `  corral run -- /bin/ls /
+  corral run --memory 64M --cpus 0.5 --pids 64 -- /bin/sh -c 'echo hello from $(hostname)'
+  corral run --rootfs /srv/busybox --network host --cap-add NET_BIND_SERVICE -- /bin/httpd -f -p 80`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.svc.Command = args
+			o.svc.Security.WritableRoot = !o.readOnly
+			return o.run(g)
+		},
+	}
+	f := cmd.Flags()
+	f.SetInterspersed(false) // everything after COMMAND belongs to it
+	f.StringVar(&o.svc.Name, "name", "", "sandbox name (default: run-<random>); also the hostname unless --hostname")
+	f.StringVar(&o.svc.Rootfs, "rootfs", "", "directory tree to use as the root (default: read-only binds of the host's system directories)")
+	f.Var(bytesValue{&o.svc.Resources.Memory}, "memory", "memory limit, e.g. 64M, 1.5G, 134217728 (default: none); swap is not allowed beyond it")
+	f.Var(cpusValue{&o.svc.Resources.CPUs}, "cpus", "CPU limit in CPUs, e.g. 0.5 (default: none)")
+	f.Int64Var(&o.svc.Resources.Pids, "pids", spec.DefaultPids, "limit on processes and threads")
+	f.StringVar(&o.svc.Network, "network", spec.NetworkNone, "network: none (own namespace, loopback only) or host")
+	f.StringVar(&o.cgroupParent, "cgroup-parent", spec.DefaultCgroupParent, "absolute cgroup path under which the sandbox's cgroup is made")
+	f.Var(userValue{&o.svc.User}, "user", "numeric UID[:GID] to run as (default 0:0, root inside the sandbox, without capabilities)")
+	f.Var(envValue{&o.svc.Env}, "env", "set an environment variable KEY=VALUE (KEY alone copies it from here); repeatable")
+	f.StringVar(&o.svc.Workdir, "workdir", "/", "working directory inside the sandbox")
+	f.Var(mountsValue{&o.svc.Mounts}, "mount", "bind a host path: SRC:DST[:ro|rw], read-only unless rw; repeatable")
+	f.Var(capsValue{&o.svc.Security.CapAdd}, "cap-add", "give back a capability, e.g. NET_BIND_SERVICE, or ALL (default: none at all); repeatable")
+	f.BoolVar(&o.readOnly, "read-only", true, "make the root filesystem read-only (/tmp and /run are always writable)")
+	f.StringVar(&o.svc.Security.Seccomp, "seccomp", spec.SeccompDefault, "seccomp: default (Docker's profile, native architecture only), unconfined, or a profile FILE")
+	f.StringVar(&o.svc.Hostname, "hostname", "", "hostname inside the sandbox (default: the name)")
+	f.DurationVar(&o.stopTimeout, "stop-timeout", spec.DefaultStopTimeout, "after a forwarded SIGINT/SIGTERM, how long before every process is killed")
+	return cmd
+}
+
+// check completes and checks the options against this host, naming the
+// flag at fault.
+func (o *runOptions) check() error {
+	if o.svc.Name == "" {
+		o.svc.Name = "run-" + randomSuffix()
+	}
+	if !filepath.IsAbs(o.cgroupParent) {
+		return fmt.Errorf("--cgroup-parent %q: must be an absolute cgroup path such as %s", o.cgroupParent, spec.DefaultCgroupParent)
+	}
+	if n := runtime.NumCPU(); o.svc.Resources.CPUs > float64(n) {
+		return fmt.Errorf("--cpus %g: this host has %d CPUs; use a value from 0.01 to %d", o.svc.Resources.CPUs, n, n)
+	}
+	if o.svc.Resources.Pids < 1 {
+		return fmt.Errorf("--pids %d: use a positive number of processes and threads", o.svc.Resources.Pids)
+	}
+	if o.svc.Rootfs != "" {
+		abs, err := filepath.Abs(o.svc.Rootfs)
+		if err != nil {
+			return fmt.Errorf("--rootfs %s: %w", o.svc.Rootfs, err)
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--rootfs %s: no such directory", o.svc.Rootfs)
+		}
+		o.svc.Rootfs = abs
+	}
+	for _, m := range o.svc.Mounts {
+		if _, err := os.Stat(m.Source); err != nil {
+			return fmt.Errorf("--mount %s:%s: source %s does not exist", m.Source, m.Destination, m.Source)
+		}
+	}
+	if s := o.svc.Security.Seccomp; s != spec.SeccompDefault && s != spec.SeccompUnconfined {
+		abs, err := filepath.Abs(s)
+		if err == nil {
+			_, err = os.Stat(abs)
+		}
+		if err != nil {
+			return fmt.Errorf("--seccomp %s: not default, unconfined, or a readable profile file", s)
+		}
+		o.svc.Security.Seccomp = abs
+	}
+	if err := spec.Validate(&o.svc); err != nil {
+		return flagError(err)
+	}
+	return nil
+}
+
+// flagNames maps the service fields Validate names to run's flags.
+var flagNames = map[string]string{
+	"name": "--name", "hostname": "--hostname", "workdir": "--workdir", "rootfs": "--rootfs",
+	"resources.memory": "--memory", "resources.cpus": "--cpus", "resources.pids": "--pids",
+	"network": "--network", "capabilities": "--cap-add", "seccomp": "--seccomp", "env": "--env",
+}
+
+// flagError rewrites validation errors to name flags, not fields.
+func flagError(err error) error {
+	var msgs []error
+	for _, e := range unjoin(err) {
+		var fe *spec.FieldError
+		if errors.As(e, &fe) {
+			if name, ok := flagNames[fe.Field]; ok {
+				e = fmt.Errorf("%s: %w", name, fe.Err)
+			}
+		}
+		msgs = append(msgs, e)
+	}
+	return errors.Join(msgs...)
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// forwarded are the signals corral run passes on to the sandbox.
+var forwarded = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2}
+
+func (o *runOptions) run(g *globalOptions) error {
+	fail := func(err error) error { return &exitError{code: exitCorralError, err: fmt.Errorf("run: %w", err)} }
+	if err := o.check(); err != nil {
+		return fail(err)
+	}
+	if os.Geteuid() != 0 {
+		return fail(errors.New("must be run as root: sandboxes need namespaces and cgroups"))
+	}
+	if !sandbox.SeccompSupported() {
+		return fail(errors.New("this corral binary was built without seccomp support (cgo and -tags seccomp); refusing to run sandboxes without it"))
+	}
+	host, err := cgroup.Detect()
+	if err != nil {
+		return fail(err)
+	}
+	log := logrus.WithField("sandbox", o.svc.Name)
+	mgr, err := sandbox.NewManager(g.stateDir, host, logrus.StandardLogger())
+	if err != nil {
+		return fail(err)
+	}
+
+	// Catch signals before anything is made, so that a Ctrl-C during set-up
+	// still ends in a clean tear-down rather than leftovers.
+	signals := make(chan os.Signal, 8)
+	signal.Notify(signals, forwarded...)
+	defer signal.Stop(signals)
+
+	sb, err := mgr.Create(&o.svc, o.cgroupParent)
+	if err != nil {
+		return fail(err)
+	}
+	exit, waitErr := o.supervise(sb, signals, log)
+	if err := sb.Destroy(); err != nil {
+		log.WithError(err).Error("tear-down incomplete")
+		if waitErr == nil {
+			waitErr = err
+		}
+	}
+	if waitErr != nil {
+		return startFailure(waitErr)
+	}
+	if !exit.Clean() {
+		fmt.Fprintf(os.Stderr, "corral: sandbox %s: %s\n", o.svc.Name, exit.Reason())
+	}
+	if code := exit.ExitCode(); code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+// supervise starts the sandbox, forwards signals to it until it ends, and
+// returns how it ended.
+func (o *runOptions) supervise(sb *sandbox.Sandbox, signals chan os.Signal, log logrus.FieldLogger) (sandbox.Exit, error) {
+	select {
+	case sig := <-signals:
+		return sandbox.Exit{}, fmt.Errorf("interrupted by %s before the sandbox started", sig)
+	default:
+	}
+	if err := sb.Start(sandbox.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}); err != nil {
+		return sandbox.Exit{}, err
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		var killTimer <-chan time.Time
+		stopping := false
+		for {
+			select {
+			case <-done:
+				return
+			case sig := <-signals:
+				if stopping && (sig == unix.SIGINT || sig == unix.SIGTERM) {
+					log.Warn("second stop signal: killing every process in the sandbox")
+					_ = sb.Signal(unix.SIGKILL)
+					continue
+				}
+				if err := sb.Signal(sig); err != nil {
+					log.WithError(err).Debug("forward signal")
+				}
+				if sig == unix.SIGINT || sig == unix.SIGTERM {
+					stopping = true
+					killTimer = time.After(o.stopTimeout)
+				}
+			case <-killTimer:
+				log.Warnf("still running %s after the stop signal: killing every process in the sandbox", o.stopTimeout)
+				_ = sb.Signal(unix.SIGKILL)
+			}
+		}
+	}()
+	return sb.Wait()
+}
+
+// startFailure maps a failure to start to the exit code docker run uses.
+func startFailure(err error) error {
+	switch {
+	case errors.Is(err, sandbox.ErrCommandNotFound):
+		return &exitError{code: exitNotFound, err: err}
+	case errors.Is(err, sandbox.ErrCommandNotExecutable):
+		return &exitError{code: exitNotExecutable, err: err}
+	}
+	return &exitError{code: exitCorralError, err: err}
+}
+

@@ -1,0 +1,71 @@
+// Package rootfs builds a sandbox's root filesystem: either the built-in
+// root made of read-only binds of the host's system directories, or a
+// directory tree the operator gives.
+package rootfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Root is a prepared root filesystem.
+type Root struct {
+	// Path is the directory that becomes the sandbox's "/".
+	Path string
+	// Mounts are binds that complete the root (the host's /usr, ...). They
+	// happen inside the sandbox's own mount namespace, so the host never
+	// sees them and they vanish with the sandbox.
+	Mounts []rspec.Mount
+	// owned is true when Path was made for this sandbox and is removed
+	// with it; a directory the operator gave is never removed.
+	owned bool
+}
+
+// Directory uses an existing directory tree as the root, as is.
+func Directory(path string) (*Root, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs %s: %w", path, err)
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("rootfs %s: %w", path, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("rootfs %s: not a directory", path)
+	}
+	return &Root{Path: abs}, nil
+}
+
+// Apply makes s use the root: its path, and its binds placed before the
+// spec's own mounts so that those can be mounted on top.
+func (r *Root) Apply(s *rspec.Spec) {
+	if s.Root == nil {
+		s.Root = &rspec.Root{}
+	}
+	s.Root.Path = r.Path
+	s.Mounts = append(append([]rspec.Mount(nil), r.Mounts...), s.Mounts...)
+}
+
+// Remove deletes a root that was made for the sandbox. It never crosses
+// into another filesystem, so a bind that somehow leaked into the host's
+// mount namespace cannot make it delete host files.
+func (r *Root) Remove() error {
+	if !r.owned {
+		return nil
+	}
+	return removeSameFS(r.Path)
+}
+
+// RemoveDir deletes a built-in root left by an earlier, killed run, with
+// the same care as Remove.
+func RemoveDir(path string) error {
+	return removeSameFS(path)
+}
+
+// ErrCrossesMount is returned when a root to remove holds a mount point.
+var ErrCrossesMount = errors.New("holds a mount point; refusing to delete through it")

@@ -1,0 +1,82 @@
+package sandbox
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/corral-dev/corral/runtime/cgroup"
+	"github.com/corral-dev/corral/spec"
+)
+
+// Exit is how a sandbox ended: its init's status plus what the cgroup
+// counted, read before the cgroup was removed. An exit code alone cannot
+// show an OOM kill of a child, or forks refused by the pids limit.
+type Exit struct {
+	// Code is init's exit status when it exited; Signal is the signal that
+	// killed it otherwise (and Code is then 0).
+	Code   int
+	Signal syscall.Signal
+	Stats  cgroup.Stats
+	// MemoryLimit and PidsLimit are the limits the sandbox ran under
+	// (0: none), for the report.
+	MemoryLimit int64
+	PidsLimit   int64
+}
+
+// ExitCode is the shell convention: the code, or 128+N if killed by signal N.
+func (e Exit) ExitCode() int {
+	if e.Signal != 0 {
+		return 128 + int(e.Signal)
+	}
+	return e.Code
+}
+
+// Clean reports an exit with code 0 that no limit interfered with.
+func (e Exit) Clean() bool {
+	return e.Signal == 0 && e.Code == 0 && e.Stats.OOMKills == 0 && e.Stats.PidsLimitHits == 0
+}
+
+// Reason says in words how the sandbox ended, naming the limit that was
+// hit when one was.
+func (e Exit) Reason() string {
+	memLimit := "no memory limit"
+	if e.MemoryLimit > 0 {
+		memLimit = "memory limit " + spec.FormatBytes(e.MemoryLimit)
+	}
+	var b strings.Builder
+	switch {
+	case e.Signal == syscall.SIGKILL && e.Stats.OOMKills > 0:
+		fmt.Fprintf(&b, "killed by the kernel OOM killer (%s)", memLimit)
+		if e.Stats.OOMKills > 1 {
+			fmt.Fprintf(&b, "; %d processes were OOM-killed in all", e.Stats.OOMKills)
+		}
+	case e.Signal != 0:
+		fmt.Fprintf(&b, "killed by signal %d (%s)", int(e.Signal), signalName(e.Signal))
+	default:
+		fmt.Fprintf(&b, "exited with code %d", e.Code)
+	}
+	if e.Stats.OOMKills > 0 && !(e.Signal == syscall.SIGKILL) {
+		fmt.Fprintf(&b, "; the kernel OOM killer killed %s in the sandbox (%s)", plural(e.Stats.OOMKills, "process", "processes"), memLimit)
+	}
+	if e.Stats.PidsLimitHits > 0 {
+		fmt.Fprintf(&b, "; the pids limit (%d) was reached: %s refused", e.PidsLimit, plural(e.Stats.PidsLimitHits, "fork", "forks"))
+	}
+	return b.String()
+}
+
+func signalName(s syscall.Signal) string {
+	if name := unix.SignalName(s); name != "" {
+		return name
+	}
+	return "unknown signal"
+}
+
+func plural(n uint64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}

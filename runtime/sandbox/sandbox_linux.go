@@ -1,0 +1,499 @@
+// Package sandbox runs one isolated instance of a service: it turns a
+// spec.Service into a hardened runtime-spec, creates it with runc's
+// libcontainer, waits for it, reports how it ended, and removes everything
+// it made. It is the only package that imports libcontainer.
+//
+// Every sandbox has a record in the state dir, written before anything
+// else is made for it and removed last. A corral process that is killed
+// leaves its records behind, and Sweep (run by every Manager at start)
+// destroys the sandboxes whose owner is gone.
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	// Device rules in a config fail without the devices manager.
+	_ "github.com/opencontainers/cgroups/devices"
+
+	"github.com/corral-dev/corral/isolation"
+	"github.com/corral-dev/corral/rootfs"
+	"github.com/corral-dev/corral/runtime/cgroup"
+	"github.com/corral-dev/corral/spec"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrNameInUse: a live sandbox already has the name.
+	ErrNameInUse = errors.New("sandbox name in use")
+	// ErrCommandNotFound: the command does not exist in the sandbox.
+	ErrCommandNotFound = errors.New("command not found")
+	// ErrCommandNotExecutable: the command exists but cannot be executed.
+	ErrCommandNotExecutable = errors.New("command not executable")
+)
+
+// Manager makes sandboxes under one state dir and one cgroup layout.
+type Manager struct {
+	stateDir string
+	cgroups  *cgroup.Host
+	log      logrus.FieldLogger
+	self     int
+	selfAt   uint64
+}
+
+// Layout of the state dir.
+func (m *Manager) recordsDir() string    { return filepath.Join(m.stateDir, "sandboxes") }
+func (m *Manager) rootsDir() string      { return filepath.Join(m.stateDir, "roots") }
+func (m *Manager) containersDir() string { return filepath.Join(m.stateDir, "libcontainer") }
+func (m *Manager) recordPath(n string) string {
+	return filepath.Join(m.recordsDir(), n+".json")
+}
+
+// NewManager prepares stateDir (mode 0700) and sweeps what killed corral
+// processes left in it.
+func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger) (*Manager, error) {
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", stateDir, err)
+	}
+	start, err := processStartTime(os.Getpid())
+	if err != nil {
+		return nil, fmt.Errorf("read own start time: %w", err)
+	}
+	m := &Manager{stateDir: abs, cgroups: cg, log: log, self: os.Getpid(), selfAt: start}
+	for _, d := range []string{m.stateDir, m.recordsDir(), m.rootsDir(), m.containersDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("make state dir: %w", err)
+		}
+	}
+	if err := m.Sweep(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// lock serializes, across corral processes, the moments that read or
+// change the set of records: name reservation and the sweep.
+func (m *Manager) lock() (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(m.stateDir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open state lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock state dir: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Sandbox is one created sandbox. Its caller's protocol: Start once; if
+// Start succeeded, Wait; then Destroy, always, even after errors.
+type Sandbox struct {
+	Name      string
+	m         *Manager
+	rec       *record
+	root      *rootfs.Root
+	container *libcontainer.Container
+	process   *libcontainer.Process
+	spec      *rspec.Spec
+	limits    spec.Resources
+}
+
+// Create reserves the service's name, builds its root and hardened spec,
+// and creates the sandbox (its cgroup, nothing running yet).
+func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, err error) {
+	if err := spec.Validate(svc); err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(cgroupParent) {
+		return nil, fmt.Errorf("cgroup parent %q is not an absolute path", cgroupParent)
+	}
+	sb, err := m.reserve(svc.Name, filepath.Join(cgroupParent, svc.Name), svc.Rootfs == "")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, sb.Destroy())
+		}
+	}()
+	sb.limits = svc.Resources
+	if svc.Rootfs == "" {
+		sb.root, err = rootfs.HostBind(sb.rec.RootDir, rootfs.HostBindOptions{
+			Hostname:    svc.EffectiveHostname(),
+			HostNetwork: svc.EffectiveNetwork() == spec.NetworkHost,
+			UID:         svc.User.UID,
+			GID:         svc.User.GID,
+		})
+	} else {
+		sb.root, err = rootfs.Directory(svc.Rootfs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := spec.RuntimeSpec(svc)
+	sb.root.Apply(s)
+	if err := isolation.Harden(s, svc.Security); err != nil {
+		return nil, err
+	}
+	s.Linux.CgroupsPath = sb.rec.CgroupPath
+	sb.spec = s
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: svc.Name, Spec: s})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: convert spec: %w", svc.Name, err)
+	}
+	sb.container, err = libcontainer.Create(m.containersDir(), svc.Name, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: create: %w", svc.Name, err)
+	}
+	return sb, nil
+}
+
+// reserve writes the sandbox's record under the state lock, after making
+// sure no live sandbox has the name and sweeping a dead one that had it.
+func (m *Manager) reserve(name, cgroupPath string, builtinRoot bool) (*Sandbox, error) {
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if old, err := loadRecord(m.recordPath(name)); err == nil {
+		if old.ownerAlive() {
+			return nil, fmt.Errorf("%w: sandbox %q is already running (corral pid %d)", ErrNameInUse, name, old.OwnerPID)
+		}
+		if err := m.destroyLeftover(old); err != nil {
+			return nil, err
+		}
+	}
+	rec := &record{
+		Name:           name,
+		CgroupPath:     cgroupPath,
+		CreatedCgroups: m.cgroups.Missing(filepath.Dir(cgroupPath)),
+		OwnerPID:       m.self,
+		OwnerStart:     m.selfAt,
+		Created:        time.Now().UTC(),
+	}
+	if builtinRoot {
+		rec.RootDir = filepath.Join(m.rootsDir(), name)
+	}
+	if err := rec.save(m.recordPath(name)); err != nil {
+		return nil, err
+	}
+	return &Sandbox{Name: name, m: m, rec: rec}, nil
+}
+
+// Stdio is where the sandbox's standard streams go. Files are handed to
+// the sandbox as they are (no copying goroutine), so output keeps flowing
+// even if corral itself dies.
+type Stdio struct {
+	Stdin          io.Reader
+	Stdout, Stderr *os.File
+}
+
+// Start runs the service's command as the sandbox's init. A command that
+// is missing or not executable is reported as ErrCommandNotFound or
+// ErrCommandNotExecutable.
+func (sb *Sandbox) Start(stdio Stdio) error {
+	p := sb.spec.Process
+	sb.process = &libcontainer.Process{
+		Args:            p.Args,
+		Env:             p.Env,
+		Cwd:             p.Cwd,
+		UID:             int(p.User.UID),
+		GID:             int(p.User.GID),
+		NoNewPrivileges: &p.NoNewPrivileges,
+		Capabilities: &configs.Capabilities{
+			Bounding:  p.Capabilities.Bounding,
+			Effective: p.Capabilities.Effective,
+			Permitted: p.Capabilities.Permitted,
+		},
+		Stdin:  stdio.Stdin,
+		Stdout: stdio.Stdout,
+		Stderr: stdio.Stderr,
+		Init:   true,
+	}
+	if err := sb.container.Run(sb.process); err != nil {
+		sb.process = nil
+		return fmt.Errorf("sandbox %s: start %q: %w", sb.Name, p.Args[0], classifyStartError(p.Args[0], err))
+	}
+	return nil
+}
+
+// classifyStartError recognizes libcontainer's report of a bad command
+// (its init's exec.LookPath error, carried over a pipe as text).
+func classifyStartError(command string, err error) error {
+	msg := err.Error()
+	if !strings.Contains(msg, fmt.Sprintf("exec: %q", command)) {
+		return err
+	}
+	switch {
+	case strings.Contains(msg, "no such file or directory"), strings.Contains(msg, "executable file not found"):
+		return fmt.Errorf("%w: %v", ErrCommandNotFound, err)
+	case strings.Contains(msg, "permission denied"), strings.Contains(msg, "is a directory"):
+		return fmt.Errorf("%w: %v", ErrCommandNotExecutable, err)
+	}
+	return err
+}
+
+// Pid is the sandbox init's PID as the host sees it.
+func (sb *Sandbox) Pid() (int, error) {
+	if sb.process == nil {
+		return 0, errors.New("sandbox not started")
+	}
+	return sb.process.Pid()
+}
+
+// Signal sends sig to the sandbox's init. An init that installed no
+// handler for sig does not get it (the kernel protects a PID namespace's
+// init); SIGKILL always works and ends every process in the sandbox.
+func (sb *Sandbox) Signal(sig os.Signal) error {
+	return sb.container.Signal(sig)
+}
+
+// Wait waits for the sandbox's init to end and reads the cgroup's counters
+// before anything is removed.
+func (sb *Sandbox) Wait() (Exit, error) {
+	if sb.process == nil {
+		return Exit{}, errors.New("sandbox not started")
+	}
+	state, err := sb.process.Wait()
+	if state == nil {
+		return Exit{}, fmt.Errorf("sandbox %s: wait: %w", sb.Name, err)
+	}
+	exit := Exit{MemoryLimit: sb.limits.Memory, PidsLimit: sb.limits.EffectivePids()}
+	ws := state.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		exit.Signal = ws.Signal()
+	} else {
+		exit.Code = ws.ExitStatus()
+	}
+	exit.Stats, err = sb.m.cgroups.Stats(sb.rec.CgroupPath)
+	if err != nil {
+		return exit, fmt.Errorf("sandbox %s: read counters: %w", sb.Name, err)
+	}
+	return exit, nil
+}
+
+// Stats reads the sandbox's live counters.
+func (sb *Sandbox) Stats() (cgroup.Stats, error) {
+	return sb.m.cgroups.Stats(sb.rec.CgroupPath)
+}
+
+// CgroupPath is the sandbox's cgroup, relative to each hierarchy's root.
+func (sb *Sandbox) CgroupPath() string { return sb.rec.CgroupPath }
+
+// Destroy kills whatever still runs in the sandbox and removes everything
+// made for it: libcontainer state, cgroups, root, record. It is safe to
+// call on a half-made sandbox and more than once.
+func (sb *Sandbox) Destroy() error {
+	var errs []error
+	if sb.container != nil {
+		if err := destroyContainer(sb.container, sb.process); err != nil {
+			errs = append(errs, err)
+		}
+		sb.container = nil
+	}
+	if sb.root != nil {
+		if err := sb.root.Remove(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := sb.m.release(sb.rec); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", sb.Name, err)
+	}
+	return nil
+}
+
+// destroyContainer kills the container's processes if any still run, waits
+// for its init to be gone, and destroys it. p is nil for a container
+// loaded from state (its init is not our child: poll its status instead).
+func destroyContainer(c *libcontainer.Container, p *libcontainer.Process) error {
+	if status, err := c.Status(); err == nil && status != libcontainer.Stopped {
+		if err := c.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			return fmt.Errorf("kill: %w", err)
+		}
+		if p != nil {
+			_, _ = p.Wait()
+		} else if err := waitStopped(c, 10*time.Second); err != nil {
+			return err
+		}
+	}
+	return c.Destroy()
+}
+
+func waitStopped(c *libcontainer.Container, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		status, err := c.Status()
+		if err != nil || status == libcontainer.Stopped {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sandbox %s still %s %s after SIGKILL", c.ID(), status, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// release removes the cgroups the sandbox made and, last, its record.
+func (m *Manager) release(rec *record) error {
+	var errs []error
+	// The leaf normally went with libcontainer's Destroy; a half-made
+	// sandbox may have left it.
+	for _, cg := range append([]string{rec.CgroupPath}, rec.CreatedCgroups...) {
+		if err := m.cgroups.RemoveEmpty(cg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(m.recordPath(rec.Name)); err != nil && !os.IsNotExist(err) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Sweep destroys every sandbox whose owning corral process is gone: the
+// leftovers of a corral that was killed. Sandboxes of live owners are not
+// touched.
+func (m *Manager) Sweep() error {
+	unlock, err := m.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	entries, err := os.ReadDir(m.recordsDir())
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	var errs []error
+	live := map[string]bool{}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok {
+			continue // a temporary file of an interrupted write
+		}
+		rec, err := loadRecord(filepath.Join(m.recordsDir(), e.Name()))
+		if err != nil {
+			// A torn record: nothing to go by but the name.
+			m.log.WithError(err).Warn("unreadable sandbox record; sweeping by name")
+			rec = &record{Name: name}
+		}
+		if rec.ownerAlive() {
+			live[rec.Name] = true
+			continue
+		}
+		if err := m.destroyLeftover(rec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// State without a record: made by a corral killed mid-way through
+	// Destroy, after the record's removal was reordered, or by hand.
+	errs = append(errs, m.sweepOrphanDirs(live)...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sweep leftovers: %w", err)
+	}
+	return nil
+}
+
+// destroyLeftover removes a sandbox whose owner is gone, killing it first
+// if it still runs.
+func (m *Manager) destroyLeftover(rec *record) error {
+	log := m.log.WithField("sandbox", rec.Name)
+	var errs []error
+	if c, err := libcontainer.Load(m.containersDir(), rec.Name); err == nil {
+		if status, _ := c.Status(); status != libcontainer.Stopped {
+			log.WithField("owner_pid", rec.OwnerPID).Warn("killing sandbox left running by a corral process that is gone")
+		}
+		if err := destroyContainer(c, nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if rec.CgroupPath != "" {
+		if err := m.killCgroup(rec.CgroupPath); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if rec.RootDir != "" {
+		if err := rootfs.RemoveDir(rec.RootDir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		if err := m.release(rec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sandbox %s: %w", rec.Name, err)
+	}
+	log.Info("removed leftovers of a sandbox whose corral process is gone")
+	return nil
+}
+
+// killCgroup SIGKILLs the processes left in a cgroup that corral's record
+// says it made (a corral killed between creating the cgroup and writing
+// libcontainer's state), and waits for it to empty.
+func (m *Manager) killCgroup(path string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pids, err := m.cgroups.Procs(path)
+		if err != nil {
+			return fmt.Errorf("list processes of cgroup %s: %w", path, err)
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cgroup %s still holds processes %v", path, pids)
+		}
+		for _, pid := range pids {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// sweepOrphanDirs removes libcontainer state and built-in roots that have
+// no record and belong to no live sandbox.
+func (m *Manager) sweepOrphanDirs(live map[string]bool) []error {
+	var errs []error
+	if entries, err := os.ReadDir(m.containersDir()); err == nil {
+		for _, e := range entries {
+			if live[e.Name()] {
+				continue
+			}
+			if c, err := libcontainer.Load(m.containersDir(), e.Name()); err == nil {
+				if err := destroyContainer(c, nil); err != nil {
+					errs = append(errs, fmt.Errorf("sandbox %s: %w", e.Name(), err))
+				}
+			} else if err := os.RemoveAll(filepath.Join(m.containersDir(), e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if entries, err := os.ReadDir(m.rootsDir()); err == nil {
+		for _, e := range entries {
+			if !live[e.Name()] {
+				if err := rootfs.RemoveDir(filepath.Join(m.rootsDir(), e.Name())); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errs
+}

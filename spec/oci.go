@@ -1,0 +1,103 @@
+package spec
+
+import (
+	"path/filepath"
+	"strings"
+
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// cpuPeriod is the CFS period the CPU quota is expressed in (100 ms, the
+// kernel's default), so that --cpus 0.5 means 50 ms of CPU per 100 ms.
+const cpuPeriod uint64 = 100000
+
+// RuntimeSpec converts a Service into the parts of an OCI runtime-spec that
+// the service itself decides: the process, hostname, resource limits,
+// namespaces and bind mounts. The root, the standard mounts and the
+// hardening are added by the rootfs and isolation packages.
+func RuntimeSpec(s *Service) *rspec.Spec {
+	memory := s.Resources.Memory
+	pids := s.Resources.EffectivePids()
+	res := &rspec.LinuxResources{Pids: &rspec.LinuxPids{Limit: &pids}}
+	if memory > 0 {
+		// Swap equal to the limit means memory+swap == memory: no swap,
+		// so the limit holds on hosts that have swap too.
+		swap := memory
+		res.Memory = &rspec.LinuxMemory{Limit: &memory, Swap: &swap}
+	}
+	if s.Resources.CPUs > 0 {
+		quota := int64(s.Resources.CPUs*float64(cpuPeriod) + 0.5)
+		period := cpuPeriod
+		res.CPU = &rspec.LinuxCPU{Quota: &quota, Period: &period}
+	}
+
+	namespaces := []rspec.LinuxNamespace{
+		{Type: rspec.PIDNamespace},
+		{Type: rspec.MountNamespace},
+		{Type: rspec.UTSNamespace},
+		{Type: rspec.IPCNamespace},
+		{Type: rspec.CgroupNamespace},
+	}
+	if s.EffectiveNetwork() == NetworkNone {
+		namespaces = append(namespaces, rspec.LinuxNamespace{Type: rspec.NetworkNamespace})
+	}
+
+	var mounts []rspec.Mount
+	for _, m := range s.Mounts {
+		opts := []string{"rbind", "nosuid", "nodev"}
+		if m.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		mounts = append(mounts, rspec.Mount{
+			Source: m.Source, Destination: filepath.Clean(m.Destination), Type: "bind", Options: opts,
+		})
+	}
+
+	cwd := s.Workdir
+	if cwd == "" {
+		cwd = "/"
+	}
+	return &rspec.Spec{
+		Version:  rspec.Version,
+		Hostname: s.EffectiveHostname(),
+		Process: &rspec.Process{
+			Args: s.Command,
+			Env:  environment(s),
+			Cwd:  cwd,
+			User: rspec.User{UID: s.User.UID, GID: s.User.GID},
+		},
+		Mounts: mounts,
+		Linux: &rspec.Linux{
+			Resources:  res,
+			Namespaces: namespaces,
+		},
+	}
+}
+
+// environment is the service's environment with PATH, HOME and HOSTNAME
+// filled in where the service did not set them, as a login would.
+func environment(s *Service) []string {
+	env := append([]string(nil), s.Env...)
+	has := func(key string) bool {
+		for _, kv := range env {
+			if strings.HasPrefix(kv, key+"=") {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("PATH") {
+		env = append(env, "PATH="+DefaultPath)
+	}
+	if !has("HOME") {
+		home := "/"
+		if s.User.UID == 0 {
+			home = "/root"
+		}
+		env = append(env, "HOME="+home)
+	}
+	if !has("HOSTNAME") {
+		env = append(env, "HOSTNAME="+s.EffectiveHostname())
+	}
+	return env
+}

@@ -1,0 +1,117 @@
+// Package spec describes what a sandbox should be: a Service, its parsing
+// and validation, and its conversion to an OCI runtime-spec. It is pure:
+// nothing here makes a syscall or touches the host.
+package spec
+
+import "time"
+
+// Network modes.
+const (
+	// NetworkNone gives the sandbox a network namespace of its own with only
+	// a loopback interface: it can reach nothing outside itself.
+	NetworkNone = "none"
+	// NetworkHost shares the host's network namespace.
+	NetworkHost = "host"
+)
+
+// Seccomp modes. Any other value is the path of a profile file in Docker's
+// JSON format.
+const (
+	SeccompDefault    = "default"
+	SeccompUnconfined = "unconfined"
+)
+
+// Defaults. Every default of a sandbox lives here, so the README, the
+// --help text and the code cannot disagree.
+const (
+	// DefaultPids stops a fork bomb even when no --pids was given; it counts
+	// threads too, so it is generous enough for threaded servers.
+	DefaultPids int64 = 1024
+	// DefaultTmpSize bounds the sandbox's private writable /tmp.
+	DefaultTmpSize int64 = 64 << 20
+	// DefaultRunSize bounds the sandbox's private writable /run.
+	DefaultRunSize int64 = 8 << 20
+	// DefaultCgroupParent is the cgroup under which sandboxes are made.
+	DefaultCgroupParent = "/corral"
+	// DefaultStopTimeout is how long a stop signal is given to work before
+	// every process of the sandbox is killed.
+	DefaultStopTimeout = 10 * time.Second
+	// DefaultPath is the PATH given to the sandbox's command unless set.
+	DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	// MinMemory is the smallest memory limit a sandbox can start under.
+	MinMemory int64 = 4 << 20
+)
+
+// Service is one sandboxed program and everything that shapes its sandbox.
+// The zero value of each optional field means "the default" (see Defaults).
+type Service struct {
+	Name     string
+	Command  []string
+	Env      []string // K=V
+	Workdir  string
+	User     User
+	Hostname string
+	// Rootfs is a directory tree to use as the root; empty means the
+	// built-in root made of read-only binds of the host's system dirs.
+	Rootfs    string
+	Resources Resources
+	Network   string
+	Mounts    []Mount
+	Security  Security
+}
+
+// User is the numeric identity the command runs as, inside the sandbox.
+type User struct {
+	UID, GID uint32
+}
+
+// Resources are the sandbox's cgroup limits. Zero means "no limit", except
+// Pids, where zero means DefaultPids.
+type Resources struct {
+	Memory int64   // bytes
+	CPUs   float64 // fraction of CPUs, e.g. 0.5
+	Pids   int64
+}
+
+// Mount binds a host path into the sandbox.
+type Mount struct {
+	Source      string
+	Destination string
+	ReadOnly    bool
+}
+
+// Security holds the explicit, per-service loosenings of the hardened
+// default sandbox. The zero value is the hardened default.
+type Security struct {
+	// CapAdd lists capabilities given back, as CAP_* names.
+	CapAdd []string
+	// Seccomp is SeccompDefault (also when empty), SeccompUnconfined, or a
+	// profile file's path.
+	Seccomp string
+	// WritableRoot makes the root filesystem writable.
+	WritableRoot bool
+}
+
+// EffectivePids is the pids limit the sandbox gets.
+func (r Resources) EffectivePids() int64 {
+	if r.Pids == 0 {
+		return DefaultPids
+	}
+	return r.Pids
+}
+
+// EffectiveNetwork is the network mode the sandbox gets.
+func (s *Service) EffectiveNetwork() string {
+	if s.Network == "" {
+		return NetworkNone
+	}
+	return s.Network
+}
+
+// EffectiveHostname is the sandbox's hostname: its name unless set.
+func (s *Service) EffectiveHostname() string {
+	if s.Hostname == "" {
+		return s.Name
+	}
+	return s.Hostname
+}
