@@ -1,0 +1,275 @@
+// Package integration drives the built corral binary as root and checks,
+// from inside and outside real sandboxes, that each promised property
+// holds. Run it with `make test` (as root).
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/corral-dev/corral/runtime/cgroup"
+)
+
+var (
+	// corralBin is the binary under test: $CORRAL_BIN, or one built here.
+	corralBin string
+	// stateDir and cgroupParent are private to this test run, so it never
+	// meets another corral's sandboxes, and leftovers are easy to find.
+	stateDir     string
+	cgroupParent string
+	host         *cgroup.Host
+	workDir      string
+)
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "integration tests run real sandboxes and need root (run: sudo make test)")
+		if os.Getenv("CI") != "" {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	code, err := setUpAndRun(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func setUpAndRun(m *testing.M) (int, error) {
+	var err error
+	// Not under /tmp: the tests check the sandbox's /tmp is private.
+	workDir, err = os.MkdirTemp("/var/tmp", "corral-itest-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(workDir)
+	// Readable by all, so the not-root test's unprivileged user can run
+	// the binary in it; corral keeps its state dir 0700 on its own.
+	if err := os.Chmod(workDir, 0o755); err != nil {
+		return 1, err
+	}
+	stateDir = filepath.Join(workDir, "state")
+	cgroupParent = fmt.Sprintf("/corral-itest-%d", os.Getpid())
+	if host, err = cgroup.Detect(); err != nil {
+		return 1, err
+	}
+	corralBin = os.Getenv("CORRAL_BIN")
+	if corralBin == "" {
+		corralBin = filepath.Join(workDir, "bin", "corral")
+		build := exec.Command("go", "build", "-tags", "seccomp", "-o", corralBin, "../cmd/corral")
+		if out, err := build.CombinedOutput(); err != nil {
+			return 1, fmt.Errorf("build corral: %v\n%s", err, out)
+		}
+	}
+	code := m.Run()
+	if leftovers := findLeftovers(); len(leftovers) > 0 {
+		return 1, fmt.Errorf("leftovers after all tests:\n  %s", strings.Join(leftovers, "\n  "))
+	}
+	return code, nil
+}
+
+// findLeftovers lists every cgroup, mount and state entry of this run's
+// sandboxes that still exists.
+func findLeftovers() []string {
+	var out []string
+	for _, root := range host.Roots {
+		if _, err := os.Stat(filepath.Join(root, cgroupParent)); err == nil {
+			out = append(out, "cgroup "+filepath.Join(root, cgroupParent))
+		}
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if strings.Contains(line, workDir) {
+			out = append(out, "mount "+line)
+		}
+	}
+	for _, sub := range []string{"sandboxes", "roots", "libcontainer"} {
+		entries, _ := os.ReadDir(filepath.Join(stateDir, sub))
+		for _, e := range entries {
+			out = append(out, "state "+filepath.Join(sub, e.Name()))
+		}
+	}
+	return out
+}
+
+// result is what one corral command did.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+}
+
+// corralCmd prepares `corral --state-dir ... run --cgroup-parent ... ARGS`.
+func corralCmd(ctx context.Context, args ...string) *exec.Cmd {
+	full := append([]string{"--state-dir", stateDir}, args...)
+	if len(args) > 0 && args[0] == "run" {
+		full = append([]string{"--state-dir", stateDir, "run", "--cgroup-parent", cgroupParent}, args[1:]...)
+	}
+	cmd := exec.CommandContext(ctx, corralBin, full...)
+	cmd.Stdin = nil
+	return cmd
+}
+
+// corral runs corral to completion (at most a minute) and returns what it did.
+func corral(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return finish(t, corralCmd(ctx, args...))
+}
+
+func finish(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", cmd.Args, err)
+	}
+	return r
+}
+
+// mustRun runs `corral run ARGS` and fails the test unless it exits 0.
+func mustRun(t *testing.T, args ...string) result {
+	t.Helper()
+	r := corral(t, append([]string{"run"}, args...)...)
+	if r.code != 0 {
+		t.Fatalf("corral run %q: %s", args, r)
+	}
+	return r
+}
+
+// started is a corral run left running in the background. Its output
+// goes to files, not pipes: a sandbox that outlives corral (kill -9) keeps
+// them open, and a pipe would make waiting for corral wait for it.
+type started struct {
+	cmd            *exec.Cmd
+	name           string
+	stdout, stderr *os.File
+	done           chan error
+}
+
+// startRun starts `corral run --name NAME ARGS` and waits until the
+// sandbox's command runs (its init has executed the command, so it is no
+// longer corral's own binary).
+func startRun(t *testing.T, name string, args ...string) *started {
+	t.Helper()
+	dir := t.TempDir()
+	s := &started{name: name, done: make(chan error, 1)}
+	var err error
+	if s.stdout, err = os.Create(filepath.Join(dir, "stdout")); err != nil {
+		t.Fatal(err)
+	}
+	if s.stderr, err = os.Create(filepath.Join(dir, "stderr")); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = corralCmd(context.Background(), append([]string{"run", "--name", name}, args...)...)
+	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+		s.stdout.Close()
+		s.stderr.Close()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !commandRunning(t, name) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sandbox %s did not start; stderr: %s", name, s.output(t, s.stderr))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return s
+}
+
+func (s *started) output(t *testing.T, f *os.File) string {
+	t.Helper()
+	data, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// wait waits (at most timeout) for the background corral run to end.
+func (s *started) wait(t *testing.T, timeout time.Duration) result {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(timeout):
+		t.Fatalf("corral run %s still running after %s; stderr: %s", s.name, timeout, s.output(t, s.stderr))
+	}
+	return result{stdout: s.output(t, s.stdout), stderr: s.output(t, s.stderr), code: s.cmd.ProcessState.ExitCode()}
+}
+
+func (s *started) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// commandRunning reports whether the sandbox's init has executed its
+// command: before that it is corral's own binary, setting the sandbox up.
+func commandRunning(t *testing.T, name string) bool {
+	t.Helper()
+	for _, pid := range sandboxPids(t, name) {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err == nil && !strings.Contains(exe, "corral") && !strings.Contains(exe, "memfd") {
+			return true
+		}
+	}
+	return false
+}
+
+// sandboxCgroup is the directory of a sandbox's cgroup in the hierarchy
+// that holds controller.
+func sandboxCgroup(controller, name string) string {
+	return filepath.Join(host.Mounts[controller], cgroupParent, name)
+}
+
+// sandboxPids lists the host PIDs in a sandbox's cgroup.
+func sandboxPids(t *testing.T, name string) []int {
+	t.Helper()
+	pids, err := host.Procs(filepath.Join(cgroupParent, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pids
+}
+
+// assertNoLeftovers fails the test if any sandbox of this run left state.
+func assertNoLeftovers(t *testing.T) {
+	t.Helper()
+	if l := findLeftovers(); len(l) > 0 {
+		t.Fatalf("leftovers:\n  %s", strings.Join(l, "\n  "))
+	}
+}
+
+func wantContains(t *testing.T, what, got, want string) {
+	t.Helper()
+	if !strings.Contains(got, want) {
+		t.Errorf("%s: want it to contain %q; got:\n%s", what, want, got)
+	}
+}
