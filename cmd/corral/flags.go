@@ -36,7 +36,7 @@ func (cpusValue) Type() string               { return "cpus" }
 type userValue struct{ u *spec.User }
 
 func (v userValue) String() string {
-	if v.u == nil {
+	if v.u == nil || *v.u == (spec.User{}) {
 		return ""
 	}
 	return strconv.FormatUint(uint64(v.u.UID), 10) + ":" + strconv.FormatUint(uint64(v.u.GID), 10)

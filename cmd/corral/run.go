@@ -64,7 +64,7 @@ command is not executable, 127 the command was not found.`,
 	f.Int64Var(&o.svc.Resources.Pids, "pids", spec.DefaultPids, "limit on processes and threads")
 	f.StringVar(&o.svc.Network, "network", spec.NetworkNone, "network: none (own namespace, loopback only) or host")
 	f.StringVar(&o.cgroupParent, "cgroup-parent", spec.DefaultCgroupParent, "absolute cgroup path under which the sandbox's cgroup is made")
-	f.Var(userValue{&o.svc.User}, "user", "numeric UID[:GID] to run as (default 0:0, root inside the sandbox, without capabilities)")
+	f.Var(userValue{&o.svc.User}, "user", "numeric UID[:GID] to run as (default 0:0: root inside the sandbox, without capabilities)")
 	f.Var(envValue{&o.svc.Env}, "env", "set an environment variable KEY=VALUE (KEY alone copies it from here); repeatable")
 	f.StringVar(&o.svc.Workdir, "workdir", "/", "working directory inside the sandbox")
 	f.Var(mountsValue{&o.svc.Mounts}, "mount", "bind a host path: SRC:DST[:ro|rw], read-only unless rw; repeatable")
