@@ -81,6 +81,9 @@ func Harden(s *rspec.Spec, sec spec.Security) error {
 	s.Mounts = append(standardMounts(), s.Mounts...)
 	s.Linux.MaskedPaths = append([]string(nil), MaskedPaths...)
 	s.Linux.ReadonlyPaths = append([]string(nil), ReadonlyPaths...)
+	if s.Linux.Resources == nil {
+		s.Linux.Resources = &rspec.LinuxResources{}
+	}
 	// Deny every device; the runtime then allows only its minimal set
 	// (null, zero, full, random, urandom, tty, ptmx).
 	s.Linux.Resources.Devices = []rspec.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
@@ -122,6 +125,11 @@ func seccompFromFile(path string, s *rspec.Spec) (*rspec.LinuxSeccomp, error) {
 	profile, err := mobyseccomp.LoadProfile(string(body), s)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp profile %s: %w", path, err)
+	}
+	// moby reads a profile without a default action (e.g. "{}", or keys
+	// misspelt) as "no profile": that must not silently mean unconfined.
+	if profile == nil || profile.DefaultAction == "" {
+		return nil, fmt.Errorf("seccomp profile %s: no defaultAction: not a seccomp profile in Docker's format (use --seccomp unconfined to run without one)", path)
 	}
 	return profile, nil
 }

@@ -138,9 +138,9 @@ func writeEtc(etc string, opt HostBindOptions) error {
 		"resolv.conf":   "# no network: this sandbox has only a loopback interface\n",
 	}
 	if opt.HostNetwork {
-		if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-			files["resolv.conf"] = string(data)
-		}
+		// The host's resolvers, or none: never the "no network" note.
+		data, _ := os.ReadFile("/etc/resolv.conf")
+		files["resolv.conf"] = string(data)
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(etc, name), []byte(content), 0o644); err != nil {
@@ -153,6 +153,33 @@ func writeEtc(etc string, opt HostBindOptions) error {
 // removeSameFS deletes the tree at root without descending into any
 // directory on another filesystem (a mount point), which it reports.
 func removeSameFS(root string) error {
+	fi, err := os.Lstat(root)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove root %s: %w", root, err)
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		// A symlink in place of a root: remove it, never what it points to.
+		if err := os.Remove(root); err != nil {
+			return fmt.Errorf("remove root %s: %w", root, err)
+		}
+		return nil
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("remove root %s: not a directory", root)
+	}
+	// The mount table holds canonical paths: compare with the real path,
+	// or a path through a symlink (/var/run -> /run) would match nothing.
+	real, err := filepath.EvalSymlinks(root)
+	if err == nil {
+		real, err = filepath.Abs(real)
+	}
+	if err != nil {
+		return fmt.Errorf("remove root %s: %w", root, err)
+	}
+	root = real
 	// A bind leaked into our mount namespace on the same filesystem would
 	// share the device number, so ask the mount table too.
 	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(root))

@@ -22,7 +22,7 @@ func ParseBytes(s string) (int64, error) {
 	return n, nil
 }
 
-// FormatBytes prints a size for people: "64 MiB", "1.5 GiB", "512 B".
+// FormatBytes prints a size for people: "64MiB", "1.5GiB", "512B".
 func FormatBytes(n int64) string {
 	return units.BytesSize(float64(n))
 }
@@ -30,8 +30,8 @@ func FormatBytes(n int64) string {
 // ParseCPUs reads a CPU share such as "0.5" or "2".
 func ParseCPUs(s string) (float64, error) {
 	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0.01 {
-		return 0, fmt.Errorf("invalid CPU share %q: use a number of CPUs of at least 0.01 (e.g. 0.5, 2)", s)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0.01 || f > MaxCPUs {
+		return 0, fmt.Errorf("invalid CPU share %q: use a number of CPUs from 0.01 to %g (e.g. 0.5, 2)", s, MaxCPUs)
 	}
 	return f, nil
 }
@@ -42,13 +42,14 @@ func ParseCPUs(s string) (float64, error) {
 func ParseUser(s string) (User, error) {
 	bad := fmt.Errorf("invalid user %q: use a numeric UID or UID:GID (e.g. 65534, 1000:1000)", s)
 	uidText, gidText, hasGID := strings.Cut(s, ":")
+	// 4294967295 is (uid_t)-1, which setuid refuses: not a real id.
 	uid, err := strconv.ParseUint(uidText, 10, 32)
-	if err != nil {
+	if err != nil || uid == math.MaxUint32 {
 		return User{}, bad
 	}
 	gid := uid
 	if hasGID {
-		if gid, err = strconv.ParseUint(gidText, 10, 32); err != nil {
+		if gid, err = strconv.ParseUint(gidText, 10, 32); err != nil || gid == math.MaxUint32 {
 			return User{}, bad
 		}
 	}

@@ -40,6 +40,9 @@ const (
 	DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	// MinMemory is the smallest memory limit a sandbox can start under.
 	MinMemory int64 = 4 << 20
+	// MaxCPUs bounds a CPU limit well below where its CFS quota would
+	// overflow (and a negative quota would mean "no limit").
+	MaxCPUs = 4096.0
 )
 
 // Service is one sandboxed program and everything that shapes its sandbox.

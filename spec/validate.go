@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -39,8 +40,8 @@ func Validate(s *Service) error {
 		add("command", "no command given")
 	}
 	for _, kv := range s.Env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			add("env", "invalid entry %q: use KEY=VALUE", kv)
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsAny(k, " \t\n\x00") {
+			add("env", "invalid entry %q: use KEY=VALUE with a non-empty KEY without spaces", kv)
 		}
 	}
 	if s.Workdir != "" && !filepath.IsAbs(s.Workdir) {
@@ -56,8 +57,8 @@ func Validate(s *Service) error {
 	if r.Memory != 0 && r.Memory < MinMemory {
 		add("resources.memory", "%d bytes is too small: a sandbox needs at least %s", r.Memory, FormatBytes(MinMemory))
 	}
-	if r.CPUs != 0 && r.CPUs < 0.01 {
-		add("resources.cpus", "%g is too small: use at least 0.01", r.CPUs)
+	if r.CPUs != 0 && (r.CPUs < 0.01 || r.CPUs > MaxCPUs || math.IsNaN(r.CPUs)) {
+		add("resources.cpus", "%g is out of range: use a number of CPUs from 0.01 to %g", r.CPUs, MaxCPUs)
 	}
 	if r.Pids < 0 {
 		add("resources.pids", "%d is negative: use a positive number of processes and threads", r.Pids)

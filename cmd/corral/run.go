@@ -262,4 +262,3 @@ func startFailure(err error) error {
 	}
 	return &exitError{code: exitCorralError, err: err}
 }
-

@@ -174,7 +174,7 @@ func (h *Host) statsV1(path string) (Stats, error) {
 		s.OOMKills = m.MemoryOomControl.OomKill
 	}
 	if m.Pids != nil {
-		s.PidsCurrent, s.PidsLimit = m.Pids.Current, m.Pids.Limit
+		s.PidsCurrent, s.PidsLimit = m.Pids.Current, limit(m.Pids.Limit)
 	}
 	if m.CPU != nil {
 		if m.CPU.Usage != nil {
@@ -207,7 +207,7 @@ func (h *Host) statsV2(path string) (Stats, error) {
 		s.OOMKills = m.MemoryEvents.OomKill
 	}
 	if m.Pids != nil {
-		s.PidsCurrent, s.PidsLimit = m.Pids.Current, m.Pids.Limit
+		s.PidsCurrent, s.PidsLimit = m.Pids.Current, limit(m.Pids.Limit)
 	}
 	if m.CPU != nil {
 		s.CPUUsage = time.Duration(m.CPU.UsageUsec) * time.Microsecond
