@@ -1,0 +1,113 @@
+// Package api is corral's control protocol: JSON over HTTP on a unix
+// socket that only root can reach. Paths are versioned (/v1/...). The
+// daemon implements Backend; the CLI uses Client.
+package api
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Version is the protocol version, the first element of every path.
+const Version = "v1"
+
+// Error classes. Every error the API returns carries one, so the CLI can
+// branch on it (errors.Is) instead of parsing text.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrInvalid     = errors.New("invalid")
+	ErrConflict    = errors.New("conflict")
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// Exit is one recorded end of a service's sandbox.
+type Exit struct {
+	Time     time.Time `json:"time"`
+	Code     int       `json:"code"`             // exit status, or 128+signal
+	Signal   int       `json:"signal,omitempty"` // the killing signal, if any
+	OOMKills uint64    `json:"oom_kills,omitempty"`
+	// PidsLimitHits counts forks refused by the pids limit.
+	PidsLimitHits uint64 `json:"pids_limit_hits,omitempty"`
+	// Reason says in words how it ended ("exited with code 3", "killed by
+	// the kernel OOM killer (memory limit 64MiB)", "stopped by operator").
+	Reason string `json:"reason"`
+	// Ran is how long the sandbox had been running.
+	Ran time.Duration `json:"ran"`
+}
+
+// Service is one service's current state, as `corral ps` shows it.
+type Service struct {
+	Name string `json:"name"`
+	// State is the supervisor's word: starting, running, backoff,
+	// crashloop, stopping, stopped, failed.
+	State string `json:"state"`
+	// Desired is what the operator wants: "up" or "down".
+	Desired   string    `json:"desired"`
+	PID       int       `json:"pid,omitempty"`
+	StartedAt time.Time `json:"started_at,omitempty"`
+	Restarts  int       `json:"restarts"`
+	// Message explains the state: the failure reason, the crash loop,
+	// the time of the next attempt.
+	Message     string        `json:"message,omitempty"`
+	NextAttempt time.Time     `json:"next_attempt,omitempty"`
+	LastExit    *Exit         `json:"last_exit,omitempty"`
+	MemoryUsage uint64        `json:"memory_usage"`
+	MemoryLimit uint64        `json:"memory_limit"` // 0: none
+	CPUUsage    time.Duration `json:"cpu_usage"`
+	PidsCurrent uint64        `json:"pids_current"`
+	PidsLimit   uint64        `json:"pids_limit"`
+}
+
+// ServiceDetail is `corral status NAME`: the state plus history.
+type ServiceDetail struct {
+	Service
+	Command []string `json:"command"`
+	Cgroup  string   `json:"cgroup"`
+	LogFile string   `json:"log_file"`
+	// Exits are the most recent ends of the service's sandbox, newest last.
+	Exits []Exit `json:"exits"`
+}
+
+// Event is one state change of a service.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Service string    `json:"service"`
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	Reason  string    `json:"reason,omitempty"`
+	PID     int       `json:"pid,omitempty"`
+	Exit    *Exit     `json:"exit,omitempty"`
+}
+
+// Plan is what a reload does (or, with dry-run, would do).
+type Plan struct {
+	Add       []string `json:"add,omitempty"`
+	Remove    []string `json:"remove,omitempty"`
+	Restart   []string `json:"restart,omitempty"`
+	Update    []string `json:"update,omitempty"` // limits changed in place
+	Unchanged []string `json:"unchanged,omitempty"`
+}
+
+// LogsRequest selects log lines.
+type LogsRequest struct {
+	Name   string
+	Tail   int  // last N lines; <0: all
+	Follow bool // keep streaming new lines until the context ends
+}
+
+// Backend is what the server serves: the daemon implements it.
+type Backend interface {
+	List(ctx context.Context) ([]Service, error)
+	Status(ctx context.Context, name string) (*ServiceDetail, error)
+	Start(ctx context.Context, names []string) error
+	Stop(ctx context.Context, names []string) error
+	Restart(ctx context.Context, names []string) error
+	// Reload re-reads the service file; with dryRun it only plans.
+	Reload(ctx context.Context, dryRun bool) (*Plan, error)
+	// Events streams state changes until ctx ends.
+	Events(ctx context.Context) (<-chan Event, error)
+	// Logs writes the selected log lines to w.
+	Logs(ctx context.Context, req LogsRequest, w io.Writer) error
+}
