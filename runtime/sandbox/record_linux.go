@@ -2,13 +2,13 @@ package sandbox
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/corral-dev/corral/runtime/store"
 )
 
 // record is what corral writes about a sandbox before it makes anything
@@ -29,47 +29,17 @@ type record struct {
 	Created    time.Time `json:"created"`
 }
 
-// writeFileAtomic writes data to path through a temporary file and a
-// rename, so a reader sees the old content or the new, never a torn one.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
 func (r *record) save(path string) error {
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(path, data); err != nil {
-		return fmt.Errorf("write sandbox record %s: %w", path, err)
+	if err := store.WriteJSON(path, r); err != nil {
+		return fmt.Errorf("write sandbox record: %w", err)
 	}
 	return nil
 }
 
 func loadRecord(path string) (*record, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	var r record
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("sandbox record %s: %w", path, err)
+	if err := store.ReadJSON(path, &r); err != nil {
+		return nil, err
 	}
 	return &r, nil
 }

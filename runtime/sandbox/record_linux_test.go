@@ -226,45 +226,6 @@ func TestLoadRecordErrors(t *testing.T) {
 	}
 }
 
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "f")
-	for _, content := range []string{"first", "second, longer", ""} {
-		if err := writeFileAtomic(path, []byte(content)); err != nil {
-			t.Fatalf("writeFileAtomic(%q): %v", content, err)
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != content {
-			t.Errorf("file = %q, want %q", got, content)
-		}
-		assertOnlyFiles(t, dir, "f")
-	}
-}
-
-func TestWriteFileAtomicFailureLeavesOldContent(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "f")
-	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// Renaming a file over a non-empty directory fails after the temporary
-	// file is written: it must be removed and the target left alone.
-	target := filepath.Join(dir, "d")
-	if err := os.MkdirAll(filepath.Join(target, "x"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := writeFileAtomic(target, []byte("new")); err == nil {
-		t.Fatal("writeFileAtomic over a non-empty directory: no error")
-	}
-	assertOnlyFiles(t, dir, "d", "f")
-	if got, _ := os.ReadFile(path); string(got) != "old" {
-		t.Errorf("unrelated file = %q, want old", got)
-	}
-}
-
 func assertOnlyFiles(t *testing.T, dir string, want ...string) {
 	t.Helper()
 	entries, err := os.ReadDir(dir)

@@ -1,0 +1,93 @@
+package store_test
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/corral-dev/corral/runtime/store"
+)
+
+// assertOnlyFiles fails unless dir holds exactly the named entries: no
+// temporary file may outlive a write.
+func assertOnlyFiles(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	sort.Strings(got)
+	sort.Strings(names)
+	if len(got) != len(names) {
+		t.Fatalf("%s holds %v, want %v", dir, got, names)
+	}
+	for i := range got {
+		if got[i] != names[i] {
+			t.Fatalf("%s holds %v, want %v", dir, got, names)
+		}
+	}
+}
+
+func TestReadJSONReportsCorruption(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	if err := store.WriteJSON(path, map[string]int{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]int
+	if err := store.ReadJSON(path, &v); err != nil || v["a"] != 1 {
+		t.Fatalf("round trip: %v %v", v, err)
+	}
+	if err := os.WriteFile(path, []byte(`{"a": 1`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.ReadJSON(path, &v); err == nil {
+		t.Fatal("a torn file read without error")
+	}
+	if err := store.ReadJSON(filepath.Join(t.TempDir(), "missing"), &v); !os.IsNotExist(err) {
+		t.Fatalf("missing file: %v, want not-exist", err)
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	for _, content := range []string{"first", "second, longer", ""} {
+		if err := store.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatalf("WriteFile(%q): %v", content, err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != content {
+			t.Errorf("file = %q, want %q", got, content)
+		}
+		assertOnlyFiles(t, dir, "f")
+	}
+}
+
+func TestWriteFileAtomicFailureLeavesOldContent(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Renaming a file over a non-empty directory fails after the temporary
+	// file is written: it must be removed and the target left alone.
+	target := filepath.Join(dir, "d")
+	if err := os.MkdirAll(filepath.Join(target, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.WriteFile(target, []byte("new"), 0o600); err == nil {
+		t.Fatal("WriteFile over a non-empty directory: no error")
+	}
+	assertOnlyFiles(t, dir, "d", "f")
+	if got, _ := os.ReadFile(path); string(got) != "old" {
+		t.Errorf("unrelated file = %q, want old", got)
+	}
+}
