@@ -85,7 +85,8 @@ type Event struct {
 	// Reason describes the exit or the start error, for people.
 	Reason string
 	// Permanent: a start error that retrying cannot fix (command not
-	// found, invalid configuration, permission denied).
+	// found, invalid configuration, permission denied), reported as
+	// EvStartFailed, or as EvExited when the sandbox's init found it.
 	Permanent bool
 }
 
@@ -239,6 +240,12 @@ func ended(rec Record, ev Event, p Policy, now time.Time, rnd func() float64) (R
 		return rec, []Action{{Kind: ActStopTimer}}
 	case Running, Starting:
 	default:
+		return rec, nil
+	}
+	if ev.Permanent {
+		// The command could not even be executed (reported by the
+		// sandbox's init after it started): retrying cannot help.
+		rec.State, rec.Message = Failed, "failed to start: "+ev.Reason
 		return rec, nil
 	}
 	ran := now.Sub(rec.StartedAt)

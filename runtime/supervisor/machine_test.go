@@ -278,3 +278,13 @@ func TestCrashLoopIsVisibleAndKeepsRetryingAtCap(t *testing.T) {
 		t.Fatalf("failure after the window: %s, want backoff", rec.State)
 	}
 }
+
+func TestCommandNotFoundAfterStartFailsWithoutRestart(t *testing.T) {
+	p := testPolicy()
+	p.Restart.Mode = spec.RestartAlways
+	rec := Record{State: Running, Desired: Up, StartedAt: t0}
+	rec, acts := Step(rec, Event{Kind: EvExited, Failed: true, Permanent: true, Reason: `command "/nope" not found`}, p, t0, noJitter)
+	if rec.State != Failed || len(acts) != 0 || !strings.HasPrefix(rec.Message, "failed to start: ") {
+		t.Fatalf("got %s %q %v, want failed at once", rec.State, rec.Message, acts)
+	}
+}
