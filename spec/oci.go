@@ -26,7 +26,7 @@ func RuntimeSpec(s *Service) *rspec.Spec {
 		res.Memory = &rspec.LinuxMemory{Limit: &memory, Swap: &swap}
 	}
 	if s.Resources.CPUs > 0 {
-		quota := int64(s.Resources.CPUs*float64(cpuPeriod) + 0.5)
+		quota := CPUQuota(s.Resources.CPUs)
 		period := cpuPeriod
 		res.CPU = &rspec.LinuxCPU{Quota: &quota, Period: &period}
 	}
@@ -72,6 +72,11 @@ func RuntimeSpec(s *Service) *rspec.Spec {
 			Namespaces: namespaces,
 		},
 	}
+}
+
+// CPUQuota is the CFS quota, per 100 ms period, for a CPU share.
+func CPUQuota(cpus float64) int64 {
+	return int64(cpus*float64(cpuPeriod) + 0.5)
 }
 
 // environment is the service's environment with PATH, HOME and HOSTNAME

@@ -1,8 +1,13 @@
 package spec
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Restart modes.
@@ -30,6 +35,12 @@ const (
 	DefaultLogMaxSize        int64 = 10 << 20
 	DefaultLogMaxFiles             = 3
 	DefaultLogDir                  = "/var/log/corral"
+	// MinLogMaxSize is the smallest logs.max_size: below it a service
+	// would rotate its log on nearly every line.
+	MinLogMaxSize int64 = 4 << 10
+	// DefaultDependCondition is the condition of a depends_on entry that
+	// names none.
+	DefaultDependCondition = DependStarted
 )
 
 // Restart says when a service whose sandbox ended is started again.
@@ -76,6 +87,56 @@ type Stop struct {
 type Logs struct {
 	MaxSize  int64
 	MaxFiles int
+}
+
+// ParseRestartPolicy reads a restart policy as the service file spells it:
+// "no", "on-failure", "on-failure:N" (N ≥ 1 consecutive failed restarts,
+// then the service is left failed), "always" or "unless-stopped".
+func ParseRestartPolicy(s string) (mode string, maxRetries int, err error) {
+	bad := fmt.Errorf("invalid restart policy %q: use %s, %s, %s:N (N ≥ 1), %s or %s",
+		s, RestartNo, RestartOnFailure, RestartOnFailure, RestartAlways, RestartUnlessStopped)
+	mode, count, hasCount := strings.Cut(s, ":")
+	switch mode {
+	case RestartNo, RestartAlways, RestartUnlessStopped:
+		if hasCount {
+			return "", 0, bad
+		}
+		return mode, 0, nil
+	case RestartOnFailure:
+		if !hasCount {
+			return mode, 0, nil
+		}
+		// ParseUint, not Atoi: "+3" and "-0" are not how anyone writes N.
+		n, err := strconv.ParseUint(count, 10, 31)
+		if err != nil || n < 1 {
+			return "", 0, bad
+		}
+		return mode, int(n), nil
+	}
+	return "", 0, bad
+}
+
+// maxSignal is the highest signal number on Linux (SIGRTMAX).
+const maxSignal = 64
+
+// ParseSignal reads a signal by name or number: "SIGTERM", "TERM",
+// "sigterm" and "15" are the same signal.
+func ParseSignal(s string) (syscall.Signal, error) {
+	t := strings.TrimSpace(s)
+	if n, err := strconv.Atoi(t); err == nil {
+		if n < 1 || n > maxSignal {
+			return 0, fmt.Errorf("invalid signal %d: use a name such as SIGTERM or a number from 1 to %d", n, maxSignal)
+		}
+		return syscall.Signal(n), nil
+	}
+	name := strings.ToUpper(t)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q: use a name such as SIGTERM, SIGINT, SIGQUIT, SIGHUP or a number", s)
 }
 
 // DefaultRestart is the restart policy of a service that sets none.
