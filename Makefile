@@ -2,9 +2,11 @@
 # Everything that runs sandboxes needs root.
 
 GO       ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
-TAGS     := seccomp
+# Static (netgo, osusergo, static libc and libseccomp): the binary is also the
+# init of every sandbox, bound into roots that may have no libc at all.
+TAGS     := seccomp netgo osusergo
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+LDFLAGS  := -X main.version=$(VERSION) -linkmode external -extldflags -static
 PREFIX   ?= /usr/local
 BIN      := bin/corral
 
@@ -23,7 +25,7 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEPS)
 
 build:
-	CGO_ENABLED=1 $(GO) build -tags $(TAGS) -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/corral
+	CGO_ENABLED=1 $(GO) build -tags '$(TAGS)' -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/corral
 
 install: deps build
 	install -m 0755 $(BIN) $(PREFIX)/bin/corral
@@ -35,13 +37,13 @@ demo:
 
 # The whole suite: unit tests, then real sandboxes driven through the binary.
 test: build
-	CORRAL_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) -count=1 ./...
+	CORRAL_BIN=$(CURDIR)/$(BIN) $(GO) test -tags '$(TAGS)' -count=1 ./...
 
 unit:
-	$(GO) test -tags $(TAGS) -count=1 $$($(GO) list ./... | grep -v /integration)
+	$(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /integration)
 
 integration: build
-	CORRAL_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) -count=1 -v ./integration/
+	CORRAL_BIN=$(CURDIR)/$(BIN) $(GO) test -tags '$(TAGS)' -count=1 -v ./integration/
 
 bench-deps:
 	apt-get update -qq
@@ -49,7 +51,7 @@ bench-deps:
 
 # Cold start-to-exit of /bin/true, corral beside runc in interleaved rounds.
 bench: build bench-deps
-	$(GO) build -tags $(TAGS) -o bin/corral-bench ./cmd/corral-bench
+	$(GO) build -tags '$(TAGS)' -o bin/corral-bench ./cmd/corral-bench
 	bin/corral-bench --corral $(BIN) --rounds $(or $(ROUNDS),200)
 
 clean:

@@ -66,7 +66,10 @@ func setUpAndRun(m *testing.M) (int, error) {
 	corralBin = os.Getenv("CORRAL_BIN")
 	if corralBin == "" {
 		corralBin = filepath.Join(workDir, "bin", "corral")
-		build := exec.Command("go", "build", "-tags", "seccomp", "-o", corralBin, "../cmd/corral")
+		// Static, as `make build` makes it: the binary is also the init
+		// of every sandbox, including roots without a libc.
+		build := exec.Command("go", "build", "-tags", "seccomp netgo osusergo",
+			"-ldflags", "-linkmode external -extldflags -static", "-o", corralBin, "../cmd/corral")
 		if out, err := build.CombinedOutput(); err != nil {
 			return 1, fmt.Errorf("build corral: %v\n%s", err, out)
 		}

@@ -25,11 +25,15 @@ func TestBuiltinRootRunsHostBinaries(t *testing.T) {
 }
 
 func TestPIDNamespaceShowsOnlyOwnProcesses(t *testing.T) {
-	// A shell builtin loop: no child processes of its own to count.
-	r := mustRun(t, "--", "/bin/sh", "-c", `echo $$; for p in /proc/[0-9]*; do echo "$p"; done`)
-	lines := strings.Fields(r.stdout)
-	if len(lines) != 2 || lines[0] != "1" || lines[1] != "/proc/1" {
-		t.Fatalf("want PID 1 and only /proc/1; got %q", lines)
+	// PID 1 is corral's init; the command is its child. A shell builtin
+	// loop: no child processes of the command's own to count.
+	r := mustRun(t, "--", "/bin/sh", "-c", `echo $$; for p in /proc/[0-9]*; do echo "$p"; done; tr '\0' ' ' < /proc/1/cmdline`)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || lines[1] != "/proc/1" || lines[2] != "/proc/"+lines[0] || lines[0] == "1" {
+		t.Fatalf("want only PID 1 (the init) and the command's own PID; got %q", lines)
+	}
+	if !strings.HasPrefix(lines[3], "/dev/.corral-init /bin/sh -c") {
+		t.Errorf("PID 1 is %q, want corral's init running the command", lines[3])
 	}
 }
 
@@ -267,7 +271,7 @@ func cpuUsage(t *testing.T, name string) time.Duration {
 }
 
 func TestCPUQuotaHoldsHogToHalfACPU(t *testing.T) {
-	s := startRun(t, "cpuhog", "--cpus", "0.5", "--stop-timeout", "1s", "--", "/bin/sh", "-c", "while :; do :; done")
+	s := startRun(t, "cpuhog", "--cpus", "0.5", "--stop-timeout", "1s", "--", "/bin/sh", "-c", `trap "" TERM; while :; do :; done`)
 	time.Sleep(500 * time.Millisecond)
 	u0, t0 := cpuUsage(t, "cpuhog"), time.Now()
 	time.Sleep(3 * time.Second)
@@ -277,8 +281,8 @@ func TestCPUQuotaHoldsHogToHalfACPU(t *testing.T) {
 	if share > 0.6 || share < 0.3 {
 		t.Errorf("CPU hog under --cpus 0.5 used %.3f CPUs; want about 0.5", share)
 	}
-	// sh as PID 1 has no SIGTERM handler: the forwarded TERM is ignored,
-	// and --stop-timeout later every process is killed.
+	// The command ignores SIGTERM: --stop-timeout after the forwarded
+	// TERM, every process is killed.
 	s.signal(t, syscall.SIGTERM)
 	r := s.wait(t, 10*time.Second)
 	if r.code != 137 {
@@ -322,12 +326,25 @@ func TestSignalsForwardedToSandbox(t *testing.T) {
 	assertNoLeftovers(t)
 }
 
+func TestStopSignalReachesACommandWithoutHandlers(t *testing.T) {
+	// sleep installs no handler: as PID 1 of its namespace the kernel
+	// would protect it from SIGTERM, but it runs under corral's init.
+	s := startRun(t, "sleeper", "--", "/bin/sleep", "60")
+	s.signal(t, syscall.SIGTERM)
+	r := s.wait(t, 5*time.Second)
+	if r.code != 143 {
+		t.Fatalf("want exit 143 (SIGTERM); got %s", r)
+	}
+	wantContains(t, "stderr", r.stderr, "killed by signal 15 (SIGTERM)")
+	assertNoLeftovers(t)
+}
+
 func TestSecondInterruptKillsAndCleansUp(t *testing.T) {
-	s := startRun(t, "stubborn", "--", "/bin/sleep", "60")
-	s.signal(t, syscall.SIGINT) // sleep as PID 1 ignores it
-	time.Sleep(200 * time.Millisecond)
+	s := startRun(t, "stubborn", "--", "/bin/sh", "-c", `trap "" INT TERM; while :; do sleep 0.1; done`)
+	s.signal(t, syscall.SIGINT) // ignored by the command
+	time.Sleep(300 * time.Millisecond)
 	if len(sandboxPids(t, "stubborn")) == 0 {
-		t.Fatal("sandbox ended on the first SIGINT, which its init ignores")
+		t.Fatal("sandbox ended on the first SIGINT, which its command ignores")
 	}
 	s.signal(t, syscall.SIGINT)
 	r := s.wait(t, 10*time.Second)

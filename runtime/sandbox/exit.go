@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -24,10 +25,19 @@ type Exit struct {
 	// (0: none), for the report.
 	MemoryLimit int64
 	PidsLimit   int64
+	// ExecErr is set when the init could not execute the command
+	// (ErrCommandNotFound or ErrCommandNotExecutable).
+	ExecErr error
 }
 
 // ExitCode is the shell convention: the code, or 128+N if killed by signal N.
 func (e Exit) ExitCode() int {
+	switch {
+	case errors.Is(e.ExecErr, ErrCommandNotFound):
+		return 127
+	case e.ExecErr != nil:
+		return 126
+	}
 	if e.Signal != 0 {
 		return 128 + int(e.Signal)
 	}
@@ -36,7 +46,7 @@ func (e Exit) ExitCode() int {
 
 // Clean reports an exit with code 0 that no limit interfered with.
 func (e Exit) Clean() bool {
-	return e.Signal == 0 && e.Code == 0 && e.Stats.OOMKills == 0 && e.Stats.PidsLimitHits == 0
+	return e.ExecErr == nil && e.Signal == 0 && e.Code == 0 && e.Stats.OOMKills == 0 && e.Stats.PidsLimitHits == 0
 }
 
 // Reason says in words how the sandbox ended, naming the limit that was
@@ -45,6 +55,9 @@ func (e Exit) Reason() string {
 	memLimit := "no memory limit"
 	if e.MemoryLimit > 0 {
 		memLimit = "memory limit " + spec.FormatBytes(e.MemoryLimit)
+	}
+	if e.ExecErr != nil {
+		return "failed to start: " + e.ExecErr.Error()
 	}
 	var b strings.Builder
 	switch {

@@ -30,7 +30,9 @@ import (
 	_ "github.com/opencontainers/cgroups/devices"
 
 	"github.com/corral-dev/corral/isolation"
+	"github.com/corral-dev/corral/isolation/filter"
 	"github.com/corral-dev/corral/rootfs"
+	"github.com/corral-dev/corral/runtime/pid1"
 	"github.com/corral-dev/corral/runtime/cgroup"
 	"github.com/corral-dev/corral/spec"
 )
@@ -52,6 +54,11 @@ type Manager struct {
 	log      logrus.FieldLogger
 	self     int
 	selfAt   uint64
+	// exe is corral's own binary, bound into each sandbox as its init.
+	exe string
+	// filters holds seccomp profiles compiled once to BPF: compiling one
+	// in every new sandbox would cost several ms per start.
+	filters *filter.Cache
 }
 
 // Layout of the state dir.
@@ -60,6 +67,9 @@ func (m *Manager) rootsDir() string      { return filepath.Join(m.stateDir, "roo
 func (m *Manager) containersDir() string { return filepath.Join(m.stateDir, "libcontainer") }
 func (m *Manager) recordPath(n string) string {
 	return filepath.Join(m.recordsDir(), n+".json")
+}
+func (m *Manager) statusPath(n string) string {
+	return filepath.Join(m.recordsDir(), n+".status")
 }
 
 // NewManager prepares stateDir (mode 0700) and sweeps what killed corral
@@ -73,7 +83,14 @@ func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger) (*Mana
 	if err != nil {
 		return nil, fmt.Errorf("read own start time: %w", err)
 	}
-	m := &Manager{stateDir: abs, cgroups: cg, log: log, self: os.Getpid(), selfAt: start}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own binary: %w", err)
+	}
+	m := &Manager{
+		stateDir: abs, cgroups: cg, log: log, self: os.Getpid(), selfAt: start, exe: exe,
+		filters: &filter.Cache{Dir: filepath.Join(abs, "seccomp")},
+	}
 	for _, d := range []string{m.stateDir, m.recordsDir(), m.rootsDir(), m.containersDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("make state dir: %w", err)
@@ -110,6 +127,8 @@ type Sandbox struct {
 	process   *libcontainer.Process
 	spec      *rspec.Spec
 	limits    spec.Resources
+	// seccomp is the profile the init loads for the command (nil: none).
+	seccomp *rspec.LinuxSeccomp
 }
 
 // Create reserves the service's name, builds its root and hardened spec,
@@ -149,6 +168,13 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 	if err := isolation.Harden(s, svc.Security); err != nil {
 		return nil, err
 	}
+	// corral's init loads the seccomp filter itself, precompiled, and
+	// runs the command; libcontainer only sees the init.
+	sb.seccomp, s.Linux.Seccomp = s.Linux.Seccomp, nil
+	s.Mounts = append(s.Mounts, rspec.Mount{
+		Destination: pid1.PathInSandbox, Source: m.exe, Type: "bind",
+		Options: []string{"bind", "ro", "nosuid", "nodev"},
+	})
 	s.Linux.CgroupsPath = sb.rec.CgroupPath
 	sb.spec = s
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: svc.Name, Spec: s})
@@ -201,16 +227,49 @@ func (m *Manager) reserve(name, cgroupPath string, builtinRoot bool) (*Sandbox, 
 type Stdio struct {
 	Stdin          io.Reader
 	Stdout, Stderr *os.File
+	// LogDir, if set, replaces Stdout and Stderr: the output goes to
+	// timestamped log files there, rotated at LogMaxSize bytes, at most
+	// LogMaxFiles files kept.
+	LogDir      string
+	LogMaxSize  int64
+	LogMaxFiles int
 }
 
-// Start runs the service's command as the sandbox's init. A command that
-// is missing or not executable is reported as ErrCommandNotFound or
-// ErrCommandNotExecutable.
-func (sb *Sandbox) Start(stdio Stdio) error {
+// Start runs the service's command under corral's init, the sandbox's
+// PID 1. A command that turns out to be missing or not executable is
+// reported by Wait (Exit.ExecErr).
+func (sb *Sandbox) Start(stdio Stdio) (err error) {
 	p := sb.spec.Process
+	cfg := pid1.Config{LogMaxSize: stdio.LogMaxSize, LogMaxFiles: stdio.LogMaxFiles}
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	open := func(f *os.File, err error) (*os.File, error) {
+		if f != nil {
+			files = append(files, f)
+		}
+		return f, err
+	}
+	if cfg.Status, err = open(os.OpenFile(sb.m.statusPath(sb.Name), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)); err != nil {
+		return fmt.Errorf("sandbox %s: status file: %w", sb.Name, err)
+	}
+	if sb.seccomp != nil {
+		if cfg.Seccomp, err = open(sb.m.filters.Open(sb.seccomp)); err != nil {
+			return fmt.Errorf("sandbox %s: seccomp: %w", sb.Name, err)
+		}
+	}
+	if stdio.LogDir != "" {
+		if cfg.LogDir, err = open(os.Open(stdio.LogDir)); err != nil {
+			return fmt.Errorf("sandbox %s: log dir: %w", sb.Name, err)
+		}
+	}
+	argv, env, extra := cfg.Wrap(p.Args)
 	sb.process = &libcontainer.Process{
-		Args:            p.Args,
-		Env:             p.Env,
+		Args:            argv,
+		Env:             append(append([]string(nil), p.Env...), env),
 		Cwd:             p.Cwd,
 		UID:             int(p.User.UID),
 		GID:             int(p.User.GID),
@@ -220,10 +279,11 @@ func (sb *Sandbox) Start(stdio Stdio) error {
 			Effective: p.Capabilities.Effective,
 			Permitted: p.Capabilities.Permitted,
 		},
-		Stdin:  stdio.Stdin,
-		Stdout: stdio.Stdout,
-		Stderr: stdio.Stderr,
-		Init:   true,
+		Stdin:      stdio.Stdin,
+		Stdout:     stdio.Stdout,
+		Stderr:     stdio.Stderr,
+		ExtraFiles: extra,
+		Init:       true,
 	}
 	if err := sb.container.Run(sb.process); err != nil {
 		sb.process = nil
@@ -246,6 +306,15 @@ func classifyStartError(command string, err error) error {
 		return fmt.Errorf("%w: %v", ErrCommandNotExecutable, err)
 	}
 	return err
+}
+
+// execError classifies the init's report of a command it could not run.
+func execError(command string, st pid1.Status) error {
+	kind := ErrCommandNotExecutable
+	if st.Errno == int(unix.ENOENT) || st.Errno == int(unix.ENOTDIR) {
+		kind = ErrCommandNotFound
+	}
+	return fmt.Errorf("%w: %q: %s", kind, command, st.Message)
 }
 
 // Pid is the sandbox init's PID as the host sees it.
@@ -279,6 +348,19 @@ func (sb *Sandbox) Wait() (Exit, error) {
 		exit.Signal = ws.Signal()
 	} else {
 		exit.Code = ws.ExitStatus()
+	}
+	// The init's record tells how the command itself ended; without one
+	// (the init was killed, say by SIGKILL at the stop timeout, taking the
+	// command with it), the init's own status is the sandbox's.
+	if st, err := pid1.ReadStatus(sb.m.statusPath(sb.Name)); err == nil {
+		switch st.State {
+		case pid1.StateExited:
+			exit.Code, exit.Signal = st.Code, 0
+		case pid1.StateSignaled:
+			exit.Code, exit.Signal = 0, syscall.Signal(st.Signal)
+		case pid1.StateExecFailed:
+			exit.ExecErr = execError(sb.spec.Process.Args[0], st)
+		}
 	}
 	exit.Stats, err = sb.m.cgroups.Stats(sb.rec.CgroupPath)
 	if err != nil {
@@ -361,6 +443,9 @@ func (m *Manager) release(rec *record) error {
 			errs = append(errs, err)
 		}
 	}
+	if err := os.Remove(m.statusPath(rec.Name)); err != nil && !os.IsNotExist(err) {
+		errs = append(errs, err)
+	}
 	if err := os.Remove(m.recordPath(rec.Name)); err != nil && !os.IsNotExist(err) {
 		errs = append(errs, err)
 	}
@@ -385,7 +470,7 @@ func (m *Manager) Sweep() error {
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok {
-			continue // a temporary file of an interrupted write
+			continue // a status file, or a temporary file of an interrupted write
 		}
 		rec, err := loadRecord(filepath.Join(m.recordsDir(), e.Name()))
 		if err != nil {
@@ -496,4 +581,43 @@ func (m *Manager) sweepOrphanDirs(live map[string]bool) []error {
 		}
 	}
 	return errs
+}
+
+// UpdateResources changes the running sandbox's limits in place, without a
+// restart. A zero memory or CPU value removes that limit.
+func (sb *Sandbox) UpdateResources(r spec.Resources) error {
+	cfg := sb.container.Config()
+	res := *cfg.Cgroups.Resources
+	res.Memory, res.MemorySwap = -1, -1
+	if r.Memory > 0 {
+		res.Memory, res.MemorySwap = r.Memory, r.Memory
+	}
+	res.CpuQuota, res.CpuPeriod = -1, 100000
+	if r.CPUs > 0 {
+		res.CpuQuota = spec.CPUQuota(r.CPUs)
+	}
+	pids := r.EffectivePids()
+	res.PidsLimit = &pids
+	cg := *cfg.Cgroups
+	cg.Resources = &res
+	cfg.Cgroups = &cg
+	if err := sb.container.Set(cfg); err != nil {
+		return fmt.Errorf("sandbox %s: update limits: %w", sb.Name, err)
+	}
+	sb.limits = r
+	return nil
+}
+
+// KillAll sends SIGKILL to the sandbox's init, which ends every process in
+// its PID namespace, and to anything else still in its cgroup.
+func (sb *Sandbox) KillAll() error {
+	err := sb.container.Signal(unix.SIGKILL)
+	if errors.Is(err, libcontainer.ErrNotRunning) {
+		err = nil
+	}
+	pids, _ := sb.m.cgroups.Procs(sb.rec.CgroupPath)
+	for _, pid := range pids {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+	return err
 }

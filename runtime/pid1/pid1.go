@@ -1,0 +1,222 @@
+// Package pid1 is the init of every sandbox: the small PID 1 that starts the
+// sandbox's command, forwards signals to it, reaps orphans, writes its output
+// to timestamped, rotated log files and records how it ended.
+//
+// The init is C code run by a constructor at process start, before the Go
+// runtime (the trick of runc's nsenter package). The corral binary
+// blank-imports this package, binds itself read-only into the sandbox at
+// PathInSandbox, and has libcontainer exec it with the argv, environment
+// entry and files that Config.Wrap returns. A process without EnvVar in its
+// environment runs the binary normally: the constructor returns at once.
+//
+// # Protocol
+//
+// EnvVar holds comma-separated key=value items:
+//
+//	status=FD    required: a regular file open for writing (not O_APPEND)
+//	seccomp=FD   a regular file holding a raw classic-BPF program, an array
+//	             of struct sock_filter (8 bytes each, native endian), 1 to
+//	             4096 instructions, applied to the command just before exec
+//	logdir=FD    a directory: the command's stdout and stderr are logged there
+//	logmax=N     bytes per log file (DefaultLogMaxSize)
+//	logfiles=N   log files kept, the current one included, 1 to 1000
+//	             (DefaultLogMaxFiles)
+//
+// The fds must be 3 or more and different. The init removes EnvVar from the
+// command's environment and runs argv[1:] (argv[0] is ignored) with the
+// PATH lookup of execvpe. The command stays in the init's session and
+// process group, with default signal dispositions and an empty signal mask,
+// fds 0, 1 and 2 (or the log pipes on 1 and 2) and nothing else open.
+//
+// The init forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
+// SIGWINCH and SIGCONT to the command's process (not its group) and drops
+// other signals. It reaps every child. When the command ends, the init exits
+// with its exit code, or 128+N if signal N killed it; 127 if the command was
+// not found (ENOENT, ENOTDIR), 126 if it could not be executed otherwise
+// (including a bad seccomp program); 125 if the init itself failed: a bad
+// EnvVar or no command (a message on stderr, the status file untouched),
+// or no fork (an exec-failed record).
+//
+// The status file holds one line of ASCII, replaced as the command goes:
+//
+//	running PID                the command was forked; PID as the init sees it
+//	exited CODE
+//	signaled SIGNO
+//	exec-failed ERRNO MESSAGE  MESSAGE is strerror(ERRNO) when exec failed,
+//	                           else "step: reason" (e.g. "seccomp: ...")
+//
+// # Logs
+//
+// With logdir, each line of the command's output becomes a record in
+// logdir/output.log:
+//
+//	2026-11-25T21:42:00.123456Z stdout the line
+//
+// (UTC, microseconds, fixed width; stdout or stderr). Lines longer than 16
+// KiB are cut into several records. A partial line (no newline yet) is
+// written as a record of its own once no output came for 100 ms, when the
+// pipe closes, or when the command ends; the rest of the line then follows
+// as another record. Before a record would take output.log past logmax,
+// output.log becomes output.log.1 (output.log.1 becomes output.log.2, and
+// so on; the oldest is overwritten) and a new output.log is started, so a
+// record never spans two files and a file exceeds logmax only if it holds a
+// single record larger than logmax. An existing output.log is appended to.
+// A record that cannot be written (ENOSPC, EDQUOT, EFBIG) is dropped whole;
+// the next record written is preceded by
+//
+//	... stderr corral-init: N log lines dropped (No space left on device)
+//
+// Logging never blocks the command and never ends the init. When the command
+// ends, the init reads what is left in the pipes (at most 1 MiB each) and
+// exits without waiting for background processes that still hold them.
+package pid1
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// EnvVar is the environment variable that makes the binary the init.
+const EnvVar = "_CORRAL_PID1"
+
+// PathInSandbox is where corral binds its own binary inside each sandbox.
+const PathInSandbox = "/dev/.corral-init"
+
+// Defaults of the init's logging.
+const (
+	DefaultLogMaxSize  = 10 << 20
+	DefaultLogMaxFiles = 3
+)
+
+// Config is what the init is given.
+type Config struct {
+	// Status is required: the init writes the command's state and end
+	// here. Open it read-write, without O_APPEND.
+	Status *os.File
+	// Seccomp, if set, holds a raw classic-BPF program for the command.
+	Seccomp *os.File
+	// LogDir, if set, is a directory: the command's output goes to
+	// timestamped, rotated files there instead of the init's own stdout
+	// and stderr.
+	LogDir *os.File
+	// LogMaxSize is the size at which a log file is rotated; 0 or less:
+	// DefaultLogMaxSize.
+	LogMaxSize int64
+	// LogMaxFiles is how many log files are kept, the current one
+	// included, at most 1000; 0 or less: DefaultLogMaxFiles.
+	LogMaxFiles int
+}
+
+// Wrap returns the argv, the extra environment entry, and the ExtraFiles
+// (in fd order 3, 4, ...) to start command under the init. The files must
+// come first in the process's ExtraFiles. Wrap panics if c.Status is nil.
+func (c Config) Wrap(command []string) (argv []string, env string, extraFiles []*os.File) {
+	if c.Status == nil {
+		panic("pid1: Config.Status is required")
+	}
+	argv = append([]string{PathInSandbox}, command...)
+	extraFiles = []*os.File{c.Status}
+	items := []string{"status=3"}
+	addFile := func(key string, f *os.File) {
+		items = append(items, key+"="+strconv.Itoa(3+len(extraFiles)))
+		extraFiles = append(extraFiles, f)
+	}
+	if c.Seccomp != nil {
+		addFile("seccomp", c.Seccomp)
+	}
+	if c.LogDir != nil {
+		addFile("logdir", c.LogDir)
+	}
+	if c.LogMaxSize > 0 {
+		items = append(items, "logmax="+strconv.FormatInt(c.LogMaxSize, 10))
+	}
+	if c.LogMaxFiles > 0 {
+		items = append(items, "logfiles="+strconv.Itoa(c.LogMaxFiles))
+	}
+	return argv, EnvVar + "=" + strings.Join(items, ","), extraFiles
+}
+
+// States of the status record.
+const (
+	StateRunning    = "running"
+	StateExited     = "exited"
+	StateSignaled   = "signaled"
+	StateExecFailed = "exec-failed"
+)
+
+// ErrNoStatus: the status file holds no complete record yet; the init has
+// not forked the command (or never ran).
+var ErrNoStatus = errors.New("no status record")
+
+// Status is the init's record of the command.
+type Status struct {
+	State   string // StateRunning, StateExited, StateSignaled or StateExecFailed
+	PID     int    // running: the command's PID as the init sees it
+	Code    int    // exited: the exit code
+	Signal  int    // signaled: the signal that killed the command
+	Errno   int    // exec-failed: why
+	Message string // exec-failed: what, in words
+}
+
+// ParseStatus parses a status record. Only the first line counts: while
+// the init replaces a record by a shorter one, the file may briefly end
+// with the tail of the old one. The record is final once the init exited.
+func ParseStatus(data []byte) (Status, error) {
+	line, _, ok := bytes.Cut(data, []byte("\n"))
+	if !ok {
+		return Status{}, ErrNoStatus
+	}
+	state, arg, _ := strings.Cut(string(line), " ")
+	s := Status{State: state}
+	var err error
+	switch state {
+	case StateRunning:
+		s.PID, err = parseNum(arg, 1, 1<<30)
+	case StateExited:
+		s.Code, err = parseNum(arg, 0, 255)
+	case StateSignaled:
+		s.Signal, err = parseNum(arg, 1, 127)
+	case StateExecFailed:
+		num, msg, _ := strings.Cut(arg, " ")
+		s.Errno, err = parseNum(num, 1, 4095)
+		s.Message = msg
+		if err == nil && msg == "" {
+			err = errors.New("no message")
+		}
+	default:
+		err = errors.New("unknown state")
+	}
+	if err != nil {
+		return Status{}, fmt.Errorf("parse status %q: %w", line, err)
+	}
+	return s, nil
+}
+
+// parseNum parses a decimal number from min to max, digits only.
+func parseNum(s string, min, max int) (int, error) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" || (len(s) > 1 && s[0] == '0') {
+		return 0, fmt.Errorf("%q is not a number", s)
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < min || n > max {
+		return 0, fmt.Errorf("%q is out of range %d to %d", s, min, max)
+	}
+	return n, nil
+}
+
+// ReadStatus reads and parses the status file at path.
+func ReadStatus(path string) (Status, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Status{}, fmt.Errorf("read status: %w", err)
+	}
+	s, err := ParseStatus(data)
+	if err != nil {
+		return Status{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
