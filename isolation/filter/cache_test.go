@@ -4,6 +4,7 @@ package filter
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/net/bpf"
 )
 
 // countCompiles wraps the cache's compiler for the rest of the test and
@@ -184,8 +186,15 @@ func TestCacheDistinctProfiles(t *testing.T) {
 
 	// The key is the profile's content, not the object: an equal copy
 	// (here, through JSON and back, as a profile file would be) hits.
-	copied := defaultProfile(t)
-	f3, err := c.Open(copied)
+	body, err := json.Marshal(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var copied rspec.LinuxSeccomp
+	if err := json.Unmarshal(body, &copied); err != nil {
+		t.Fatal(err)
+	}
+	f3, err := c.Open(&copied)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,10 +212,16 @@ func TestCacheRebuildsDamagedFiles(t *testing.T) {
 		damage func(path string) error
 	}{
 		{"truncated mid-instruction", func(path string) error { return os.Truncate(path, 8*10+3) }},
-		{"truncated to whole instructions", func(path string) error { return os.Truncate(path, 8*10) }},
 		{"emptied", func(path string) error { return os.Truncate(path, 0) }},
 		{"last instruction not a return", func(path string) error {
-			return os.WriteFile(path, want[:len(want)-insnSize], 0o600)
+			damaged := bytes.Clone(want)
+			copy(damaged[len(damaged)-insnSize:], encode([]bpf.RawInstruction{{Op: bpfLdWAbs}}))
+			return os.WriteFile(path, damaged, 0o600)
+		}},
+		{"truncated to whole instructions, a jump past the end", func(path string) error {
+			// The 10th instruction of the stubbed program is a conditional
+			// jump; the file ends right after it.
+			return os.Truncate(path, insnSize*10)
 		}},
 		{"replaced by a symlink", func(path string) error {
 			other := filepath.Join(filepath.Dir(path), "other")

@@ -25,9 +25,10 @@ const maxArgs = 6
 // (8 bytes each, native endian).
 //
 // The program gives the verdicts libcontainer v1.5.2 would install for the
-// same profile on this machine (see the package documentation for what is
-// left to the loader). It depends on the profile, the libseccomp version and
-// the architecture, and on nothing else, so it can be cached.
+// same profile with the same libseccomp (see the package documentation for
+// the exceptions and for what is left to the loader). It depends on the
+// profile, the libseccomp version and the architecture, and on nothing
+// else, so it can be cached.
 func Compile(profile *rspec.LinuxSeccomp) ([]byte, error) {
 	// Convert with libcontainer's own code, so that the defaults, the
 	// validation of actions, operators, architectures and flags, and the
@@ -65,6 +66,9 @@ func Compile(profile *rspec.LinuxSeccomp) ([]byte, error) {
 	// are rather than round-tripped through an assembler: classic BPF
 	// jumps are relative and forward only, so none of them moves.
 	prog := append(encode(rawStub), body...)
+	if n := len(prog) / insnSize; n > maxInsns {
+		return nil, fmt.Errorf("seccomp program of %d instructions: the kernel takes at most %d", n, maxInsns)
+	}
 	if _, err := decode(prog); err != nil {
 		return nil, fmt.Errorf("compiled seccomp program: %w", err)
 	}

@@ -23,15 +23,17 @@
 //
 // # What is not replicated
 //
-// Compile only produces instructions; what libcontainer passes to the kernel
-// next to them is the init's business, and the init loads with flags 0:
+// Compile produces instructions only. What libcontainer does around them
+// when it loads them is the init's job (corral's init loads with flags 0),
+// and a few corners differ:
 //
 //   - Filter flags (SECCOMP_FILTER_FLAG_SPEC_ALLOW, _LOG,
 //     _WAIT_KILLABLE_RECV, TSYNC) are checked (an unknown or unsupported flag
 //     is an error, as in libcontainer) but not applied. libcontainer sets
 //     SPEC_ALLOW by default when the profile has no "flags" key; without it
-//     the kernel may turn on the Speculative Store Bypass mitigation for the
-//     sandbox (only when booted with spec_store_bypass_disable=seccomp).
+//     the kernel turns on the Speculative Store Bypass mitigation for the
+//     sandbox where its spec_store_bypass_disable is in seccomp mode (the
+//     default of older kernels), which slows the service down.
 //     None of the flags changes a verdict.
 //   - The no_new_privs bit: libcontainer clears libseccomp's NNP attribute and
 //     sets NNP from the spec. The init must do the same.
@@ -43,6 +45,12 @@
 //     stubs every other architecture the profile lists, so a profile that
 //     lists x86 or x32 gets the default action (not ENOSYS) for their new
 //     syscalls here. corral's profiles are native-only, where the two agree.
+//   - For a profile whose default action is already ERRNO(ENOSYS) there is
+//     no stub. libcontainer means to skip it too, but its test compares the
+//     errno with the whole action value and never matches, so it adds one.
+//     The verdicts differ only for the numbers 0x80000000-0xbfffffff on
+//     x86_64 (negative ints, never a real syscall): its stub answers ENOSYS,
+//     libseccomp's program here kills the thread.
 //   - libcontainer logs the syscall names libseccomp does not know at debug
 //     level; Compile skips them silently, as libcontainer does otherwise.
 package filter
