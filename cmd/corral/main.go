@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
+	"github.com/corral-dev/corral/runtime/api"
 	"github.com/corral-dev/corral/runtime/sandbox"
 )
 
@@ -41,6 +42,7 @@ const (
 
 type globalOptions struct {
 	stateDir  string
+	socket    string
 	logLevel  string
 	logFormat string
 }
@@ -82,12 +84,25 @@ root. It must run as root.`,
 		},
 	}
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "/run/corral", "directory for corral's state (keep it on tmpfs, outside the binary's directory)")
+	root.PersistentFlags().StringVar(&g.socket, "socket", "", "the daemon's control socket (default: corral.sock in the state dir)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warning or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &exitError{code: exitCorralError, err: fmt.Errorf("%s: %w (see '%s --help')", cmd.Name(), err, cmd.CommandPath())}
 	})
-	root.AddCommand(newRunCommand(g))
+	root.AddCommand(
+		newRunCommand(g),
+		newDaemonCommand(g),
+		newValidateCommand(),
+		newPsCommand(g),
+		newStatusCommand(g),
+		newActionCommand(g, "start", "Start services", (*api.Client).Start),
+		newActionCommand(g, "stop", "Stop services (stop signal, then SIGKILL after their timeout)", (*api.Client).Stop),
+		newActionCommand(g, "restart", "Restart services", (*api.Client).Restart),
+		newLogsCommand(g),
+		newReloadCommand(g),
+		newEventsCommand(g),
+	)
 	return root
 }
 

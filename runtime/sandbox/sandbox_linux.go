@@ -32,8 +32,8 @@ import (
 	"github.com/corral-dev/corral/isolation"
 	"github.com/corral-dev/corral/isolation/filter"
 	"github.com/corral-dev/corral/rootfs"
-	"github.com/corral-dev/corral/runtime/pid1"
 	"github.com/corral-dev/corral/runtime/cgroup"
+	"github.com/corral-dev/corral/runtime/pid1"
 	"github.com/corral-dev/corral/spec"
 )
 

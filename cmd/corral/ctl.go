@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/corral-dev/corral/runtime/api"
+	"github.com/corral-dev/corral/spec"
+)
+
+// ctlError turns an API error into corral's exit: the class decides the
+// code, the message is printed as it is.
+func ctlError(err error) error {
+	code := 1
+	switch {
+	case errors.Is(err, api.ErrNotFound):
+		code = 3
+	case errors.Is(err, api.ErrUnavailable):
+		code = 4
+	}
+	return &exitError{code: code, err: err}
+}
+
+// signalContext ends when the user presses Ctrl-C.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+}
+
+func newPsCommand(g *globalOptions) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ps",
+		Short: "List the services: state, PID, uptime, restarts, last exit, memory and CPU",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			list, err := api.NewClient(g.socketPath()).List(ctx)
+			if err != nil {
+				return ctlError(err)
+			}
+			if asJSON {
+				return printJSON(list)
+			}
+			printServices(os.Stdout, list, time.Now())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printServices(w io.Writer, list []api.Service, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tSTATE\tPID\tUPTIME\tRESTARTS\tMEMORY\tCPU\tLAST EXIT")
+	for _, s := range list {
+		pid, uptime, mem, cpu := "-", "-", "-", "-"
+		if s.PID != 0 {
+			pid = fmt.Sprint(s.PID)
+			mem = spec.FormatBytes(int64(s.MemoryUsage))
+			if s.MemoryLimit > 0 {
+				mem += " / " + spec.FormatBytes(int64(s.MemoryLimit))
+			}
+			cpu = s.CPUUsage.Round(10 * time.Millisecond).String()
+		}
+		if !s.StartedAt.IsZero() {
+			uptime = now.Sub(s.StartedAt).Round(time.Second).String()
+		}
+		last := "-"
+		if s.LastExit != nil {
+			last = s.LastExit.Reason
+		}
+		state := s.State
+		if !s.NextAttempt.IsZero() {
+			state += " (next " + s.NextAttempt.Local().Format("15:04:05") + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, state, pid, uptime, s.Restarts, mem, cpu, last)
+	}
+	tw.Flush()
+}
+
+func newStatusCommand(g *globalOptions) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status NAME",
+		Short: "Show one service in detail, with its last exits and their reasons",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			st, err := api.NewClient(g.socketPath()).Status(ctx, args[0])
+			if err != nil {
+				return ctlError(err)
+			}
+			if asJSON {
+				return printJSON(st)
+			}
+			printStatus(os.Stdout, st, time.Now())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printStatus(w io.Writer, st *api.ServiceDetail, now time.Time) {
+	fmt.Fprintf(w, "service:   %s\n", st.Name)
+	fmt.Fprintf(w, "state:     %s (wanted %s)\n", st.State, st.Desired)
+	if st.Message != "" {
+		fmt.Fprintf(w, "reason:    %s\n", st.Message)
+	}
+	if !st.NextAttempt.IsZero() {
+		fmt.Fprintf(w, "next try:  %s\n", st.NextAttempt.Local().Format(time.RFC3339))
+	}
+	if st.PID != 0 {
+		fmt.Fprintf(w, "pid:       %d, up %s\n", st.PID, now.Sub(st.StartedAt).Round(time.Second))
+		mem := spec.FormatBytes(int64(st.MemoryUsage))
+		if st.MemoryLimit > 0 {
+			mem += " of " + spec.FormatBytes(int64(st.MemoryLimit))
+		}
+		fmt.Fprintf(w, "memory:    %s\n", mem)
+		fmt.Fprintf(w, "cpu:       %s\n", st.CPUUsage.Round(time.Millisecond))
+		fmt.Fprintf(w, "pids:      %d of %d\n", st.PidsCurrent, st.PidsLimit)
+	}
+	fmt.Fprintf(w, "restarts:  %d\n", st.Restarts)
+	fmt.Fprintf(w, "command:   %s\n", strings.Join(st.Command, " "))
+	if st.Cgroup != "" {
+		fmt.Fprintf(w, "cgroup:    %s\n", st.Cgroup)
+	}
+	fmt.Fprintf(w, "logs:      %s\n", st.LogFile)
+	if len(st.Exits) > 0 {
+		fmt.Fprintln(w, "last exits:")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for i := len(st.Exits) - 1; i >= 0; i-- {
+			e := st.Exits[i]
+			fmt.Fprintf(tw, "  %s\tafter %s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Ran.Round(time.Millisecond), e.Reason)
+		}
+		tw.Flush()
+	}
+}
+
+func newActionCommand(g *globalOptions, verb, short string, do func(c *api.Client, ctx context.Context, names []string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   verb + " NAME...",
+		Short: short,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			if err := do(api.NewClient(g.socketPath()), ctx, args); err != nil {
+				return ctlError(err)
+			}
+			return nil
+		},
+	}
+}
+
+func newLogsCommand(g *globalOptions) *cobra.Command {
+	var req api.LogsRequest
+	cmd := &cobra.Command{
+		Use:   "logs [-f] [--tail N] NAME",
+		Short: "Print a service's output, with timestamps; -f keeps following it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			req.Name = args[0]
+			err := api.NewClient(g.socketPath()).Logs(ctx, req, os.Stdout)
+			if err != nil && !(req.Follow && ctx.Err() != nil) {
+				return ctlError(err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&req.Follow, "follow", "f", false, "keep printing new lines")
+	cmd.Flags().IntVar(&req.Tail, "tail", -1, "print only the last N lines (default: all)")
+	return cmd
+}
+
+func newReloadCommand(g *globalOptions) *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "reload [--dry-run]",
+		Short: "Re-read the service file and apply only what changed (or, with --dry-run, print the plan)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			plan, err := api.NewClient(g.socketPath()).Reload(ctx, dryRun)
+			if err != nil {
+				return ctlError(err)
+			}
+			verb := "applied"
+			if dryRun {
+				verb = "would apply (dry run)"
+			}
+			fmt.Printf("reload %s:\n", verb)
+			for _, l := range []struct {
+				what  string
+				names []string
+			}{
+				{"add", plan.Add}, {"remove", plan.Remove}, {"restart", plan.Restart},
+				{"update limits in place", plan.Update}, {"unchanged", plan.Unchanged},
+			} {
+				if len(l.names) > 0 {
+					fmt.Printf("  %-22s %s\n", l.what+":", strings.Join(l.names, " "))
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only print what a reload would do")
+	return cmd
+}
+
+func newEventsCommand(g *globalOptions) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Stream state changes of the services as they happen",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext()
+			defer cancel()
+			events, errs := api.NewClient(g.socketPath()).Events(ctx)
+			for {
+				select {
+				case e, ok := <-events:
+					if !ok {
+						return nil
+					}
+					if asJSON {
+						if err := json.NewEncoder(os.Stdout).Encode(e); err != nil {
+							return err
+						}
+						continue
+					}
+					fmt.Printf("%s  %-16s %s -> %s  %s\n", e.Time.Local().Format("15:04:05.000"), e.Service, e.From, e.To, e.Reason)
+				case err := <-errs:
+					if err != nil && ctx.Err() == nil {
+						return ctlError(err)
+					}
+					return nil
+				}
+			}
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line")
+	return cmd
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
