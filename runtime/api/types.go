@@ -20,6 +20,9 @@ var (
 	ErrInvalid     = errors.New("invalid")
 	ErrConflict    = errors.New("conflict")
 	ErrUnavailable = errors.New("unavailable")
+	// ErrForbidden: the caller may not use the daemon (only root and the
+	// daemon's own user may).
+	ErrForbidden = errors.New("forbidden")
 )
 
 // Exit is one recorded end of a service's sandbox.
@@ -95,6 +98,19 @@ type LogsRequest struct {
 	Name   string
 	Tail   int  // last N lines; <0: all
 	Follow bool // keep streaming new lines until the context ends
+}
+
+// NamesRequest is the body of start, stop and restart.
+type NamesRequest struct {
+	Names []string `json:"names"`
+}
+
+// VersionInfo is what GET /v1/version returns.
+type VersionInfo struct {
+	// Version is the daemon's build.
+	Version string `json:"version"`
+	// API is the protocol version the daemon speaks (Version).
+	API string `json:"api"`
 }
 
 // Backend is what the server serves: the daemon implements it.
