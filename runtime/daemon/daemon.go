@@ -90,7 +90,11 @@ func Run(ctx context.Context, opts Options) error {
 	go func() { serveErr <- api.NewServer(d, d.log).Serve(runCtx, opts.SocketPath) }()
 
 	d.log.WithFields(logrus.Fields{"config": cfg.Path, "services": len(cfg.Units), "cgroups": host.Mode}).Info("daemon started")
-	d.startAll(cfg, nil)
+	var all []string
+	for _, u := range cfg.Units {
+		all = append(all, u.Service.Name)
+	}
+	d.startAll(cfg, all)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
@@ -123,13 +127,12 @@ func (d *Daemon) shutdown(cancel context.CancelFunc, serveErr chan error) error 
 	return nil
 }
 
-// startAll creates a goroutine for each named unit of cfg (every unit if
-// names is nil) and starts them in dependency waves: a wave starts once
+// startAll creates a goroutine for each named unit of cfg and starts them in dependency waves: a wave starts once
 // every service of the previous one has left the starting state.
 func (d *Daemon) startAll(cfg *spec.Config, names []string) {
 	want := map[string]bool{}
 	for _, u := range cfg.Units {
-		if names == nil || contains(names, u.Service.Name) {
+		if contains(names, u.Service.Name) {
 			want[u.Service.Name] = true
 			s := newService(d, u, supervisor.Record{})
 			d.mu.Lock()

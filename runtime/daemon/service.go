@@ -246,7 +246,11 @@ func (s *service) reap(r exitReport) supervisor.Event {
 	}
 	s.mu.Unlock()
 	s.log.WithField("reason", reason).Info("sandbox ended")
-	return supervisor.Event{Kind: supervisor.EvExited, Failed: !r.exit.Clean() || r.err != nil, Reason: reason}
+	return supervisor.Event{
+		Kind: supervisor.EvExited, Failed: !r.exit.Clean() || r.err != nil, Reason: reason,
+		// The init could not execute the command: retrying cannot help.
+		Permanent: r.exit.ExecErr != nil,
+	}
 }
 
 // update applies a reloaded unit.

@@ -1,0 +1,399 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/corral-dev/corral/runtime/api"
+)
+
+func TestDaemonRestartsKilledServiceAfterBackoff(t *testing.T) {
+	d := newDaemon(t, `
+  sleeper:
+    command: ["/bin/sleep", "1000"]
+    restart: {policy: always, backoff: {initial: 500ms, jitter: 0}}
+`).start()
+	first := d.waitRunning("sleeper")
+	killedAt := time.Now()
+	if err := syscall.Kill(first.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	next := d.waitFor("sleeper", 10*time.Second, "running again", func(st *api.ServiceDetail) bool {
+		return st.State == "running" && st.PID != 0 && st.PID != first.PID
+	})
+	took := time.Since(killedAt)
+	t.Logf("replacement running %s after SIGKILL (backoff 500ms)", took)
+	if took < 500*time.Millisecond || took > 3*time.Second {
+		t.Errorf("replacement after %s; want the 500ms backoff, and not much more", took)
+	}
+	if next.Restarts != 1 || len(next.Exits) != 1 || next.Exits[0].Reason != "killed by signal 9 (SIGKILL)" {
+		t.Errorf("restarts %d, exits %+v; want 1 restart after a SIGKILL", next.Restarts, next.Exits)
+	}
+	d.stop()
+}
+
+// startTimes returns when each sandbox of a service started, from the
+// gaps between its exits (each exit records how long the sandbox ran).
+func restartGaps(exits []api.Exit) []time.Duration {
+	var gaps []time.Duration
+	for i := 1; i < len(exits); i++ {
+		startedNext := exits[i].Time.Add(-exits[i].Ran)
+		gaps = append(gaps, startedNext.Sub(exits[i-1].Time))
+	}
+	return gaps
+}
+
+func TestDaemonBackoffGrowsAndResets(t *testing.T) {
+	d := newDaemon(t, `
+  crasher:
+    command: ["/bin/sh", "-c", "exit 1"]
+    restart:
+      policy: on-failure
+      backoff: {initial: 100ms, multiplier: 2, max: 10s, jitter: 0, reset_after: 1s}
+      crash_loop: {failures: 100, window: 1m}
+  steady:
+    command: ["/bin/sh", "-c", "sleep 1.3; exit 1"]
+    restart:
+      policy: on-failure
+      backoff: {initial: 100ms, multiplier: 4, max: 10s, jitter: 0, reset_after: 1s}
+`).start()
+	st := d.waitFor("crasher", 15*time.Second, "restarted 5 times", func(st *api.ServiceDetail) bool { return len(st.Exits) >= 5 })
+	gaps := restartGaps(st.Exits)
+	t.Logf("crasher restart gaps: %v", gaps)
+	for i, want := range []time.Duration{100, 200, 400, 800} {
+		want *= time.Millisecond
+		if gaps[i] < want || gaps[i] > want+250*time.Millisecond {
+			t.Errorf("gap %d = %s, want about %s (exponential backoff)", i, gaps[i], want)
+		}
+	}
+	// Each run of steady outlasts reset_after: the delay never grows.
+	st = d.waitFor("steady", 15*time.Second, "restarted 3 times", func(st *api.ServiceDetail) bool { return len(st.Exits) >= 3 })
+	gaps = restartGaps(st.Exits)
+	t.Logf("steady restart gaps: %v", gaps)
+	for i, g := range gaps {
+		if g < 100*time.Millisecond || g > 350*time.Millisecond {
+			t.Errorf("steady gap %d = %s, want the initial 100ms each time (reset after a stable run)", i, g)
+		}
+	}
+	d.stop()
+}
+
+func TestDaemonOnFailureGivesUpAndAlwaysRestartsCleanExit(t *testing.T) {
+	d := newDaemon(t, `
+  limited:
+    command: ["/bin/sh", "-c", "exit 3"]
+    restart: {policy: "on-failure:3", backoff: {initial: 50ms, jitter: 0}}
+  finisher:
+    command: ["/bin/sh", "-c", "sleep 0.1; exit 0"]
+    restart: {policy: always, backoff: {initial: 50ms, jitter: 0}}
+  oneshot:
+    command: ["/bin/true"]
+    restart: on-failure
+`).start()
+	st := d.waitFor("limited", 15*time.Second, "failed", func(st *api.ServiceDetail) bool { return st.State == "failed" })
+	if st.Restarts != 3 || len(st.Exits) != 4 || !strings.Contains(st.Message, "gave up after 3 restarts (restart policy on-failure:3)") {
+		t.Errorf("on-failure:3: restarts %d, exits %d, message %q", st.Restarts, len(st.Exits), st.Message)
+	}
+	d.waitFor("finisher", 10*time.Second, "restarted after clean exits", func(st *api.ServiceDetail) bool {
+		return st.Restarts >= 3 && len(st.Exits) > 0 && st.Exits[0].Reason == "exited with code 0"
+	})
+	st = d.waitFor("oneshot", 10*time.Second, "stopped", func(st *api.ServiceDetail) bool { return st.State == "stopped" })
+	if st.Restarts != 0 {
+		t.Errorf("on-failure restarted a clean exit %d times", st.Restarts)
+	}
+	d.stop()
+}
+
+func TestDaemonCommandNotFoundFailsAtOnce(t *testing.T) {
+	d := newDaemon(t, `
+  broken:
+    command: ["/no/such/program"]
+    restart: always
+`).start()
+	st := d.waitFor("broken", 10*time.Second, "failed", func(st *api.ServiceDetail) bool { return st.State == "failed" })
+	if st.Restarts != 0 || !strings.Contains(st.Message, "command not found") {
+		t.Errorf("restarts %d, message %q; want failed at once, saying the command was not found", st.Restarts, st.Message)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if st := d.status("broken"); st.Restarts != 0 || st.State != "failed" {
+		t.Errorf("a missing command was retried: %+v", st.Service)
+	}
+	d.stop()
+}
+
+func TestDaemonStopKillsTermIgnoringServiceAfterTimeout(t *testing.T) {
+	d := newDaemon(t, `
+  stubborn:
+    command: ["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"]
+    stop: {signal: SIGTERM, timeout: 1s}
+    restart: always
+`).start()
+	d.waitRunning("stubborn")
+	began := time.Now()
+	if r := d.ctl("stop", "stubborn"); r.code != 0 {
+		t.Fatalf("corral stop: %s", r)
+	}
+	st := d.waitFor("stubborn", 10*time.Second, "stopped", func(st *api.ServiceDetail) bool { return st.State == "stopped" })
+	took := time.Since(began)
+	if took < time.Second || took > 4*time.Second {
+		t.Errorf("stopped after %s; want just after the 1s timeout", took)
+	}
+	if st.Message != "killed after the stop timeout (1s)" || len(sandboxPidsOf(t, d.cgroup, "stubborn")) != 0 {
+		t.Errorf("message %q; want the kill after the timeout reported, and no process left", st.Message)
+	}
+	// always does not undo an operator's stop.
+	time.Sleep(300 * time.Millisecond)
+	if st := d.status("stubborn"); st.State != "stopped" {
+		t.Errorf("state %s after an operator stop under restart: always", st.State)
+	}
+	if r := d.ctl("start", "stubborn"); r.code != 0 {
+		t.Fatalf("corral start: %s", r)
+	}
+	d.waitRunning("stubborn")
+	d.stop()
+}
+
+func sandboxPidsOf(t *testing.T, parent, name string) []int {
+	t.Helper()
+	pids, err := host.Procs(filepath.Join(parent, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pids
+}
+
+func TestDaemonUnlessStoppedSurvivesDaemonRestart(t *testing.T) {
+	d := newDaemon(t, `
+  kept:
+    command: ["/bin/sleep", "1000"]
+    restart: unless-stopped
+  other:
+    command: ["/bin/sleep", "1000"]
+    restart: always
+`).start()
+	d.waitRunning("kept")
+	if r := d.ctl("stop", "kept", "other"); r.code != 0 {
+		t.Fatalf("corral stop: %s", r)
+	}
+	d.waitFor("kept", 15*time.Second, "stopped", func(st *api.ServiceDetail) bool { return st.State == "stopped" })
+	d.stop()
+
+	d.start()
+	d.waitRunning("other") // always: back on a daemon start
+	time.Sleep(300 * time.Millisecond)
+	if st := d.status("kept"); st.State != "stopped" {
+		t.Fatalf("unless-stopped service is %s after a daemon restart; want it to stay stopped", st.State)
+	}
+	if r := d.ctl("start", "kept"); r.code != 0 {
+		t.Fatalf("corral start: %s", r)
+	}
+	d.waitRunning("kept")
+	d.stop()
+	d.start()
+	d.waitRunning("kept") // the operator started it again: it runs after a restart
+	d.stop()
+}
+
+func TestDaemonDependencyOrderOnStartAndStop(t *testing.T) {
+	shared := t.TempDir()
+	order := filepath.Join(shared, "order")
+	svc := func(name, deps string) string {
+		return `
+  ` + name + `:
+    command: ["/bin/sh", "-c", "echo start-` + name + ` >> /shared/order; trap 'echo stop-` + name + ` >> /shared/order; exit 0' TERM; while :; do sleep 0.05; done"]
+    mounts: ["` + shared + `:/shared:rw"]
+    depends_on: [` + deps + `]`
+	}
+	d := newDaemon(t, svc("c", "b")+svc("b", "a")+svc("a", "")+svc("solo", "")+"\n").start()
+	for _, n := range []string{"a", "b", "c", "solo"} {
+		d.waitRunning(n)
+	}
+	d.stop()
+	data, err := os.ReadFile(order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Fields(string(data)) {
+		if l != "start-solo" && l != "stop-solo" {
+			lines = append(lines, l)
+		}
+	}
+	want := "start-a start-b start-c stop-c stop-b stop-a"
+	if got := strings.Join(lines, " "); got != want {
+		t.Errorf("order %q, want %q", got, want)
+	}
+	if !strings.Contains(string(data), "stop-solo") {
+		t.Errorf("the independent service was not stopped gracefully: %q", data)
+	}
+}
+
+func TestDaemonReloadAppliesOnlyTheDifference(t *testing.T) {
+	base := `
+  keep:
+    command: ["/bin/sleep", "1000"]
+  gone:
+    command: ["/bin/sleep", "1000"]
+  changed:
+    command: ["/bin/sleep", "1000"]
+    env: {VERSION: "1"}
+  limits:
+    command: ["/bin/sleep", "1000"]
+    resources: {memory: 64M}
+`
+	d := newDaemon(t, base).start()
+	pids := map[string]int{}
+	for _, n := range []string{"keep", "gone", "changed", "limits"} {
+		pids[n] = d.waitRunning(n).PID
+	}
+	// A no-op reload touches nothing.
+	if r := d.ctl("reload"); r.code != 0 {
+		t.Fatalf("no-op reload: %s", r)
+	}
+	next := `
+  keep:
+    command: ["/bin/sleep", "1000"]
+  changed:
+    command: ["/bin/sleep", "1000"]
+    env: {VERSION: "2"}
+  limits:
+    command: ["/bin/sleep", "1000"]
+    resources: {memory: 128M}
+  added:
+    command: ["/bin/sleep", "1000"]
+`
+	d.write(next)
+	r := d.ctl("reload", "--dry-run")
+	for _, want := range []string{"add:", "added", "remove:", "gone", "restart:", "changed", "update limits in place:", "limits", "unchanged:", "keep"} {
+		wantContains(t, "reload --dry-run", r.stdout, want)
+	}
+	if st := d.status("gone"); st.State != "running" {
+		t.Fatalf("dry run changed something: gone is %s", st.State)
+	}
+	if r := d.ctl("reload"); r.code != 0 {
+		t.Fatalf("reload: %s", r)
+	}
+	d.waitRunning("added")
+	if st := d.status("keep"); st.PID != pids["keep"] {
+		t.Errorf("unchanged service restarted: pid %d -> %d", pids["keep"], st.PID)
+	}
+	if st := d.status("limits"); st.PID != pids["limits"] {
+		t.Errorf("limit change restarted the service: pid %d -> %d", pids["limits"], st.PID)
+	}
+	limit, err := os.ReadFile(filepath.Join(host.Mounts["memory"], d.cgroup, "limits", map[bool]string{true: "memory.max", false: "memory.limit_in_bytes"}[host.Mode.String() == "cgroup v2"]))
+	if err != nil || strings.TrimSpace(string(limit)) != "134217728" {
+		t.Errorf("memory limit after reload = %q (%v), want 134217728 set in place", limit, err)
+	}
+	d.waitFor("changed", 10*time.Second, "restarted with the new config", func(st *api.ServiceDetail) bool {
+		return st.State == "running" && st.PID != 0 && st.PID != pids["changed"]
+	})
+	if _, err := api.NewClient(filepath.Join(d.stateDir, "corral.sock")).Status(t.Context(), "gone"); err == nil {
+		t.Error("removed service still known to the daemon")
+	}
+	if len(sandboxPidsOf(t, d.cgroup, "gone")) != 0 {
+		t.Error("removed service's processes still run")
+	}
+	d.stop()
+}
+
+func TestDaemonInvalidReloadKeepsEverythingRunning(t *testing.T) {
+	d := newDaemon(t, `
+  web:
+    command: ["/bin/sleep", "1000"]
+`).start()
+	pid := d.waitRunning("web").PID
+	d.write(`
+  web:
+    command: ["/bin/sleep", "1000"]
+    resources: {memory: 64X}
+    colour: blue
+`)
+	r := d.ctl("reload")
+	if r.code == 0 {
+		t.Fatalf("invalid reload accepted: %s", r)
+	}
+	for _, want := range []string{"corral.yaml:8", "services.web.resources.memory", `invalid size "64X"`, "colour", "running configuration is unchanged"} {
+		wantContains(t, "reload error", r.stderr, want)
+	}
+	if st := d.status("web"); st.PID != pid || st.State != "running" {
+		t.Errorf("after a refused reload: %s pid %d, want running pid %d", st.State, st.PID, pid)
+	}
+	d.stop()
+}
+
+func TestDaemonLogs(t *testing.T) {
+	d := newDaemon(t, `
+  talker:
+    command: ["/bin/sh", "-c", "echo one; echo two >&2; echo three; while :; do sleep 0.2; echo tick; done"]
+`).start()
+	d.waitRunning("talker")
+	time.Sleep(300 * time.Millisecond)
+	r := d.ctl("logs", "--tail", "100", "talker")
+	if r.code != 0 {
+		t.Fatalf("corral logs: %s", r)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	// stdout and stderr are separate pipes: their relative order is not
+	// kept, each stream's own order is.
+	if len(lines) < 3 || !strings.Contains(r.stdout, " stderr two\n") ||
+		!strings.HasSuffix(lines[0], " stdout one") || strings.Index(r.stdout, "stdout three") < strings.Index(r.stdout, "stdout one") {
+		t.Fatalf("logs:\n%s", r.stdout)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, strings.Fields(lines[0])[0]); err != nil {
+		t.Errorf("log line without a timestamp: %q", lines[0])
+	}
+	if r := d.ctl("logs", "--tail", "1", "talker"); strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("--tail 1 printed:\n%s", r.stdout)
+	}
+	if r := d.ctl("logs", "nosuch"); r.code == 0 || !strings.Contains(r.stderr, `"nosuch"`) {
+		t.Errorf("logs of an unknown service: %s", r)
+	}
+	d.stop()
+}
+
+func TestValidateReportsEveryError(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte(`services:
+  a:
+    command: ["/bin/true"]
+    resources: {memory: lots}
+    depends_on: [b]
+  b:
+    command: ["/bin/true"]
+    restart: sometimes
+    depends_on: [a]
+  c:
+    command: "/bin/true"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := corral(t, "validate", bad)
+	if r.code != 1 {
+		t.Fatalf("validate: want exit 1; got %s", r)
+	}
+	for _, want := range []string{"bad.yaml:4", "resources.memory", "bad.yaml:8", "restart", "a -> b -> a", "bad.yaml:11", "command"} {
+		wantContains(t, "validate", r.stderr, want)
+	}
+	good := filepath.Join("..", "examples", "corral.yaml")
+	if r := corral(t, "validate", good); r.code != 0 {
+		t.Errorf("validate examples/corral.yaml: %s", r)
+	}
+}
+
+func TestSecondDaemonOnSameStateDirRefused(t *testing.T) {
+	d := newDaemon(t, `
+  s:
+    command: ["/bin/sleep", "1000"]
+`).start()
+	d.waitRunning("s")
+	r := corral(t, "--state-dir", d.stateDir, "daemon", "--config", d.config)
+	if r.code == 0 || !strings.Contains(r.stderr, "another corral daemon is using this state dir") {
+		t.Errorf("second daemon: %s", r)
+	}
+	d.waitRunning("s")
+	d.stop()
+}
