@@ -16,7 +16,7 @@ DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static
 # What `make bench` compares corral against.
 BENCH_DEPS := runc crun
 
-.PHONY: all deps build install demo test unit integration bench bench-deps clean
+.PHONY: all deps build install demo up down test unit integration bench bench-deps clean
 
 all: build
 
@@ -34,6 +34,27 @@ install: deps build
 demo:
 	$(PREFIX)/bin/corral run --name demo --memory 64M --cpus 0.5 --pids 64 -- \
 		/bin/sh -c 'echo "hello from $$(hostname), PID $$$$, uid $$(id -u)"; grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status; touch /x || true'
+
+# The daemon on the example service file, in the background; `make down`
+# stops it (every service, dependents first) and it leaves nothing behind.
+STATE_DIR ?= /run/corral
+up: install
+	mkdir -p /var/log/corral
+	@if $(PREFIX)/bin/corral --state-dir $(STATE_DIR) ps >/dev/null 2>&1; then \
+		echo "corral daemon already running"; \
+	else \
+		setsid $(PREFIX)/bin/corral --state-dir $(STATE_DIR) daemon --config $(CURDIR)/examples/corral.yaml \
+			>>/var/log/corral/daemon.log 2>&1 </dev/null & \
+		for i in $$(seq 100); do $(PREFIX)/bin/corral --state-dir $(STATE_DIR) ps >/dev/null 2>&1 && break; sleep 0.1; done; \
+		sleep 1; \
+	fi
+	$(PREFIX)/bin/corral --state-dir $(STATE_DIR) ps
+
+down:
+	@if [ -f $(STATE_DIR)/daemon/pid ]; then \
+		pid=$$(cat $(STATE_DIR)/daemon/pid); kill -TERM $$pid; \
+		while kill -0 $$pid 2>/dev/null; do sleep 0.1; done; echo "corral daemon stopped"; \
+	else echo "no corral daemon running on $(STATE_DIR)"; fi
 
 # The whole suite: unit tests, then real sandboxes driven through the binary.
 test: build

@@ -78,6 +78,12 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer unlock()
+	// The pid file lets scripts (make down) signal the daemon.
+	pidFile := filepath.Join(d.daemonDir(), "pid")
+	if err := store.WriteFile(pidFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(pidFile)
 	if d.mgr, err = sandbox.NewManager(opts.StateDir, host, opts.Log); err != nil {
 		return err
 	}

@@ -136,6 +136,7 @@ func Step(rec Record, ev Event, p Policy, now time.Time, rnd func() float64) (Re
 		}
 		// A transient start failure is a failed run of no length.
 		rec.StartedAt = now
+		ev.Failed = true
 		return ended(rec, ev, p, now, rnd)
 	case EvExited:
 		return ended(rec, ev, p, now, rnd)

@@ -288,3 +288,12 @@ func TestCommandNotFoundAfterStartFailsWithoutRestart(t *testing.T) {
 		t.Fatalf("got %s %q %v, want failed at once", rec.State, rec.Message, acts)
 	}
 }
+
+func TestTransientStartFailureIsRetriedUnderOnFailure(t *testing.T) {
+	p := testPolicy() // on-failure
+	rec := Record{State: Starting, Desired: Up}
+	rec, acts := Step(rec, Event{Kind: EvStartFailed, Reason: "cgroup busy"}, p, t0, noJitter)
+	if rec.State != Backoff || len(acts) != 1 || acts[0].Kind != ActSetTimer {
+		t.Fatalf("got %s %v, want a retry after the backoff", rec.State, kinds(acts))
+	}
+}
