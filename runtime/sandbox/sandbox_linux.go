@@ -150,6 +150,14 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 		}
 	}()
 	sb.limits = svc.Resources
+	// A cgroup of this name that already holds processes is not ours (our
+	// own leftovers were swept): say so plainly instead of libcontainer's
+	// "cgroup is not empty".
+	if pids, _ := m.cgroups.Procs(sb.rec.CgroupPath); len(pids) > 0 {
+		sb.rec.CgroupPath = "" // not ours: never remove it
+		return nil, fmt.Errorf("%w: cgroup %s already holds %d processes that this corral did not start (another corral with the same cgroup parent?)",
+			ErrNameInUse, filepath.Join(cgroupParent, svc.Name), len(pids))
+	}
 	if svc.Rootfs == "" {
 		sb.root, err = rootfs.HostBind(sb.rec.RootDir, rootfs.HostBindOptions{
 			Hostname:    svc.EffectiveHostname(),
@@ -439,6 +447,9 @@ func (m *Manager) release(rec *record) error {
 	// The leaf normally went with libcontainer's Destroy; a half-made
 	// sandbox may have left it.
 	for _, cg := range append([]string{rec.CgroupPath}, rec.CreatedCgroups...) {
+		if cg == "" {
+			continue
+		}
 		if err := m.cgroups.RemoveEmpty(cg); err != nil {
 			errs = append(errs, err)
 		}
