@@ -14,9 +14,9 @@ BIN      := bin/corral
 # tests' directory rootfs, gcc's static libc for the 32-bit syscall probe.
 DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static
 # What `make bench` compares corral against.
-BENCH_DEPS := runc crun
+BENCH_DEPS := runc crun supervisor s6
 
-.PHONY: all deps build install demo up down test unit integration bench bench-deps clean
+.PHONY: all deps build install demo up down test unit integration test-cgroup2 bench bench-deps clean
 
 all: build
 
@@ -56,15 +56,25 @@ down:
 		while kill -0 $$pid 2>/dev/null; do sleep 0.1; done; echo "corral daemon stopped"; \
 	else echo "no corral daemon running on $(STATE_DIR)"; fi
 
-# The whole suite: unit tests, then real sandboxes driven through the binary.
+# The whole suite: unit tests, then real sandboxes driven through the
+# binary, on this host and then on a pure cgroup v2 kernel in a VM.
 test: build
 	CORRAL_BIN=$(CURDIR)/$(BIN) $(GO) test -tags '$(TAGS)' -count=1 ./...
+	$(MAKE) --no-print-directory test-cgroup2
 
 unit:
 	$(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /integration)
 
 integration: build
 	CORRAL_BIN=$(CURDIR)/$(BIN) $(GO) test -tags '$(TAGS)' -count=1 -v ./integration/
+
+# The integration tests on a pure cgroup v2 kernel: Debian's cloud kernel
+# under qemu (software emulation, no /dev/kvm needed), booted from an
+# initramfs holding busybox, bin/corral and the test binary. Installs
+# qemu-system-x86 with apt if missing and keeps the kernel in .cache/.
+# Root; about a minute. See integration/cgroup2vm/run.sh.
+test-cgroup2: build
+	GO='$(GO)' TAGS='$(TAGS)' LDFLAGS='$(LDFLAGS)' CORRAL_BIN=$(CURDIR)/$(BIN) integration/cgroup2vm/run.sh
 
 bench-deps:
 	apt-get update -qq

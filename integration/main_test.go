@@ -226,6 +226,20 @@ func (s *started) wait(t *testing.T, timeout time.Duration) result {
 	return result{stdout: s.output(t, s.stdout), stderr: s.output(t, s.stderr), code: s.cmd.ProcessState.ExitCode()}
 }
 
+// waitOutput waits (at most 10s) until the sandbox's standard output
+// holds want: a command that says when it is ready, say after setting up
+// its signal traps, which takes a while on a slow (emulated) machine.
+func (s *started) waitOutput(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s.output(t, s.stdout), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sandbox %s did not print %q within 10s; stderr: %s", s.name, want, s.output(t, s.stderr))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (s *started) signal(t *testing.T, sig syscall.Signal) {
 	t.Helper()
 	if err := s.cmd.Process.Signal(sig); err != nil {

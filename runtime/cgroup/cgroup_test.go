@@ -1,7 +1,9 @@
 package cgroup
 
 import (
+	"errors"
 	"math"
+	"path"
 	"strings"
 	"testing"
 )
@@ -100,6 +102,72 @@ func TestModeString(t *testing.T) {
 	} {
 		if got := tc.m.String(); got != tc.want {
 			t.Errorf("Mode(%d).String() = %q, want %q", int(tc.m), got, tc.want)
+		}
+	}
+}
+
+func TestSelfPath(t *testing.T) {
+	for _, tc := range []struct {
+		desc, content, want string
+	}{
+		{"v2 root", "0::/\n", "/"},
+		{"v2 service", "0::/system.slice/corral.service\n", "/system.slice/corral.service"},
+		{"v2 without newline", "0::/corral/supervisor", "/corral/supervisor"},
+		{"hybrid: the v2 line among v1 ones", "12:pids:/user.slice\n4:memory:/user.slice\n1:name=systemd:/user.slice/session-1.scope\n0::/user.slice/session-1.scope\n", "/user.slice/session-1.scope"},
+		{"trailing slash cleaned", "0::/corral/\n", "/corral"},
+	} {
+		got, err := selfPath(tc.content)
+		if err != nil || got != tc.want {
+			t.Errorf("%s: selfPath(%q) = %q, %v; want %q", tc.desc, tc.content, got, err, tc.want)
+		}
+	}
+	for _, content := range []string{"", "4:memory:/user.slice\n", "0::\n", "10::/x\n"} {
+		if got, err := selfPath(content); err == nil {
+			t.Errorf("selfPath(%q) = %q, want an error", content, got)
+		}
+	}
+}
+
+func TestCheckParent(t *testing.T) {
+	for _, tc := range []struct {
+		self, parent string
+		refused      bool
+	}{
+		// The root cgroup is exempt from the no-internal-process rule.
+		{"/", "/corral", false},
+		{"/", "/", false},
+		// Siblings and unrelated cgroups are fine.
+		{"/corral/supervisor", "/corral/sandboxes", false},
+		{"/system.slice/corral.service/supervisor", "/system.slice/corral.service/sandboxes", false},
+		{"/user.slice/session-1.scope", "/corral", false},
+		// corral below the parent: the parent itself holds no process.
+		{"/corral/supervisor", "/corral", false},
+		// A shared prefix is not an ancestor.
+		{"/corral", "/corral-itest-12", false},
+		{"/corral", "/corralx/y", false},
+		// corral in the parent or in one of its ancestors.
+		{"/corral", "/corral", true},
+		{"/corral", "/corral/", true},
+		{"/corral/", "/corral", true},
+		{"/system.slice/corral.service", "/system.slice/corral.service/sandboxes", true},
+		{"/a", "/a/b/c", true},
+	} {
+		err := checkParent(tc.self, tc.parent)
+		if !tc.refused {
+			if err != nil {
+				t.Errorf("checkParent(%q, %q): %v, want no error", tc.self, tc.parent, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrParentHoldsSelf) {
+			t.Errorf("checkParent(%q, %q) = %v, want ErrParentHoldsSelf", tc.self, tc.parent, err)
+			continue
+		}
+		// The message names both cgroups.
+		for _, p := range []string{path.Clean(tc.self), path.Clean(tc.parent)} {
+			if !strings.Contains(err.Error(), " "+p+" ") && !strings.Contains(err.Error(), " "+p+";") {
+				t.Errorf("checkParent(%q, %q) error %q does not name %s", tc.self, tc.parent, err, p)
+			}
 		}
 	}
 }

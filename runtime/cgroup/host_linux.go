@@ -85,6 +85,25 @@ func (h *Host) check() error {
 		ErrMissingController, strings.Join(missing, ", "), where, strings.Join(Required, ", "))
 }
 
+// CheckParent refuses, on cgroup v2, to make sandboxes under parent when
+// corral itself runs in parent or one of its ancestors (other than the
+// root cgroup): the kernel would refuse the controllers the limits need.
+// v1 has no such rule.
+func (h *Host) CheckParent(parent string) error {
+	if h.Mode != Unified {
+		return nil
+	}
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return fmt.Errorf("read own cgroup: %w", err)
+	}
+	self, err := selfPath(string(data))
+	if err != nil {
+		return fmt.Errorf("read own cgroup: %w", err)
+	}
+	return checkParent(self, parent)
+}
+
 // Exists reports whether the cgroup at path (e.g. "/corral/web") exists in
 // the hierarchy that holds the memory controller.
 func (h *Host) Exists(path string) bool {
@@ -204,7 +223,7 @@ func (h *Host) statsV2(path string) (Stats, error) {
 		s.MemoryUsage, s.MemoryMaxUsage, s.MemoryLimit = m.Memory.Usage, m.Memory.MaxUsage, limit(m.Memory.UsageLimit)
 	}
 	if m.MemoryEvents != nil {
-		s.OOMKills = m.MemoryEvents.OomKill
+		s.OOMKills, s.OOMGroupKills = m.MemoryEvents.OomKill, m.MemoryEvents.OomGroupKill
 	}
 	if m.Pids != nil {
 		s.PidsCurrent, s.PidsLimit = m.Pids.Current, limit(m.Pids.Limit)

@@ -247,6 +247,19 @@ func TestStatsV2(t *testing.T) {
 			},
 		},
 		{
+			desc: "the whole cgroup OOM-killed (memory.oom.group)",
+			files: func() map[string]string {
+				f := v2Files(cg, "67108864\n", "100\n")
+				f["corral/web/memory.events"] = "low 0\nhigh 0\nmax 40\noom 1\noom_kill 3\noom_group_kill 1\n"
+				return f
+			}(),
+			want: Stats{
+				MemoryUsage: 5 << 20, MemoryMaxUsage: 8 << 20, MemoryLimit: 64 << 20, OOMKills: 3, OOMGroupKills: 1,
+				PidsCurrent: 3, PidsLimit: 100, PidsLimitHits: 5,
+				CPUUsage: 2500 * time.Millisecond, CPUThrottled: 350 * time.Millisecond, ThrottledPeriods: 7,
+			},
+		},
+		{
 			desc: "no memory limit, no peak (kernel before 5.19), no events",
 			files: func() map[string]string {
 				f := v2Files(cg, "max\n", "100\n")

@@ -46,7 +46,13 @@ func (e Exit) ExitCode() int {
 
 // Clean reports an exit with code 0 that no limit interfered with.
 func (e Exit) Clean() bool {
-	return e.ExecErr == nil && e.Signal == 0 && e.Code == 0 && e.Stats.OOMKills == 0 && e.Stats.PidsLimitHits == 0
+	return e.ExecErr == nil && e.Signal == 0 && e.Code == 0 && !e.oomKilled() && e.Stats.PidsLimitHits == 0
+}
+
+// oomKilled reports whether the OOM killer killed anything in the sandbox:
+// one process, or on cgroup v2 with memory.oom.group all of them.
+func (e Exit) oomKilled() bool {
+	return e.Stats.OOMKills > 0 || e.Stats.OOMGroupKills > 0
 }
 
 // Reason says in words how the sandbox ended, naming the limit that was
@@ -61,9 +67,14 @@ func (e Exit) Reason() string {
 	}
 	var b strings.Builder
 	switch {
-	case e.Signal == syscall.SIGKILL && e.Stats.OOMKills > 0:
+	case e.Signal == syscall.SIGKILL && e.oomKilled():
 		fmt.Fprintf(&b, "killed by the kernel OOM killer (%s)", memLimit)
-		if e.Stats.OOMKills > 1 {
+		switch {
+		case e.Stats.OOMGroupKills > 0:
+			// The kernel counts each process of the group in oom_kill,
+			// some twice: the count would say nothing.
+			b.WriteString("; it killed the whole sandbox (memory.oom.group)")
+		case e.Stats.OOMKills > 1:
 			fmt.Fprintf(&b, "; %d processes were OOM-killed in all", e.Stats.OOMKills)
 		}
 	case e.Signal != 0:
@@ -71,8 +82,12 @@ func (e Exit) Reason() string {
 	default:
 		fmt.Fprintf(&b, "exited with code %d", e.Code)
 	}
-	if e.Stats.OOMKills > 0 && !(e.Signal == syscall.SIGKILL) {
-		fmt.Fprintf(&b, "; the kernel OOM killer killed %s in the sandbox (%s)", plural(e.Stats.OOMKills, "process", "processes"), memLimit)
+	if e.oomKilled() && !(e.Signal == syscall.SIGKILL) {
+		what := plural(e.Stats.OOMKills, "process", "processes")
+		if e.Stats.OOMGroupKills > 0 {
+			what = "every process"
+		}
+		fmt.Fprintf(&b, "; the kernel OOM killer killed %s in the sandbox (%s)", what, memLimit)
 	}
 	if e.Stats.PidsLimitHits > 0 {
 		fmt.Fprintf(&b, "; the pids limit (%d) was reached: %s refused", e.PidsLimit, plural(e.Stats.PidsLimitHits, "fork", "forks"))

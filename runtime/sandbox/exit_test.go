@@ -78,6 +78,24 @@ func TestExit(t *testing.T) {
 			code:   137,
 		},
 		{
+			desc:   "the whole sandbox OOM-killed (cgroup v2, memory.oom.group)",
+			exit:   Exit{Signal: syscall.SIGKILL, MemoryLimit: mem64, Stats: cgroup.Stats{OOMKills: 4, OOMGroupKills: 1}},
+			reason: "killed by the kernel OOM killer (memory limit 64MiB); it killed the whole sandbox (memory.oom.group)",
+			code:   137,
+		},
+		{
+			desc:   "a group kill alone is an OOM kill",
+			exit:   Exit{Signal: syscall.SIGKILL, Stats: cgroup.Stats{OOMGroupKills: 1}},
+			reason: "killed by the kernel OOM killer (no memory limit); it killed the whole sandbox (memory.oom.group)",
+			code:   137,
+		},
+		{
+			desc:   "exit 0 after a group kill is not clean",
+			exit:   Exit{Code: 0, MemoryLimit: mem64, Stats: cgroup.Stats{OOMGroupKills: 1}},
+			reason: "exited with code 0; the kernel OOM killer killed every process in the sandbox (memory limit 64MiB)",
+			code:   0,
+		},
+		{
 			desc:   "exit 0 after a child was OOM-killed",
 			exit:   Exit{Code: 0, MemoryLimit: mem64, Stats: cgroup.Stats{OOMKills: 1}},
 			reason: "exited with code 0; the kernel OOM killer killed 1 process in the sandbox (memory limit 64MiB)",

@@ -15,7 +15,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -59,6 +61,13 @@ type Manager struct {
 	// filters holds seccomp profiles compiled once to BPF: compiling one
 	// in every new sandbox would cost several ms per start.
 	filters *filter.Cache
+	// parents counts the live sandboxes of this manager that claim each
+	// parent cgroup one of them made. A sandbox made under such a parent
+	// claims it too (it is in its record's CreatedCgroups), so whichever
+	// of them ends last removes it, not only the one that happened to
+	// make it.
+	mu      sync.Mutex
+	parents map[string]int
 }
 
 // Layout of the state dir.
@@ -90,6 +99,7 @@ func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger) (*Mana
 	m := &Manager{
 		stateDir: abs, cgroups: cg, log: log, self: os.Getpid(), selfAt: start, exe: exe,
 		filters: &filter.Cache{Dir: filepath.Join(abs, "seccomp")},
+		parents: map[string]int{},
 	}
 	for _, d := range []string{m.stateDir, m.recordsDir(), m.rootsDir(), m.containersDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -127,6 +137,9 @@ type Sandbox struct {
 	process   *libcontainer.Process
 	spec      *rspec.Spec
 	limits    spec.Resources
+	// claims are the parent cgroups it claimed (see claimParents), until
+	// Destroy.
+	claims []string
 	// seccomp is the profile the init loads for the command (nil: none).
 	seccomp *rspec.LinuxSeccomp
 }
@@ -139,6 +152,10 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 	}
 	if !filepath.IsAbs(cgroupParent) {
 		return nil, fmt.Errorf("cgroup parent %q is not an absolute path", cgroupParent)
+	}
+	// On v2, corral must not sit in an ancestor of its sandboxes.
+	if err := m.cgroups.CheckParent(cgroupParent); err != nil {
+		return nil, err
 	}
 	sb, err := m.reserve(svc.Name, filepath.Join(cgroupParent, svc.Name), svc.Rootfs == "")
 	if err != nil {
@@ -176,6 +193,7 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 	if err := isolation.Harden(s, svc.Security); err != nil {
 		return nil, err
 	}
+	oomGroup(s, m.cgroups.Mode)
 	// corral's init loads the seccomp filter itself, precompiled, and
 	// runs the command; libcontainer only sees the init.
 	sb.seccomp, s.Linux.Seccomp = s.Linux.Seccomp, nil
@@ -196,6 +214,24 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 	return sb, nil
 }
 
+// oomGroup makes an OOM kill take the whole sandbox on cgroup v2
+// (memory.oom.group=1): every process of it is killed at once, its init
+// with them, and the sandbox ends reported as OOM-killed. A sandbox that
+// lost one process to the OOM killer is in a state its service never
+// planned for (a worker gone, its parent waiting forever); ending it whole
+// lets the restart policy bring it back clean. v1 has no such setting, and
+// libcontainer refuses unified keys there: on v1 the kernel still kills
+// one process, and a child's OOM kill is reported beside init's exit.
+func oomGroup(s *rspec.Spec, mode cgroup.Mode) {
+	if mode != cgroup.Unified {
+		return
+	}
+	if s.Linux.Resources.Unified == nil {
+		s.Linux.Resources.Unified = map[string]string{}
+	}
+	s.Linux.Resources.Unified["memory.oom.group"] = "1"
+}
+
 // reserve writes the sandbox's record under the state lock, after making
 // sure no live sandbox has the name and sweeping a dead one that had it.
 func (m *Manager) reserve(name, cgroupPath string, builtinRoot bool) (*Sandbox, error) {
@@ -212,10 +248,11 @@ func (m *Manager) reserve(name, cgroupPath string, builtinRoot bool) (*Sandbox, 
 			return nil, err
 		}
 	}
+	claims := m.claimParents(filepath.Dir(cgroupPath))
 	rec := &record{
 		Name:           name,
 		CgroupPath:     cgroupPath,
-		CreatedCgroups: m.cgroups.Missing(filepath.Dir(cgroupPath)),
+		CreatedCgroups: claims,
 		OwnerPID:       m.self,
 		OwnerStart:     m.selfAt,
 		Created:        time.Now().UTC(),
@@ -224,9 +261,42 @@ func (m *Manager) reserve(name, cgroupPath string, builtinRoot bool) (*Sandbox, 
 		rec.RootDir = filepath.Join(m.rootsDir(), name)
 	}
 	if err := rec.save(m.recordPath(name)); err != nil {
+		m.unclaimParents(claims)
 		return nil, err
 	}
-	return &Sandbox{Name: name, m: m, rec: rec}, nil
+	return &Sandbox{Name: name, m: m, rec: rec, claims: claims}, nil
+}
+
+// claimParents returns the cgroups from parent up that a sandbox made under
+// parent must remove when it ends (if they are empty then), deepest first:
+// those that do not exist yet, and those that live sandboxes of this
+// manager claim, because one of them made it. Sandboxes that share a
+// parent may end in any order. A cgroup corral did not make is never
+// claimed.
+func (m *Manager) claimParents(parent string) []string {
+	missing := m.cgroups.Missing(parent)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var claimed []string
+	for p := filepath.Clean(parent); p != "/"; p = filepath.Dir(p) {
+		if slices.Contains(missing, p) || m.parents[p] > 0 {
+			claimed = append(claimed, p)
+			m.parents[p]++
+		}
+	}
+	return claimed
+}
+
+// unclaimParents drops a sandbox's claims, once it has tried to remove
+// the parents it claimed.
+func (m *Manager) unclaimParents(claimed []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range claimed {
+		if m.parents[p]--; m.parents[p] <= 0 {
+			delete(m.parents, p)
+		}
+	}
 }
 
 // Stdio is where the sandbox's standard streams go. Files are handed to
@@ -337,7 +407,36 @@ func (sb *Sandbox) Pid() (int, error) {
 // handler for sig does not get it (the kernel protects a PID namespace's
 // init); SIGKILL always works and ends every process in the sandbox.
 func (sb *Sandbox) Signal(sig os.Signal) error {
+	if sig != unix.SIGKILL {
+		sb.waitInitReady()
+	}
 	return sb.container.Signal(sig)
+}
+
+// initReadyTimeout bounds Signal's wait for a new sandbox's init.
+const initReadyTimeout = 5 * time.Second
+
+// waitInitReady waits until the sandbox's init takes signals. Until it has
+// blocked them (it then forks the command and writes its first status
+// record) it is a PID namespace's init without handlers, to which the
+// kernel delivers nothing from outside but SIGKILL: a stop signal sent
+// right after Start would be lost, and the stop end in SIGKILL at the stop
+// timeout (on a slow machine, most stops right after a start did).
+func (sb *Sandbox) waitInitReady() {
+	if sb.process == nil {
+		return
+	}
+	deadline := time.Now().Add(initReadyTimeout)
+	for {
+		_, err := pid1.ReadStatus(sb.m.statusPath(sb.Name))
+		if !errors.Is(err, pid1.ErrNoStatus) || time.Now().After(deadline) {
+			return // a record (or none to wait for): the init is ready
+		}
+		if status, err := sb.container.Status(); err != nil || status == libcontainer.Stopped {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Wait waits for the sandbox's init to end and reads the cgroup's counters
@@ -404,6 +503,8 @@ func (sb *Sandbox) Destroy() error {
 	if err := sb.m.release(sb.rec); err != nil {
 		errs = append(errs, err)
 	}
+	sb.m.unclaimParents(sb.claims)
+	sb.claims = nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", sb.Name, err)
 	}

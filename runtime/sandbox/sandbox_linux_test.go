@@ -4,9 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
+
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/corral-dev/corral/runtime/cgroup"
 )
 
 func TestClassifyStartError(t *testing.T) {
@@ -43,4 +51,68 @@ func TestClassifyStartError(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestOOMGroupOnlyOnV2(t *testing.T) {
+	for _, tc := range []struct {
+		mode cgroup.Mode
+		want map[string]string
+	}{
+		{cgroup.Unified, map[string]string{"memory.oom.group": "1"}},
+		{cgroup.Hybrid, nil},
+		{cgroup.Legacy, nil},
+	} {
+		s := &rspec.Spec{Linux: &rspec.Linux{Resources: &rspec.LinuxResources{}}}
+		oomGroup(s, tc.mode)
+		if got := s.Linux.Resources.Unified; !maps.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
+			t.Errorf("%s: unified resources %v, want %v", tc.mode, got, tc.want)
+		}
+	}
+	// Other unified keys are kept.
+	s := &rspec.Spec{Linux: &rspec.Linux{Resources: &rspec.LinuxResources{Unified: map[string]string{"memory.high": "1000000"}}}}
+	oomGroup(s, cgroup.Unified)
+	if want := map[string]string{"memory.high": "1000000", "memory.oom.group": "1"}; !maps.Equal(s.Linux.Resources.Unified, want) {
+		t.Errorf("unified resources %v, want %v", s.Linux.Resources.Unified, want)
+	}
+}
+
+func TestClaimParentsShared(t *testing.T) {
+	root := t.TempDir()
+	h := &cgroup.Host{Mode: cgroup.Hybrid, Mounts: map[string]string{"memory": root}, Roots: []string{root}}
+	m := &Manager{cgroups: h, parents: map[string]int{}}
+	mkdir := func(p string) {
+		if err := os.MkdirAll(filepath.Join(root, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claim := func(parent string, want ...string) []string {
+		t.Helper()
+		got := m.claimParents(parent)
+		if !slices.Equal(got, want) {
+			t.Errorf("claimParents(%q) = %q, want %q", parent, got, want)
+		}
+		return got
+	}
+	mkdir("/operator")
+	// The first sandbox makes /a/b and /a; the next ones under them claim
+	// them too, whether they exist by then or not.
+	first := claim("/a/b", "/a/b", "/a")
+	mkdir("/a/b")
+	second := claim("/a/b", "/a/b", "/a")
+	third := claim("/a/c", "/a/c", "/a")
+	// A cgroup corral did not make is never claimed.
+	claim("/operator/x", "/operator/x")
+	claim("/operator", []string(nil)...)
+	// The first one ends first: the others still claim what it made.
+	m.unclaimParents(first)
+	claim("/a/b", "/a/b", "/a")
+	// With no claims left, an existing /a is no longer this manager's:
+	// someone else made it since.
+	m.unclaimParents(second)
+	m.unclaimParents(third)
+	m.unclaimParents([]string{"/a/b", "/a"}) // the fourth claim above
+	if len(m.parents) != 1 || m.parents["/operator/x"] != 1 {
+		t.Errorf("claims left: %v, want only /operator/x", m.parents)
+	}
+	claim("/a/b")
 }

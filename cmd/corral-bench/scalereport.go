@@ -1,0 +1,115 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"time"
+)
+
+type scaleReport struct {
+	Services int        `json:"services"`
+	Reps     int        `json:"repetitions"`
+	IdleS    float64    `json:"idle_window_s"`
+	Corral   []scaleRun `json:"corral"`
+	S6       []scaleRun `json:"s6,omitempty"`
+	Notes    []string   `json:"notes,omitempty"`
+}
+
+// scaleMetric is one line of the table: how to read it from a run, and
+// corral's goal if it has one.
+type scaleMetric struct {
+	label string
+	value func(scaleRun) float64
+	goal  string
+	// met says whether corral's median meets the goal.
+	met func(median float64) bool
+	// corralOnly: s6 has no such thing.
+	corralOnly bool
+}
+
+const mb = 1 << 20
+
+func scaleMetrics(services int) []scaleMetric {
+	return []scaleMetric{
+		{label: "all running, from the fork (s)", value: func(r scaleRun) float64 { return r.UpS },
+			goal: fmt.Sprintf("< %g s", scaleUpGoal.Seconds()), met: func(m float64) bool { return m < scaleUpGoal.Seconds() }},
+		{label: "first running (s)", value: func(r scaleRun) float64 { return r.FirstUpS }},
+		{label: "failed starts, retried", value: func(r scaleRun) float64 { return float64(r.StartFailures) }, corralOnly: true},
+		{label: "supervisor CPU to start all (s)", value: func(r scaleRun) float64 { return r.StartCPUS }},
+		{label: "its exited children's CPU (s)", value: func(r scaleRun) float64 { return r.StartChildCPUS }},
+		{label: "sandbox inits' CPU to set up (s)", value: func(r scaleRun) float64 { return r.InitsCPUS }, corralOnly: true},
+		{label: "host CPU busy until all running (s)", value: func(r scaleRun) float64 { return r.HostCPUS }},
+		{label: "supervisor PSS (MB)", value: func(r scaleRun) float64 { return float64(r.SupervisorPSS) / mb }},
+		{label: fmt.Sprintf("%d sandbox inits PSS (MB)", services), value: func(r scaleRun) float64 { return float64(r.InitsPSS) / mb }, corralOnly: true},
+		{label: fmt.Sprintf("%d commands PSS (MB)", services), value: func(r scaleRun) float64 { return float64(r.CommandsPSS) / mb }},
+		{label: "sandbox cgroups' memory charge (MB)", value: func(r scaleRun) float64 { return float64(r.CgroupMem) / mb }, corralOnly: true},
+		{label: "  of which the kernel's (MB)", value: func(r scaleRun) float64 { return float64(r.CgroupKernelMem) / mb }, corralOnly: true},
+		{label: fmt.Sprintf("supervisor wake-ups in %s idle", scaleIdle), value: func(r scaleRun) float64 { return float64(r.IdleWakeups) },
+			goal: "0", met: func(m float64) bool { return m == 0 }},
+		{label: fmt.Sprintf("supervisor CPU in %s idle (ms)", scaleIdle), value: func(r scaleRun) float64 { return r.IdleCPUMS }},
+		{label: fmt.Sprintf("sandbox inits wake-ups in %s idle", scaleIdle), value: func(r scaleRun) float64 { return float64(r.IdleInitWakeups) }, corralOnly: true},
+		{label: "stop all: SIGTERM to all gone (s)", value: func(r scaleRun) float64 { return r.DownS },
+			goal: fmt.Sprintf("< %g s", scaleDownGoal.Seconds()), met: func(m float64) bool { return m < scaleDownGoal.Seconds() }},
+	}
+}
+
+// medianOf is the median of one metric over runs, with its range.
+func medianOf(runs []scaleRun, value func(scaleRun) float64) (med, lo, hi float64) {
+	v := make([]float64, len(runs))
+	for i, r := range runs {
+		v[i] = value(r)
+	}
+	sort.Float64s(v)
+	return median(v), v[0], v[len(v)-1]
+}
+
+func formatMedian(runs []scaleRun, value func(scaleRun) float64) string {
+	if len(runs) == 0 {
+		return "-"
+	}
+	med, lo, hi := medianOf(runs, value)
+	if len(runs) == 1 || lo == hi {
+		return trimFloat(med)
+	}
+	return fmt.Sprintf("%s (%s-%s)", trimFloat(med), trimFloat(lo), trimFloat(hi))
+}
+
+// trimFloat prints with the precision a value's size calls for.
+func trimFloat(v float64) string {
+	switch {
+	case v == float64(int64(v)):
+		return fmt.Sprintf("%d", int64(v))
+	case v < 10 && v > -10:
+		return fmt.Sprintf("%.2f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func (r *scaleReport) print(w io.Writer) {
+	fmt.Fprintf(w, "\nScale: %d services running `%s`, each started, measured and stopped %d times; median (min-max)\n", r.Services, scaleCommand, r.Reps)
+	fmt.Fprintf(w, "corral: one daemon; each service in its own sandbox (built-in root, memory %s, pids %s, default hardening).\n", scaleMemoryFlag, scalePidsFlag)
+	fmt.Fprintf(w, "s6: s6-svscan + one s6-supervise per service, NO sandbox; its \"supervisor\" figures are s6-svscan's and every s6-supervise's.\n")
+	fmt.Fprintf(w, "%-38s %-24s %-24s %s\n", "", "corral", "s6", "corral's goal")
+	for _, m := range scaleMetrics(r.Services) {
+		goal := ""
+		if m.goal != "" && len(r.Corral) > 0 {
+			med, _, _ := medianOf(r.Corral, m.value)
+			goal = m.goal + ": met"
+			if !m.met(med) {
+				goal = m.goal + ": NOT met"
+			}
+		}
+		s6 := "-"
+		if !m.corralOnly {
+			s6 = formatMedian(r.S6, m.value)
+		}
+		fmt.Fprintf(w, "%-38s %-24s %-24s %s\n", m.label, formatMedian(r.Corral, m.value), s6, goal)
+	}
+	fmt.Fprintf(w, "(all running: corral's daemon reports every service running (its events; the init may still be exec'ing the command);\n")
+	fmt.Fprintf(w, " s6: every s6-supervise has a sleep child, polled every %s. Wake-ups: voluntary+involuntary context switches of\n", s6Poll)
+	fmt.Fprintf(w, " every thread, /proc/PID/task/*/status; CPU: utime+stime, /proc/PID/stat, %d ms ticks.)\n", int(time.Second/time.Millisecond)/userHZ)
+	for _, n := range r.Notes {
+		fmt.Fprintln(w, n)
+	}
+}
