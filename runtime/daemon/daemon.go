@@ -69,6 +69,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if err := host.CheckParent(cfg.CgroupParent); err != nil {
+		return err
+	}
 	d := &Daemon{opts: opts, log: opts.Log, host: host, events: newBroadcaster(), cfg: cfg, services: map[string]*service{}}
 	if err := os.MkdirAll(d.daemonDir(), 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)

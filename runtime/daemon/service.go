@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/corral-dev/corral/runtime/api"
+	"github.com/corral-dev/corral/runtime/cgroup"
 	"github.com/corral-dev/corral/runtime/sandbox"
 	"github.com/corral-dev/corral/runtime/supervisor"
 	"github.com/corral-dev/corral/spec"
@@ -313,5 +314,6 @@ func permanent(err error) bool {
 		errors.Is(err, sandbox.ErrCommandNotExecutable) ||
 		errors.Is(err, os.ErrNotExist) ||
 		errors.Is(err, os.ErrPermission) ||
+		errors.Is(err, cgroup.ErrParentHoldsSelf) ||
 		errors.As(err, &fe)
 }
