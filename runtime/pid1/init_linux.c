@@ -16,15 +16,17 @@
  *   4. fork the command (with its output on two pipes when logging), load
  *      its seccomp program, exec it;
  *   5. forward signals to it, reap every child, write its output to
- *      timestamped records in rotated files, and when it ends record how and
- *      exit the same way.
+ *      timestamped records in rotated files (the status record says when
+ *      lines are being lost), and when it ends record how and exit the same
+ *      way.
  *
  * The protocol (variable, status record, exit codes, log format) is
  * documented on package pid1 in pid1.go; keep the two in step.
  *
  * There is one thread and every signal is blocked, so nothing here runs in a
- * signal handler. Memory is static: two line buffers, the seccomp program
- * (touched in the child only) and a few small arrays on the stack.
+ * signal handler. Memory is static: two line buffers, the status record's
+ * state line, the seccomp program (touched in the child only) and a few
+ * small arrays on the stack.
  */
 
 #define _GNU_SOURCE
@@ -129,20 +131,33 @@ static void die(const char *fmt, ...)
 	_exit(EXIT_INIT);
 }
 
-/* write_status replaces the status record with one line of ASCII. */
-static void write_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void write_status(const char *fmt, ...)
-{
-	char buf[300];
-	va_list ap;
+/* The status record is the state line, then "log-lost TOTAL ERRNO" once a
+ * log line was lost. The two change apart (the log's state many times while
+ * the command runs), so the last state line is kept to rewrite both. */
+static char status_line[300];
+static int status_len; /* 0 until the first state line */
 
-	va_start(ap, fmt);
-	int n = vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof buf) {
-		warnx("status record too long");
+static void log_state(unsigned long long *lost, int *err);
+
+/* put_status replaces the status record with status_line and the log's
+ * state. sync makes it durable: a new state must survive the init, the
+ * log's state alone is read while the init runs, and the final record
+ * carries it anyway. */
+static void put_status(int sync)
+{
+	char buf[sizeof status_line + 64];
+	unsigned long long lost;
+	int err;
+	int n = status_len;
+
+	/* No record before the command was forked: until then the file stays
+	 * empty, which tells the daemon that the init is not ready. */
+	if (status_len == 0)
 		return;
-	}
+	memcpy(buf, status_line, n);
+	log_state(&lost, &err);
+	if (lost > 0)
+		n += snprintf(buf + n, sizeof buf - n, "log-lost %llu %d\n", lost, err);
 	ssize_t w;
 	do
 		w = pwrite(cfg.status, buf, n, 0);
@@ -153,8 +168,28 @@ static void write_status(const char *fmt, ...)
 	}
 	if (ftruncate(cfg.status, n) != 0)
 		warnx("truncate status: %s", strerror(errno));
-	if (fsync(cfg.status) != 0)
+	if (sync && fsync(cfg.status) != 0)
 		warnx("sync status: %s", strerror(errno));
+}
+
+/* write_status sets the state line, one line of ASCII, and rewrites the
+ * record. */
+static void write_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void write_status(const char *fmt, ...)
+{
+	char buf[sizeof status_line];
+	va_list ap;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof buf) {
+		warnx("status record too long");
+		return;
+	}
+	memcpy(status_line, buf, n);
+	status_len = n;
+	put_status(1);
 }
 
 /* fail reports that the init could not start the command, and exits. */
@@ -309,12 +344,21 @@ static void std_fds(void)
 /* ---- the log ---- */
 
 static struct {
-	int fd;                 /* output.log, or -1 until it can be opened */
-	long long size;         /* its size */
-	unsigned long dropped;  /* records lost since the last successful write */
-	int err;                /* why the last one was lost */
-	int warned;             /* a rotation failure was reported: report only one */
-} logfile = { -1, 0, 0, 0, 0 };
+	int fd;                  /* output.log, or -1 until it can be opened */
+	long long size;          /* its size */
+	unsigned long dropped;   /* records lost since the last successful write */
+	int err;                 /* why the last one was lost */
+	unsigned long long lost; /* records lost over the sandbox's life */
+	int warned;              /* a rotation failure was reported: report only one */
+} logfile = { -1, 0, 0, 0, 0, 0 };
+
+/* log_state gives the status record's view of the log: the records lost so
+ * far, and why writing fails now (0 once it works again). */
+static void log_state(unsigned long long *lost, int *err)
+{
+	*lost = logfile.lost;
+	*err = logfile.dropped > 0 ? logfile.err : 0;
+}
 
 /* A stream of the command's output: the bytes of its current line. The one
  * extra byte lets a line of exactly LOG_LINE_MAX bytes and its newline fit. */
@@ -449,8 +493,20 @@ static int write_record(const char *stream, const char *data, size_t len)
 	return log_writev(iov, 3);
 }
 
+/* log_dropped counts a record that could not be written; errno says why.
+ * The status record changes when the first one after a write is lost, not
+ * at each: while the disk stays full, every line would cost a rewrite. */
+static void log_dropped(void)
+{
+	logfile.err = errno != 0 ? errno : EIO; /* 0 would say that writing works */
+	logfile.lost++;
+	if (logfile.dropped++ == 0)
+		put_status(0);
+}
+
 /* log_record logs one line of the command's output. A line that cannot be
- * written is dropped and counted; the next write says how many were lost. */
+ * written is dropped and counted; the next write says how many were lost,
+ * and the status record that writing works again. */
 static void log_record(const char *stream, const char *data, size_t len)
 {
 	if (logfile.dropped > 0) {
@@ -458,16 +514,14 @@ static void log_record(const char *stream, const char *data, size_t len)
 		int n = snprintf(note, sizeof note, "corral-init: %lu log lines dropped (%s)",
 				 logfile.dropped, strerror(logfile.err));
 		if (write_record("stderr", note, n) != 0) {
-			logfile.dropped++;
-			logfile.err = errno;
+			log_dropped();
 			return;
 		}
 		logfile.dropped = 0;
+		put_status(0);
 	}
-	if (write_record(stream, data, len) != 0) {
-		logfile.dropped++;
-		logfile.err = errno;
-	}
+	if (write_record(stream, data, len) != 0)
+		log_dropped();
 }
 
 /* stream_emit logs the complete lines in s's buffer and, when the buffer is

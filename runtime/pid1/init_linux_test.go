@@ -719,6 +719,128 @@ func TestLogDropped(t *testing.T) {
 	}
 }
 
+// fill writes a file in dir until the filesystem is full. It closes the
+// file: removing it then frees the space.
+func fill(t *testing.T, dir, name string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	page := make([]byte, 4096)
+	for {
+		_, err := f.Write(page)
+		if errors.Is(err, syscall.ENOSPC) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitStatus waits for a status record that cond accepts.
+func waitStatus(t *testing.T, path string, cond func(Status) bool) Status {
+	t.Helper()
+	var s Status
+	var err error
+	waitFor(t, func() bool { s, err = ReadStatus(path); return err == nil && cond(s) })
+	return s
+}
+
+// TestLogLostInStatus fills the log's filesystem while the command prints:
+// the status record says that lines are lost and why, then that writing
+// works again, and the final record keeps the count.
+func TestLogLostInStatus(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs for the log needs root")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatalf("mount a tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	cfg := Config{LogDir: openFile(t, dir, os.O_RDONLY|syscall.O_DIRECTORY)}
+	fill(t, dir, "filler")
+
+	// The last record is larger than a page: it needs a new one even if
+	// output.log's last page has room.
+	script := `
+		printf 'full 1\nfull 2\nfull 3\nfull 4\nfull 5\n'
+		read go
+		echo after 1; echo after 2
+		read go
+		printf '%5000s\n' x`
+	p := newInit(t, os.Args[0], cfg, sh(script)...)
+	stdin, err := p.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	next := func() {
+		t.Helper()
+		if _, err := stdin.Write([]byte("go\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Lines are lost. The record changed at the first one only: it is not
+	// rewritten for each line lost.
+	s := waitStatus(t, p.statusPath, func(s Status) bool { return s.LogErrno != 0 })
+	if s.State != StateRunning || s.LogLost != 1 || s.LogErrno != int(syscall.ENOSPC) {
+		t.Errorf("while the log is full: status %+v, want running, 1 lost, ENOSPC", s)
+	}
+
+	// Room again: the next write is the note, then the line.
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	next()
+	s = waitStatus(t, p.statusPath, func(s Status) bool { return s.LogErrno == 0 })
+	records := readLog(t, filepath.Join(dir, "output.log"))
+	// The init may have read some "full" lines only once there was room
+	// again: the note counts those it lost, a prefix, and the rest follow.
+	var lost int
+	if len(records) > 0 {
+		fmt.Sscanf(records[0].text, "corral-init: %d log lines dropped", &lost)
+	}
+	want := []string{fmt.Sprintf("corral-init: %d log lines dropped (No space left on device)", lost)}
+	for i := lost + 1; i <= 5; i++ {
+		want = append(want, fmt.Sprintf("full %d", i))
+	}
+	want = append(want, "after 1", "after 2")
+	waitFor(t, func() bool { return len(readLog(t, filepath.Join(dir, "output.log"))) >= len(want) })
+	records = readLog(t, filepath.Join(dir, "output.log"))
+	if got := texts(records, ""); lost < 1 || !slices.Equal(got, want) {
+		t.Errorf("output.log records %q, want %q", got, want)
+	}
+	if records[0].stream != "stderr" {
+		t.Errorf("the note is on %s, want stderr", records[0].stream)
+	}
+	if s.State != StateRunning || s.LogLost != uint64(lost) {
+		t.Errorf("once writing works again: status %+v, want running, %d lost, errno 0", s, lost)
+	}
+
+	// Full again when the command ends: the final record says so.
+	fill(t, dir, "filler2")
+	next()
+	r := p.wait(t)
+	want2 := Status{State: StateExited, LogLost: uint64(lost) + 1, LogErrno: int(syscall.ENOSPC)}
+	if r.code != 0 || r.status != want2 || r.stderr != "" {
+		t.Errorf("exit %d, status %+v (%v), stderr %q; want 0, %+v", r.code, r.status, r.statusErr, r.stderr, want2)
+	}
+	if got := texts(readLog(t, filepath.Join(dir, "output.log")), ""); !slices.Equal(got, want) {
+		t.Errorf("output.log records at the end %q, want %q", got, want)
+	}
+}
+
 // seccompProgram returns a raw program that fails mkdir and mkdirat with
 // EPERM and allows everything else.
 func seccompProgram(t *testing.T) []byte {

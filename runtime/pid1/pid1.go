@@ -37,13 +37,25 @@
 // EnvVar or no command (a message on stderr, the status file untouched),
 // or no fork (an exec-failed record).
 //
-// The status file holds one line of ASCII, replaced as the command goes:
+// The status file holds a record of ASCII lines, replaced as the command
+// goes. The first line is the command's state:
 //
 //	running PID                the command was forked; PID as the init sees it
 //	exited CODE
 //	signaled SIGNO
 //	exec-failed ERRNO MESSAGE  MESSAGE is strerror(ERRNO) when exec failed,
 //	                           else "step: reason" (e.g. "seccomp: ...")
+//
+// Once a log record was lost (see Logs), a second line follows:
+//
+//	log-lost TOTAL ERRNO       TOTAL records lost (1 or more); ERRNO why
+//	                           writing fails now, 0 once it works again
+//
+// The init rewrites the record when the state changes, at the first record
+// lost after a successful write, and at the next successful write (the note
+// below), but not for each record lost: while ERRNO is set, more records
+// than TOTAL may be lost already. The final record keeps the log-lost line,
+// with the exact TOTAL.
 //
 // # Logs
 //
@@ -66,6 +78,7 @@
 //
 //	... stderr corral-init: N log lines dropped (No space left on device)
 //
+// and the status record's log-lost line tells the daemon in the meantime.
 // Logging never blocks the command and never ends the init. When the command
 // ends, the init reads what is left in the pipes (at most 1 MiB each) and
 // exits without waiting for background processes that still hold them.
@@ -160,13 +173,22 @@ type Status struct {
 	Signal  int    // signaled: the signal that killed the command
 	Errno   int    // exec-failed: why
 	Message string // exec-failed: what, in words
+
+	// In any state, with logging: the log records lost (while LogErrno
+	// is set, at least that many), and why they cannot be written now (0
+	// once writing works again).
+	LogLost  uint64
+	LogErrno int
 }
 
-// ParseStatus parses a status record. Only the first line counts: while
-// the init replaces a record by a shorter one, the file may briefly end
-// with the tail of the old one. The record is final once the init exited.
+// ParseStatus parses a status record. The first line is authoritative.
+// The init replaces a record with pwrite, then ftruncate: meanwhile the
+// file may end with the tail of an older, longer record. So the second
+// line counts only if it is a complete, well-formed log-lost line, and
+// anything else after the first line is ignored. The record is final once
+// the init exited.
 func ParseStatus(data []byte) (Status, error) {
-	line, _, ok := bytes.Cut(data, []byte("\n"))
+	line, rest, ok := bytes.Cut(data, []byte("\n"))
 	if !ok {
 		return Status{}, ErrNoStatus
 	}
@@ -193,12 +215,37 @@ func ParseStatus(data []byte) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("parse status %q: %w", line, err)
 	}
+	s.LogLost, s.LogErrno = parseLogLost(rest)
 	return s, nil
+}
+
+// parseLogLost parses a "log-lost TOTAL ERRNO" line at the start of data;
+// without a whole, well-formed one it returns 0, 0.
+func parseLogLost(data []byte) (lost uint64, errno int) {
+	line, _, ok := bytes.Cut(data, []byte("\n"))
+	f := strings.Split(string(line), " ")
+	if !ok || len(f) != 3 || f[0] != "log-lost" || !isNum(f[1]) {
+		return 0, 0
+	}
+	lost, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil || lost == 0 {
+		return 0, 0
+	}
+	if errno, err = parseNum(f[2], 0, 4095); err != nil {
+		return 0, 0
+	}
+	return lost, errno
+}
+
+// isNum reports whether s is a decimal number as the init writes one:
+// digits only, no leading zero.
+func isNum(s string) bool {
+	return s != "" && strings.TrimLeft(s, "0123456789") == "" && (len(s) == 1 || s[0] != '0')
 }
 
 // parseNum parses a decimal number from min to max, digits only.
 func parseNum(s string, min, max int) (int, error) {
-	if s == "" || strings.TrimLeft(s, "0123456789") != "" || (len(s) > 1 && s[0] == '0') {
+	if !isNum(s) {
 		return 0, fmt.Errorf("%q is not a number", s)
 	}
 	n, err := strconv.Atoi(s)

@@ -74,6 +74,57 @@ func TestParseStatus(t *testing.T) {
 	}
 }
 
+func TestParseStatusLogLost(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Status
+	}{
+		{"running 42\nlog-lost 7 28\n", Status{State: StateRunning, PID: 42, LogLost: 7, LogErrno: 28}},
+		{"running 42\nlog-lost 7 0\n", Status{State: StateRunning, PID: 42, LogLost: 7}},
+		{"exited 0\nlog-lost 18446744073709551615 122\n",
+			Status{State: StateExited, LogLost: 18446744073709551615, LogErrno: 122}},
+		{"exec-failed 2 No such file or directory\nlog-lost 1 28\n",
+			Status{State: StateExecFailed, Errno: 2, Message: "No such file or directory", LogLost: 1, LogErrno: 28}},
+		// A shorter record over a longer one, before the init truncated the
+		// file: the second line is whole, the tail after it is ignored.
+		{"exited 0\nlog-lost 3 28\n28\n", Status{State: StateExited, LogLost: 3, LogErrno: 28}},
+		{"exited 0\nlog-lost 3 0\n\n", Status{State: StateExited, LogLost: 3}},
+
+		// No log-lost line, or not a whole and well-formed one: ignored.
+		{"running 42\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\n\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\nlog-lost 7 28", Status{State: StateRunning, PID: 42}}, // no newline
+		{"running 42\nlog-lost 7 2", Status{State: StateRunning, PID: 42}},
+		{"running 42\nog-lost 7 28\n", Status{State: StateRunning, PID: 42}}, // the tail of an older record
+		{"running 42\n2\nlog-lost 7 28\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\nlog-lost 7\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\nlog-lost 7 28 1\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\nlog-lost  7 28\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\nlog-lost 0 28\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\nlog-lost 07 28\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\nlog-lost 7 028\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\nlog-lost -7 28\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\nlog-lost 7 4096\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\nlog-lost 18446744073709551616 28\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\nlog-lost x 28\n", Status{State: StateRunning, PID: 42}},
+		{"running 42\nLog-lost 7 28\n", Status{State: StateRunning, PID: 42}},
+	}
+	for _, tt := range tests {
+		got, err := ParseStatus([]byte(tt.in))
+		if err != nil || got != tt.want {
+			t.Errorf("ParseStatus(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+	// The first line is authoritative: a good second line does not save a
+	// bad or incomplete first one.
+	if _, err := ParseStatus([]byte("running x\nlog-lost 7 28\n")); err == nil || errors.Is(err, ErrNoStatus) {
+		t.Errorf("a bad first line with a log-lost line: error %v, want a parse error", err)
+	}
+	if _, err := ParseStatus([]byte("log-lost 7 28\n")); err == nil || errors.Is(err, ErrNoStatus) {
+		t.Errorf("a log-lost line alone: error %v, want a parse error", err)
+	}
+}
+
 func TestParseStatusErrors(t *testing.T) {
 	for _, in := range []string{"", "exited 3", "running 4"} {
 		if _, err := ParseStatus([]byte(in)); !errors.Is(err, ErrNoStatus) {
