@@ -61,6 +61,12 @@ func (r *Root) Remove() error {
 	return removeSameFS(r.Path)
 }
 
+// Adopt takes over a built-in root that an earlier corral process made
+// at path, to be removed with its sandbox.
+func Adopt(path string) *Root {
+	return &Root{Path: path, owned: true}
+}
+
 // RemoveDir deletes a built-in root left by an earlier, killed run, with
 // the same care as Remove.
 func RemoveDir(path string) error {

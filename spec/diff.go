@@ -87,6 +87,30 @@ func sandboxChanged(a, b *Service) bool {
 		a.Security.WritableRoot != b.Security.WritableRoot
 }
 
+// Change is how two versions of a service's sandbox differ.
+type Change int
+
+const (
+	// Same: the sandbox can stay as it is.
+	Same Change = iota
+	// LimitsOnly: only its resources differ; they can change in place.
+	LimitsOnly
+	// Reshaped: anything else differs; it needs a new sandbox.
+	Reshaped
+)
+
+// Compare says how a sandbox made from old differs from one made from
+// next, with the same rules as Diff.
+func Compare(old, next *Service) Change {
+	switch {
+	case sandboxChanged(old, next):
+		return Reshaped
+	case resourcesChanged(old.Resources, next.Resources):
+		return LimitsOnly
+	}
+	return Same
+}
+
 func resourcesChanged(a, b Resources) bool {
 	return a.Memory != b.Memory || a.CPUs != b.CPUs || a.EffectivePids() != b.EffectivePids()
 }

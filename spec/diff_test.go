@@ -117,3 +117,27 @@ func TestCheckReload(t *testing.T) {
 		})
 	}
 }
+
+func TestCompare(t *testing.T) {
+	base := Service{Name: "a", Command: []string{"/bin/sleep", "1"}, Resources: Resources{Memory: 64 << 20}}
+	limits := base
+	limits.Resources.Memory = 128 << 20
+	reshaped := base
+	reshaped.Command = []string{"/bin/sleep", "2"}
+	both := reshaped
+	both.Resources.CPUs = 1
+	for _, tc := range []struct {
+		name string
+		next Service
+		want Change
+	}{
+		{"same", base, Same},
+		{"limits", limits, LimitsOnly},
+		{"command", reshaped, Reshaped},
+		{"command and limits", both, Reshaped},
+	} {
+		if got := Compare(&base, &tc.next); got != tc.want {
+			t.Errorf("%s: Compare = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

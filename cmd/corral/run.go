@@ -176,7 +176,7 @@ func (o *runOptions) run(g *globalOptions) error {
 		return fail(err)
 	}
 	log := logrus.WithField("sandbox", o.svc.Name)
-	mgr, err := sandbox.NewManager(g.stateDir, host, logrus.StandardLogger())
+	mgr, err := sandbox.NewManager(g.stateDir, host, logrus.StandardLogger(), sandbox.Attached)
 	if err != nil {
 		return fail(err)
 	}

@@ -2,6 +2,12 @@
 // service in its own sandbox under a supervisor goroutine, serves the
 // control API, reloads the file on SIGHUP or request, and on SIGTERM stops
 // every service in dependency order and leaves nothing behind.
+//
+// The sandboxes do not depend on the daemon: each one's init keeps its
+// logs and records its exit. A daemon that is killed, or leaves on
+// SIGUSR2, leaves them running, and the next daemon on the same state dir
+// adopts them, learns how those that ended meanwhile ended, and carries
+// on supervising.
 package daemon
 
 import (
@@ -48,18 +54,19 @@ type Daemon struct {
 	services map[string]*service
 	reloadMu sync.Mutex // one reload at a time
 
-	desiredMu sync.Mutex
-	desired   map[string]supervisor.Desired
+	// cleanStart: the previous daemon stopped its services on its way out
+	// (or there was none), rather than dying or leaving them running.
+	cleanStart bool
 }
 
 // ErrLocked is returned when another daemon holds the state dir.
 var ErrLocked = errors.New("another corral daemon is using this state dir")
 
-func (d *Daemon) daemonDir() string   { return filepath.Join(d.opts.StateDir, "daemon") }
-func (d *Daemon) desiredPath() string { return filepath.Join(d.daemonDir(), "desired.json") }
+func (d *Daemon) daemonDir() string { return filepath.Join(d.opts.StateDir, "daemon") }
 
-// Run runs the daemon until ctx ends or it receives SIGTERM or SIGINT;
-// SIGHUP reloads the service file.
+// Run runs the daemon until ctx ends or it receives SIGTERM or SIGINT
+// (stop every service, then exit) or SIGUSR2 (exit, leaving the services
+// running for the next daemon); SIGHUP reloads the service file.
 func Run(ctx context.Context, opts Options) error {
 	cfg, err := spec.Load(opts.ConfigPath)
 	if err != nil {
@@ -73,8 +80,8 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	d := &Daemon{opts: opts, log: opts.Log, host: host, events: newBroadcaster(), cfg: cfg, services: map[string]*service{}}
-	if err := os.MkdirAll(d.daemonDir(), 0o700); err != nil {
-		return fmt.Errorf("state dir: %w", err)
+	if err := os.MkdirAll(d.savedDir(), 0o700); err != nil {
+		return fmt.Errorf("state dir %s: %w", opts.StateDir, err)
 	}
 	unlock, err := lockFile(filepath.Join(d.daemonDir(), "lock"))
 	if err != nil {
@@ -87,10 +94,15 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer os.Remove(pidFile)
-	if d.mgr, err = sandbox.NewManager(opts.StateDir, host, opts.Log); err != nil {
+	if d.mgr, err = sandbox.NewManager(opts.StateDir, host, opts.Log, sandbox.Detached); err != nil {
 		return err
 	}
-	d.loadDesired()
+	d.cleanStart = d.takeCleanStop()
+	adopted, err := d.mgr.Adopt()
+	if err != nil {
+		// Those it could not take over stay as they are, untouched.
+		d.log.WithError(err).Error("some sandboxes of the previous daemon could not be adopted")
+	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -99,6 +111,7 @@ func Run(ctx context.Context, opts Options) error {
 	go func() { serveErr <- api.NewServer(d, d.log).Serve(runCtx, opts.SocketPath) }()
 
 	d.log.WithFields(logrus.Fields{"config": cfg.Path, "services": len(cfg.Units), "cgroups": host.Mode}).Info("daemon started")
+	d.resume(cfg, adopted)
 	var all []string
 	for _, u := range cfg.Units {
 		all = append(all, u.Service.Name)
@@ -106,16 +119,22 @@ func Run(ctx context.Context, opts Options) error {
 	d.startAll(cfg, all)
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR2)
 	defer signal.Stop(sigs)
 	for {
 		select {
 		case sig := <-sigs:
-			if sig == unix.SIGHUP {
+			switch sig {
+			case unix.SIGHUP:
 				if _, err := d.Reload(ctx, false); err != nil {
 					d.log.WithError(err).Error("reload refused; the running configuration is unchanged")
 				}
 				continue
+			case unix.SIGUSR2:
+				d.log.Info("leaving: the services keep running for the next daemon to adopt")
+				cancel()
+				<-serveErr
+				return nil
 			}
 			d.log.WithField("signal", sig).Info("shutting down")
 			return d.shutdown(cancel, serveErr)
@@ -130,20 +149,131 @@ func Run(ctx context.Context, opts Options) error {
 
 func (d *Daemon) shutdown(cancel context.CancelFunc, serveErr chan error) error {
 	d.shutdownServices()
+	if err := store.WriteFile(d.cleanStopPath(), nil, 0o600); err != nil {
+		d.log.WithError(err).Warn("mark the clean stop")
+	}
 	cancel()
 	<-serveErr
 	d.log.Info("daemon stopped")
 	return nil
 }
 
+// takeCleanStop reports (and clears) whether the previous daemon stopped
+// its services on its way out. No previous daemon counts as clean.
+func (d *Daemon) takeCleanStop() bool {
+	entries, _ := os.ReadDir(d.savedDir())
+	err := os.Remove(d.cleanStopPath())
+	return err == nil || len(entries) == 0
+}
+
+// resume takes over the sandboxes the previous daemon left: those of
+// configured services are supervised again as they are (a changed
+// configuration is applied as a reload would), the others are stopped.
+func (d *Daemon) resume(cfg *spec.Config, adopted []*sandbox.Adopted) {
+	for _, a := range adopted {
+		u := cfg.Unit(a.Name)
+		if u == nil {
+			d.wg.Add(1)
+			go d.retire(a)
+			continue
+		}
+		saved := d.loadSaved(a.Name)
+		rec := supervisor.Resume(saved.Saved, a.Started())
+		s := newService(d, u, rec, saved)
+		s.adopt(a.Sandbox)
+		log := s.log.WithField("pid", s.view.pid)
+		if a.Running {
+			log.WithField("since", a.Started().Format(time.RFC3339)).Info("adopted running sandbox")
+		} else {
+			log.Info("adopted sandbox that ended while no daemon was running")
+		}
+		d.mu.Lock()
+		d.services[a.Name] = s
+		d.mu.Unlock()
+		// The first event says it was adopted; from "" as on a first start.
+		s.publish(supervisor.Record{}, supervisor.Event{Kind: supervisor.EvStarted})
+		if rec.Desired == supervisor.Down {
+			// The operator's stop was under way when the daemon died:
+			// carry it out before the sandbox's end can be taken for a
+			// failure to restart.
+			s.step(supervisor.Event{Kind: supervisor.EvStop}, nil)
+		}
+		d.wg.Add(1)
+		go s.run(d.ctx)
+		switch {
+		case rec.Desired == supervisor.Down:
+		case !a.Running:
+			// Its exit, already on s.exited, drives the restart policy.
+		case d.outdated(cfg, a):
+			log.Info("configuration changed while no daemon was running: restarting it")
+			_ = s.send(d.ctx, command{kind: cmdEvent, ev: supervisor.Event{Kind: supervisor.EvRestart}})
+		case a.Service != nil && spec.Compare(a.Service, &u.Service) == spec.LimitsOnly:
+			if err := a.UpdateResources(u.Service.Resources); err != nil {
+				log.WithError(err).Error("update limits in place")
+			} else {
+				log.Info("limits changed while no daemon was running: updated in place")
+			}
+		}
+	}
+}
+
+// outdated says whether an adopted sandbox no longer matches its
+// configured service and needs a new one. A sandbox whose record was lost
+// (Service unknown) is taken to match: it is never restarted on a guess.
+func (d *Daemon) outdated(cfg *spec.Config, a *sandbox.Adopted) bool {
+	u := cfg.Unit(a.Name)
+	if a.Service == nil {
+		return false
+	}
+	return spec.Compare(a.Service, &u.Service) == spec.Reshaped ||
+		filepath.Dir(a.CgroupPath()) != filepath.Clean(cfg.CgroupParent) ||
+		(a.LogDir() != "" && a.LogDir() != filepath.Join(cfg.LogDir, a.Name))
+}
+
+// retire stops and removes an adopted sandbox whose service is no longer
+// configured: SIGTERM, then SIGKILL after the default stop timeout.
+func (d *Daemon) retire(a *sandbox.Adopted) {
+	defer d.wg.Done()
+	log := d.log.WithField("sandbox", a.Name)
+	if a.Running {
+		log.Warn("stopping a sandbox left by the previous daemon: its service is no longer in the configuration")
+		done := make(chan struct{})
+		go func() {
+			_, _ = a.Wait()
+			close(done)
+		}()
+		if err := a.Signal(unix.SIGTERM); err != nil {
+			log.WithError(err).Debug("signal")
+		}
+		select {
+		case <-done:
+		case <-time.After(spec.DefaultStopTimeout):
+			_ = a.KillAll()
+			<-done
+		}
+	}
+	if err := a.Destroy(); err != nil {
+		log.WithError(err).Error("remove sandbox")
+	}
+	if err := os.Remove(d.savedPath(a.Name)); err != nil && !os.IsNotExist(err) {
+		log.WithError(err).Warn("remove saved state")
+	}
+}
+
 // startAll creates a goroutine for each named unit of cfg and starts them in dependency waves: a wave starts once
 // every service of the previous one has left the starting state.
 func (d *Daemon) startAll(cfg *spec.Config, names []string) {
 	want := map[string]bool{}
+	stayDown := map[string]bool{}
 	for _, u := range cfg.Units {
-		if contains(names, u.Service.Name) {
+		if contains(names, u.Service.Name) && d.service(u.Service.Name) == nil {
 			want[u.Service.Name] = true
-			s := newService(d, u, supervisor.Record{})
+			saved := d.loadSaved(u.Service.Name)
+			// The operator's stop holds across a daemon's death; across a
+			// clean stop only for unless-stopped (as Docker's policies).
+			stayDown[u.Service.Name] = saved.Desired == supervisor.Down &&
+				(!d.cleanStart || u.Restart.Mode == spec.RestartUnlessStopped)
+			s := newService(d, u, supervisor.Restore(saved.Saved), saved)
 			d.mu.Lock()
 			d.services[u.Service.Name] = s
 			d.mu.Unlock()
@@ -158,8 +288,8 @@ func (d *Daemon) startAll(cfg *spec.Config, names []string) {
 				continue
 			}
 			s := d.service(name)
-			if s.unit.Restart.Mode == spec.RestartUnlessStopped && d.desiredOf(name) == supervisor.Down {
-				d.log.WithField("service", name).Info("stays stopped: stopped by the operator before (unless-stopped)")
+			if stayDown[name] {
+				d.log.WithField("service", name).Info("stays stopped: stopped by the operator before")
 				continue
 			}
 			_ = s.send(d.ctx, command{kind: cmdEvent, ev: supervisor.Event{Kind: supervisor.EvStart}})
@@ -246,34 +376,6 @@ func (d *Daemon) startSandbox(u *spec.Unit) (*sandbox.Sandbox, error) {
 		return nil, errors.Join(err, sb.Destroy())
 	}
 	return sb, nil
-}
-
-// Desired states persist so that an operator's stop survives a daemon
-// restart for unless-stopped services.
-func (d *Daemon) loadDesired() {
-	d.desired = map[string]supervisor.Desired{}
-	if err := store.ReadJSON(d.desiredPath(), &d.desired); err != nil && !os.IsNotExist(err) {
-		d.log.WithError(err).Warn("desired states unreadable; starting every service")
-		d.desired = map[string]supervisor.Desired{}
-	}
-}
-
-func (d *Daemon) desiredOf(name string) supervisor.Desired {
-	d.desiredMu.Lock()
-	defer d.desiredMu.Unlock()
-	return d.desired[name]
-}
-
-func (d *Daemon) persistDesired(name string, want supervisor.Desired) {
-	d.desiredMu.Lock()
-	defer d.desiredMu.Unlock()
-	if d.desired[name] == want {
-		return
-	}
-	d.desired[name] = want
-	if err := store.WriteJSON(d.desiredPath(), d.desired); err != nil {
-		d.log.WithError(err).Error("persist desired state")
-	}
 }
 
 // lockFile takes an exclusive, non-blocking lock, so a second daemon on

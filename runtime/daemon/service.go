@@ -38,6 +38,8 @@ type service struct {
 	// keepIntent: stops from here on are the daemon's, not the
 	// operator's, and must not be remembered as the operator's wish.
 	keepIntent bool
+	// saved is what was last written to the state dir (see save).
+	saved savedService
 
 	mu   sync.Mutex // guards view
 	view view
@@ -75,7 +77,7 @@ type exitReport struct {
 	err  error
 }
 
-func newService(d *Daemon, u *spec.Unit, rec supervisor.Record) *service {
+func newService(d *Daemon, u *spec.Unit, rec supervisor.Record, saved savedService) *service {
 	s := &service{
 		name:   u.Service.Name,
 		d:      d,
@@ -84,9 +86,29 @@ func newService(d *Daemon, u *spec.Unit, rec supervisor.Record) *service {
 		unit:   u,
 		rec:    rec,
 		exited: make(chan exitReport, 1),
+		saved:  saved,
 	}
-	s.view = view{rec: rec, command: u.Service.Command}
+	s.view = view{rec: rec, command: u.Service.Command, exits: saved.Exits}
 	return s
+}
+
+// adopt makes sb, left running (or ended) by an earlier daemon, the
+// service's sandbox, and watches it as if this daemon had started it.
+func (s *service) adopt(sb *sandbox.Sandbox) {
+	s.sb = sb
+	s.watch(sb)
+	pid, _ := sb.Pid()
+	s.mu.Lock()
+	s.view.pid, s.view.cgroup = pid, sb.CgroupPath()
+	s.mu.Unlock()
+}
+
+// watch reports the sandbox's end on s.exited.
+func (s *service) watch(sb *sandbox.Sandbox) {
+	go func() {
+		exit, err := sb.Wait()
+		s.exited <- exitReport{exit: exit, err: err}
+	}()
 }
 
 // send hands a command to the service's goroutine and waits for it to be
@@ -113,6 +135,9 @@ func (s *service) snapshot() view {
 func (s *service) run(ctx context.Context) {
 	defer s.d.wg.Done()
 	var timerC <-chan time.Time
+	if s.timer != nil {
+		timerC = s.timer.C // armed by a step before the goroutine began
+	}
 	removing := false
 	for {
 		select {
@@ -142,6 +167,12 @@ func (s *service) run(ctx context.Context) {
 			return
 		}
 		if removing && s.sb == nil && s.rec.State != supervisor.Stopping && s.rec.State != supervisor.Starting {
+			if !s.keepIntent {
+				// Removed from the configuration: forget it.
+				if err := os.Remove(s.d.savedPath(s.name)); err != nil && !os.IsNotExist(err) {
+					s.log.WithError(err).Warn("remove saved state")
+				}
+			}
 			s.mu.Lock()
 			s.view.done = true
 			s.mu.Unlock()
@@ -207,10 +238,7 @@ func (s *service) start() *supervisor.Event {
 		return &supervisor.Event{Kind: supervisor.EvStartFailed, Reason: err.Error(), Permanent: permanent(err)}
 	}
 	s.sb = sb
-	go func() {
-		exit, err := sb.Wait()
-		s.exited <- exitReport{exit: exit, err: err}
-	}()
+	s.watch(sb)
 	pid, _ := sb.Pid()
 	s.mu.Lock()
 	s.view.pid, s.view.cgroup = pid, sb.CgroupPath()
@@ -231,11 +259,21 @@ func (s *service) reap(r exitReport) supervisor.Event {
 	if r.err != nil {
 		reason = r.err.Error()
 	}
+	if r.exit.Unwatched {
+		reason += " (while no daemon was running)"
+	}
+	ended := r.exit.Ended
+	if ended.IsZero() {
+		ended = time.Now()
+	}
 	if s.rec.State == supervisor.Stopping && s.rec.Desired == supervisor.Down {
 		reason = "stopped by operator (" + reason + ")"
 	}
+	if !r.exit.Ended.IsZero() {
+		ran = r.exit.Ended.Sub(s.rec.StartedAt)
+	}
 	e := api.Exit{
-		Time: time.Now(), Code: r.exit.ExitCode(), Signal: int(r.exit.Signal),
+		Time: ended, Code: r.exit.ExitCode(), Signal: int(r.exit.Signal),
 		OOMKills: r.exit.Stats.OOMKills, PidsLimitHits: r.exit.Stats.PidsLimitHits,
 		Reason: reason, Ran: ran,
 	}
@@ -293,7 +331,13 @@ func (s *service) publish(before supervisor.Record, ev supervisor.Event) {
 		e := s.view.exits[n-1]
 		last = &e
 	}
+	saved := savedService{Saved: s.rec.Save(), Exits: append([]api.Exit(nil), s.view.exits...)}
 	s.mu.Unlock()
+	if s.keepIntent {
+		// The daemon's own stop (shutdown) is not the operator's wish.
+		saved.Desired = s.saved.Desired
+	}
+	s.save(saved)
 	if before.State == s.rec.State && before.Message == s.rec.Message {
 		return
 	}
@@ -302,9 +346,6 @@ func (s *service) publish(before supervisor.Record, ev supervisor.Event) {
 		Time: time.Now(), Service: s.name, From: string(before.State), To: string(s.rec.State),
 		Reason: s.rec.Message, PID: pid, Exit: last,
 	})
-	if !s.keepIntent {
-		s.d.persistDesired(s.name, s.rec.Desired)
-	}
 }
 
 // permanent tells start errors that retrying cannot fix.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -28,6 +29,10 @@ type Exit struct {
 	// ExecErr is set when the init could not execute the command
 	// (ErrCommandNotFound or ErrCommandNotExecutable).
 	ExecErr error
+	// Unwatched: it ended while no corral process watched it (found so by
+	// Adopt); Ended is then when its init recorded the end, else zero.
+	Unwatched bool
+	Ended     time.Time
 }
 
 // ExitCode is the shell convention: the code, or 128+N if killed by signal N.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/runtime/store"
+	"github.com/corral-dev/corral/spec"
 )
 
 // record is what corral writes about a sandbox before it makes anything
@@ -27,6 +28,16 @@ type record struct {
 	OwnerPID   int       `json:"owner_pid"`
 	OwnerStart uint64    `json:"owner_start"`
 	Created    time.Time `json:"created"`
+	// Detached sandboxes outlive their owner (a daemon): no sweep kills
+	// them, and the owner's successor adopts them (Manager.Adopt).
+	Detached bool `json:"detached,omitempty"`
+	// Service is what the sandbox was made from, so that a successor can
+	// tell whether it still matches the configuration.
+	Service *spec.Service `json:"service,omitempty"`
+	// Started is when its command was started (zero until then).
+	Started time.Time `json:"started,omitzero"`
+	// LogDir is where its init writes the command's output.
+	LogDir string `json:"log_dir,omitempty"`
 }
 
 func (r *record) save(path string) error {
@@ -45,28 +56,44 @@ func loadRecord(path string) (*record, error) {
 }
 
 // ownerAlive reports whether the process that wrote the record still runs.
+// A zombie does not: its parent has not reaped it yet (an init that reaps
+// lazily), but it holds no lock and watches nothing any more.
 func (r *record) ownerAlive() bool {
-	start, err := processStartTime(r.OwnerPID)
-	return err == nil && start == r.OwnerStart
+	st, err := readProcStat(r.OwnerPID)
+	return err == nil && st.start == r.OwnerStart && st.state != 'Z' && st.state != 'X'
 }
 
-// processStartTime is field 22 of /proc/PID/stat: the process's start time
-// in clock ticks since boot, which tells a PID's reuse from its owner.
+// processStartTime is the process's start time in clock ticks since boot,
+// which tells a PID's reuse from its owner.
 func processStartTime(pid int) (uint64, error) {
+	st, err := readProcStat(pid)
+	return st.start, err
+}
+
+type procStat struct {
+	state byte   // field 3: R, S, D, Z (zombie), X (dead), ...
+	start uint64 // field 22: start time
+}
+
+func readProcStat(pid int) (procStat, error) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return procStat{}, err
 	}
 	// The command name (field 2) may hold spaces and parentheses: skip
 	// past its closing parenthesis, then field 3 is first.
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+		return procStat{}, fmt.Errorf("parse /proc/%d/stat", pid)
 	}
 	fields := strings.Fields(string(data[i+1:]))
 	const startField = 22 - 3
-	if len(fields) <= startField {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	if len(fields) <= startField || len(fields[0]) != 1 {
+		return procStat{}, fmt.Errorf("parse /proc/%d/stat", pid)
 	}
-	return strconv.ParseUint(fields[startField], 10, 64)
+	start, err := strconv.ParseUint(fields[startField], 10, 64)
+	if err != nil {
+		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	return procStat{state: fields[0][0], start: start}, nil
 }

@@ -6,7 +6,9 @@
 // Every sandbox has a record in the state dir, written before anything
 // else is made for it and removed last. A corral process that is killed
 // leaves its records behind, and Sweep (run by every Manager at start)
-// destroys the sandboxes whose owner is gone.
+// destroys the sandboxes whose owner is gone, except detached ones: those
+// of a daemon, which outlive it and are adopted by the next daemon
+// (Adopt).
 package sandbox
 
 import (
@@ -49,8 +51,25 @@ var (
 	ErrCommandNotExecutable = errors.New("command not executable")
 )
 
+// Kind says whether a manager's sandboxes live and die with it.
+type Kind int
+
+const (
+	// Attached sandboxes belong to their corral process (`corral run`):
+	// once it is gone, the next manager's sweep destroys them.
+	Attached Kind = iota
+	// Detached sandboxes outlive their corral process (the daemon): no
+	// sweep touches them, and the next daemon adopts them.
+	Detached
+)
+
+// detachedLabel marks a detached sandbox in libcontainer's own state too,
+// so that it is recognized even if its record is lost.
+const detachedLabel = "corral.detached=true"
+
 // Manager makes sandboxes under one state dir and one cgroup layout.
 type Manager struct {
+	kind     Kind
 	stateDir string
 	cgroups  *cgroup.Host
 	log      logrus.FieldLogger
@@ -83,7 +102,7 @@ func (m *Manager) statusPath(n string) string {
 
 // NewManager prepares stateDir (mode 0700) and sweeps what killed corral
 // processes left in it.
-func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger) (*Manager, error) {
+func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger, kind Kind) (*Manager, error) {
 	abs, err := filepath.Abs(stateDir)
 	if err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", stateDir, err)
@@ -97,7 +116,7 @@ func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger) (*Mana
 		return nil, fmt.Errorf("find own binary: %w", err)
 	}
 	m := &Manager{
-		stateDir: abs, cgroups: cg, log: log, self: os.Getpid(), selfAt: start, exe: exe,
+		kind: kind, stateDir: abs, cgroups: cg, log: log, self: os.Getpid(), selfAt: start, exe: exe,
 		filters: &filter.Cache{Dir: filepath.Join(abs, "seccomp")},
 		parents: map[string]int{},
 	}
@@ -105,6 +124,9 @@ func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger) (*Mana
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("make state dir: %w", err)
 		}
+	}
+	if err := checkWritable(m.recordsDir()); err != nil {
+		return nil, err
 	}
 	if err := m.Sweep(); err != nil {
 		return nil, err
@@ -142,6 +164,12 @@ type Sandbox struct {
 	claims []string
 	// seccomp is the profile the init loads for the command (nil: none).
 	seccomp *rspec.LinuxSeccomp
+	// command is the service's command, for reports.
+	command string
+	// For an adopted sandbox (process is nil: its init is not our child):
+	// the init's PID and a pidfd that becomes readable when it ends.
+	initPid int
+	pidfd   int
 }
 
 // Create reserves the service's name, builds its root and hardened spec,
@@ -157,7 +185,7 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 	if err := m.cgroups.CheckParent(cgroupParent); err != nil {
 		return nil, err
 	}
-	sb, err := m.reserve(svc.Name, filepath.Join(cgroupParent, svc.Name), svc.Rootfs == "")
+	sb, err := m.reserve(svc, filepath.Join(cgroupParent, svc.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -207,6 +235,9 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 	if err != nil {
 		return nil, fmt.Errorf("sandbox %s: convert spec: %w", svc.Name, err)
 	}
+	if m.kind == Detached {
+		cfg.Labels = append(cfg.Labels, detachedLabel)
+	}
 	sb.container, err = libcontainer.Create(m.containersDir(), svc.Name, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox %s: create: %w", svc.Name, err)
@@ -234,15 +265,19 @@ func oomGroup(s *rspec.Spec, mode cgroup.Mode) {
 
 // reserve writes the sandbox's record under the state lock, after making
 // sure no live sandbox has the name and sweeping a dead one that had it.
-func (m *Manager) reserve(name, cgroupPath string, builtinRoot bool) (*Sandbox, error) {
+func (m *Manager) reserve(svc *spec.Service, cgroupPath string) (*Sandbox, error) {
+	name := svc.Name
 	unlock, err := m.lock()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	if old, err := loadRecord(m.recordPath(name)); err == nil {
-		if old.ownerAlive() {
+		switch {
+		case old.ownerAlive():
 			return nil, fmt.Errorf("%w: sandbox %q is already running (corral pid %d)", ErrNameInUse, name, old.OwnerPID)
+		case old.Detached:
+			return nil, fmt.Errorf("%w: sandbox %q belongs to a corral daemon that is not running; start the daemon on this state dir to adopt it", ErrNameInUse, name)
 		}
 		if err := m.destroyLeftover(old); err != nil {
 			return nil, err
@@ -256,15 +291,17 @@ func (m *Manager) reserve(name, cgroupPath string, builtinRoot bool) (*Sandbox, 
 		OwnerPID:       m.self,
 		OwnerStart:     m.selfAt,
 		Created:        time.Now().UTC(),
+		Detached:       m.kind == Detached,
+		Service:        svc,
 	}
-	if builtinRoot {
+	if svc.Rootfs == "" {
 		rec.RootDir = filepath.Join(m.rootsDir(), name)
 	}
 	if err := rec.save(m.recordPath(name)); err != nil {
 		m.unclaimParents(claims)
 		return nil, err
 	}
-	return &Sandbox{Name: name, m: m, rec: rec, claims: claims}, nil
+	return &Sandbox{Name: name, m: m, rec: rec, claims: claims, pidfd: -1, command: svc.Command[0]}, nil
 }
 
 // claimParents returns the cgroups from parent up that a sandbox made under
@@ -367,7 +404,28 @@ func (sb *Sandbox) Start(stdio Stdio) (err error) {
 		sb.process = nil
 		return fmt.Errorf("sandbox %s: start %q: %w", sb.Name, p.Args[0], classifyStartError(p.Args[0], err))
 	}
+	if sb.m.kind == Detached {
+		// The start time is what a successor reports; without it the
+		// sandbox still gets adopted, with the record's creation time.
+		sb.rec.Started = time.Now().UTC()
+		sb.rec.LogDir = stdio.LogDir
+		if err := sb.rec.save(sb.m.recordPath(sb.Name)); err != nil {
+			sb.m.log.WithError(err).WithField("sandbox", sb.Name).Warn("record start time")
+		}
+	}
 	return nil
+}
+
+// LogDir is where the sandbox's init writes the command's output ("" if
+// unknown or none).
+func (sb *Sandbox) LogDir() string { return sb.rec.LogDir }
+
+// Started is when the sandbox's command was started.
+func (sb *Sandbox) Started() time.Time {
+	if sb.rec.Started.IsZero() {
+		return sb.rec.Created
+	}
+	return sb.rec.Started
 }
 
 // classifyStartError recognizes libcontainer's report of a bad command
@@ -397,6 +455,9 @@ func execError(command string, st pid1.Status) error {
 
 // Pid is the sandbox init's PID as the host sees it.
 func (sb *Sandbox) Pid() (int, error) {
+	if sb.initPid > 0 {
+		return sb.initPid, nil
+	}
 	if sb.process == nil {
 		return 0, errors.New("sandbox not started")
 	}
@@ -442,31 +503,52 @@ func (sb *Sandbox) waitInitReady() {
 // Wait waits for the sandbox's init to end and reads the cgroup's counters
 // before anything is removed.
 func (sb *Sandbox) Wait() (Exit, error) {
-	if sb.process == nil {
-		return Exit{}, errors.New("sandbox not started")
-	}
-	state, err := sb.process.Wait()
-	if state == nil {
-		return Exit{}, fmt.Errorf("sandbox %s: wait: %w", sb.Name, err)
-	}
 	exit := Exit{MemoryLimit: sb.limits.Memory, PidsLimit: sb.limits.EffectivePids()}
-	ws := state.Sys().(syscall.WaitStatus)
-	if ws.Signaled() {
-		exit.Signal = ws.Signal()
-	} else {
-		exit.Code = ws.ExitStatus()
+	switch {
+	case sb.process != nil:
+		state, err := sb.process.Wait()
+		if state == nil {
+			return Exit{}, fmt.Errorf("sandbox %s: wait: %w", sb.Name, err)
+		}
+		ws := state.Sys().(syscall.WaitStatus)
+		if ws.Signaled() {
+			exit.Signal = ws.Signal()
+		} else {
+			exit.Code = ws.ExitStatus()
+		}
+	case sb.pidfd >= 0:
+		// An adopted init is not our child: its exit status went to
+		// whoever reaps it. The init's own record below is what counts;
+		// an init that ended without writing one was killed, and only
+		// SIGKILL can kill a PID namespace's init.
+		if err := waitPidfd(sb.pidfd); err != nil {
+			return Exit{}, fmt.Errorf("sandbox %s: wait: %w", sb.Name, err)
+		}
+		exit.Signal = unix.SIGKILL
+	case sb.initPid < 0:
+		// Adopted after it ended: the record says how, and its time when.
+		exit.Signal, exit.Unwatched = unix.SIGKILL, true
+	default:
+		return Exit{}, errors.New("sandbox not started")
 	}
 	// The init's record tells how the command itself ended; without one
 	// (the init was killed, say by SIGKILL at the stop timeout, taking the
 	// command with it), the init's own status is the sandbox's.
-	if st, err := pid1.ReadStatus(sb.m.statusPath(sb.Name)); err == nil {
+	st, err := pid1.ReadStatus(sb.m.statusPath(sb.Name))
+	if err == nil {
 		switch st.State {
 		case pid1.StateExited:
 			exit.Code, exit.Signal = st.Code, 0
 		case pid1.StateSignaled:
 			exit.Code, exit.Signal = 0, syscall.Signal(st.Signal)
 		case pid1.StateExecFailed:
-			exit.ExecErr = execError(sb.spec.Process.Args[0], st)
+			exit.ExecErr = execError(sb.command, st)
+		}
+		if exit.Unwatched && st.State != pid1.StateRunning {
+			// The init wrote its last record as the command ended.
+			if fi, err := os.Stat(sb.m.statusPath(sb.Name)); err == nil {
+				exit.Ended = fi.ModTime()
+			}
 		}
 	}
 	exit.Stats, err = sb.m.cgroups.Stats(sb.rec.CgroupPath)
@@ -494,6 +576,10 @@ func (sb *Sandbox) Destroy() error {
 			errs = append(errs, err)
 		}
 		sb.container = nil
+	}
+	if sb.pidfd >= 0 {
+		unix.Close(sb.pidfd)
+		sb.pidfd = -1
 	}
 	if sb.root != nil {
 		if err := sb.root.Remove(); err != nil {
@@ -586,11 +672,13 @@ func (m *Manager) Sweep() error {
 		}
 		rec, err := loadRecord(filepath.Join(m.recordsDir(), e.Name()))
 		if err != nil {
-			// A torn record: nothing to go by but the name.
-			m.log.WithError(err).Warn("unreadable sandbox record; sweeping by name")
-			rec = &record{Name: name}
+			// A torn record: libcontainer's state says what runs.
+			m.log.WithError(err).Warn("unreadable sandbox record; recovering it from what runs")
+			rec = m.rebuildRecord(name)
 		}
-		if rec.ownerAlive() {
+		// A detached sandbox waits for a daemon to adopt it, whoever
+		// sweeps: its exit status is the daemon's to report.
+		if rec.ownerAlive() || rec.Detached {
 			live[rec.Name] = true
 			continue
 		}
@@ -675,6 +763,9 @@ func (m *Manager) sweepOrphanDirs(live map[string]bool) []error {
 				continue
 			}
 			if c, err := libcontainer.Load(m.containersDir(), e.Name()); err == nil {
+				if slices.Contains(c.Config().Labels, detachedLabel) {
+					continue // a daemon's, its record lost: Adopt rebuilds it
+				}
 				if err := destroyContainer(c, nil); err != nil {
 					errs = append(errs, fmt.Errorf("sandbox %s: %w", e.Name(), err))
 				}

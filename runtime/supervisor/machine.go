@@ -289,3 +289,47 @@ func signalName(s syscall.Signal) string {
 	}
 	return fmt.Sprintf("signal %d", int(s))
 }
+
+// Saved is the part of a Record that outlives the daemon: the operator's
+// wish and the accounting of restarts and failures, so that a crash loop
+// stays a crash loop across a daemon restart.
+type Saved struct {
+	Desired        Desired     `json:"desired,omitempty"`
+	Restarts       int         `json:"restarts,omitempty"`
+	Attempt        int         `json:"attempt,omitempty"`
+	Failures       int         `json:"failures,omitempty"`
+	RecentFailures []time.Time `json:"recent_failures,omitempty"`
+}
+
+// Save is what of rec to keep for the next daemon.
+func (rec Record) Save() Saved {
+	return Saved{
+		Desired: rec.Desired, Restarts: rec.Restarts, Attempt: rec.Attempt,
+		Failures: rec.Failures, RecentFailures: rec.RecentFailures,
+	}
+}
+
+// Resume is the record of a service whose sandbox, started at startedAt,
+// a new daemon adopted: it is running, as the earlier daemon left it. Feed
+// it EvExited if the sandbox ended meanwhile, EvStop if the operator's
+// stop was under way.
+func Resume(s Saved, startedAt time.Time) Record {
+	rec := Record{
+		State: Running, Desired: s.Desired, Message: "adopted after a daemon restart",
+		Restarts: s.Restarts, Attempt: s.Attempt, Failures: s.Failures,
+		RecentFailures: s.RecentFailures, StartedAt: startedAt, everStarted: true,
+	}
+	if rec.Desired == "" {
+		rec.Desired = Up
+	}
+	return rec
+}
+
+// Restore is the record of a service a new daemon finds not running, as
+// saved by an earlier one: stopped, counts kept.
+func Restore(s Saved) Record {
+	return Record{
+		Desired: s.Desired, Restarts: s.Restarts, Attempt: s.Attempt, Failures: s.Failures,
+		RecentFailures: s.RecentFailures, everStarted: s.Restarts > 0,
+	}
+}

@@ -297,3 +297,45 @@ func TestTransientStartFailureIsRetriedUnderOnFailure(t *testing.T) {
 		t.Fatalf("got %s %v, want a retry after the backoff", rec.State, kinds(acts))
 	}
 }
+
+// TestResumeKeepsAccountingAcrossDaemons: a service adopted by a new
+// daemon keeps its backoff exponent and failure count, and its next exit
+// is a restart, not a first start.
+func TestResumeKeepsAccountingAcrossDaemons(t *testing.T) {
+	before := Record{State: Running, Desired: Up, Restarts: 3, Attempt: 2, Failures: 2,
+		RecentFailures: []time.Time{t0.Add(-time.Second)}, StartedAt: t0, everStarted: true}
+	saved := before.Save()
+	rec := Resume(saved, t0)
+	if rec.State != Running || rec.Desired != Up || rec.StartedAt != t0 || rec.Attempt != 2 || rec.Failures != 2 {
+		t.Fatalf("resumed record %+v", rec)
+	}
+	rec, acts := Step(rec, Event{Kind: EvExited, Failed: true, Reason: "exited with code 3"}, testPolicy(), t0.Add(time.Second), noJitter)
+	if rec.State != Backoff || rec.Attempt != 3 || rec.Failures != 3 || !reflect.DeepEqual(kinds(acts), []ActionKind{ActSetTimer}) {
+		t.Fatalf("after exit: %+v %v", rec, kinds(acts))
+	}
+	// The backoff exponent came along: the delay is the third, not the first.
+	if want := testPolicy().Restart.Backoff.Initial * 4; acts[0].Delay != want {
+		t.Errorf("delay %s, want %s", acts[0].Delay, want)
+	}
+	rec, acts = Step(rec, Event{Kind: EvTimer}, testPolicy(), t0.Add(10*time.Second), noJitter)
+	if rec.Restarts != 4 || !reflect.DeepEqual(kinds(acts), []ActionKind{ActStart}) {
+		t.Fatalf("restart after resume: %+v %v", rec, kinds(acts))
+	}
+}
+
+// TestResumeOfAStopInProgressStops: the operator's stop, under way when
+// the daemon died, is carried out by the next one.
+func TestResumeOfAStopInProgressStops(t *testing.T) {
+	rec := Resume(Saved{Desired: Down, Restarts: 1}, t0)
+	rec, acts := Step(rec, Event{Kind: EvStop}, testPolicy(), t0, noJitter)
+	if rec.State != Stopping || !reflect.DeepEqual(kinds(acts), []ActionKind{ActSignal, ActSetTimer}) {
+		t.Fatalf("got %+v %v", rec, kinds(acts))
+	}
+	rec, _ = Step(rec, Event{Kind: EvExited, Reason: "killed by signal 15 (SIGTERM)", Failed: true}, testPolicy(), t0, noJitter)
+	if rec.State != Stopped || rec.Desired != Down {
+		t.Fatalf("got %+v", rec)
+	}
+	if got := Restore(rec.Save()); got.State != "" || got.Desired != Down || got.Restarts != 1 {
+		t.Fatalf("restored %+v", got)
+	}
+}
