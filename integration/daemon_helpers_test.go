@@ -143,6 +143,13 @@ func (d *daemonProc) assertClean() {
 	if _, err := os.Stat(filepath.Join(d.stateDir, "corral.sock")); err == nil {
 		left = append(left, "socket")
 	}
+	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(mounts), "\n") {
+			if strings.Contains(line, " "+d.stateDir+"/") {
+				left = append(left, "mount "+line)
+			}
+		}
+	}
 	if len(left) > 0 {
 		t.Fatalf("daemon left behind:\n  %s\nlog:\n%s", strings.Join(left, "\n  "), d.log())
 	}
@@ -186,4 +193,84 @@ func (d *daemonProc) waitFor(name string, timeout time.Duration, what string, ok
 func (d *daemonProc) waitRunning(name string) *api.ServiceDetail {
 	d.t.Helper()
 	return d.waitFor(name, 10*time.Second, "running", func(st *api.ServiceDetail) bool { return st.State == "running" && st.PID != 0 })
+}
+
+// kill9 kills the daemon with SIGKILL, as a crash would, and waits for it
+// to be gone. Its sandboxes keep running; if the test ends without
+// starting a daemon again, cleanup starts one to adopt and stop them.
+func (d *daemonProc) kill9() {
+	t := d.t
+	t.Helper()
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+			d.start().stop()
+		default:
+		}
+	})
+}
+
+// restart starts the daemon again on the same state dir.
+func (d *daemonProc) restart() *daemonProc { return d.start() }
+
+// sandboxInits lists, for each cgroup directly under the daemon's cgroup
+// parent, the processes whose parent is outside that cgroup: the inits
+// of the sandboxes living there. One sandbox per service means exactly
+// one such process per cgroup.
+func (d *daemonProc) sandboxInits() map[string][]int {
+	d.t.Helper()
+	out := map[string][]int{}
+	root := host.Mounts["pids"] // on v2, the unified mount
+	entries, _ := os.ReadDir(filepath.Join(root, d.cgroup))
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		pids := cgroupProcs(d.t, filepath.Join(root, d.cgroup, e.Name()))
+		in := map[int]bool{}
+		for _, p := range pids {
+			in[p] = true
+		}
+		out[e.Name()] = []int{}
+		for _, p := range pids {
+			if !in[parentPID(p)] {
+				out[e.Name()] = append(out[e.Name()], p)
+			}
+		}
+	}
+	return out
+}
+
+func cgroupProcs(t *testing.T, dir string) []int {
+	data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(data)) {
+		var p int
+		if _, err := fmt.Sscan(f, &p); err == nil {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
+
+// parentPID is field 4 of /proc/PID/stat (0 if the process is gone).
+func parentPID(pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	fields := strings.Fields(string(data[i+1:]))
+	var ppid int
+	if len(fields) > 1 {
+		fmt.Sscan(fields[1], &ppid)
+	}
+	return ppid
 }

@@ -139,6 +139,12 @@ func printStatus(w io.Writer, st *api.ServiceDetail, now time.Time) {
 		fmt.Fprintf(w, "cgroup:    %s\n", st.Cgroup)
 	}
 	fmt.Fprintf(w, "logs:      %s\n", st.LogFile)
+	switch {
+	case st.LogError != "":
+		fmt.Fprintf(w, "log loss:  writing fails (%s); at least %d lines lost\n", st.LogError, st.LogLinesLost)
+	case st.LogLinesLost > 0:
+		fmt.Fprintf(w, "log loss:  %d lines lost (writing works again)\n", st.LogLinesLost)
+	}
 	if len(st.Exits) > 0 {
 		fmt.Fprintln(w, "last exits:")
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

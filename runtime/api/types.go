@@ -61,6 +61,11 @@ type Service struct {
 	CPUUsage    time.Duration `json:"cpu_usage"`
 	PidsCurrent uint64        `json:"pids_current"`
 	PidsLimit   uint64        `json:"pids_limit"`
+	// LogLinesLost counts output lines the sandbox could not write to its
+	// log (a full disk) since it started; LogError says why while writing
+	// still fails ("" once it works again).
+	LogLinesLost uint64 `json:"log_lines_lost,omitempty"`
+	LogError     string `json:"log_error,omitempty"`
 }
 
 // ServiceDetail is `corral status NAME`: the state plus history.

@@ -57,6 +57,11 @@ func (d *Daemon) describe(s *service, v view) api.Service {
 			a.MemoryUsage, a.MemoryLimit = st.MemoryUsage, st.MemoryLimit
 			a.CPUUsage, a.PidsCurrent, a.PidsLimit = st.CPUUsage, st.PidsCurrent, st.PidsLimit
 		}
+		lost, failing := d.mgr.LogLoss(s.name)
+		a.LogLinesLost = lost
+		if failing != 0 {
+			a.LogError = failing.Error()
+		}
 	}
 	return a
 }

@@ -243,7 +243,7 @@ func (s *service) start() *supervisor.Event {
 	s.mu.Lock()
 	s.view.pid, s.view.cgroup = pid, sb.CgroupPath()
 	s.mu.Unlock()
-	return &supervisor.Event{Kind: supervisor.EvStarted}
+	return &supervisor.Event{Kind: supervisor.EvStarted, At: sb.Started()}
 }
 
 // reap records how the sandbox ended, destroys it, and returns the event.

@@ -404,11 +404,11 @@ func (sb *Sandbox) Start(stdio Stdio) (err error) {
 		sb.process = nil
 		return fmt.Errorf("sandbox %s: start %q: %w", sb.Name, p.Args[0], classifyStartError(p.Args[0], err))
 	}
+	sb.rec.Started = time.Now().UTC()
+	sb.rec.LogDir = stdio.LogDir
 	if sb.m.kind == Detached {
 		// The start time is what a successor reports; without it the
 		// sandbox still gets adopted, with the record's creation time.
-		sb.rec.Started = time.Now().UTC()
-		sb.rec.LogDir = stdio.LogDir
 		if err := sb.rec.save(sb.m.recordPath(sb.Name)); err != nil {
 			sb.m.log.WithError(err).WithField("sandbox", sb.Name).Warn("record start time")
 		}
@@ -556,6 +556,18 @@ func (sb *Sandbox) Wait() (Exit, error) {
 		return exit, fmt.Errorf("sandbox %s: read counters: %w", sb.Name, err)
 	}
 	return exit, nil
+}
+
+// LogLoss reads, from the init's status record of the named sandbox, how
+// many output lines it could not log and why writing fails now (0 when it
+// works). While writing fails the count is a lower bound: the init updates
+// it when the trouble starts and when it ends, not for every line.
+func (m *Manager) LogLoss(name string) (lost uint64, failing syscall.Errno) {
+	st, err := pid1.ReadStatus(m.statusPath(name))
+	if err != nil {
+		return 0, 0
+	}
+	return st.LogLost, syscall.Errno(st.LogErrno)
 }
 
 // Stats reads the sandbox's live counters.

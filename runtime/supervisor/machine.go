@@ -88,6 +88,9 @@ type Event struct {
 	// found, invalid configuration, permission denied), reported as
 	// EvStartFailed, or as EvExited when the sandbox's init found it.
 	Permanent bool
+	// At is when it happened, if known better than the step's now (an
+	// EvStarted carries the sandbox's own start time).
+	At time.Time
 }
 
 // ActionKind says what to do.
@@ -125,7 +128,7 @@ func Step(rec Record, ev Event, p Policy, now time.Time, rnd func() float64) (Re
 	case EvStop:
 		return operatorStop(rec, p)
 	case EvStarted:
-		return started(rec, p, now)
+		return started(rec, ev, p, now)
 	case EvStartFailed:
 		if rec.State != Starting {
 			return rec, nil
@@ -183,9 +186,12 @@ func operatorStop(rec Record, p Policy) (Record, []Action) {
 	return rec, nil
 }
 
-func started(rec Record, p Policy, now time.Time) (Record, []Action) {
+func started(rec Record, ev Event, p Policy, now time.Time) (Record, []Action) {
 	if rec.State != Starting {
 		return rec, nil
+	}
+	if !ev.At.IsZero() {
+		now = ev.At
 	}
 	rec.State, rec.StartedAt, rec.Message, rec.killed = Running, now, "", false
 	if rec.Desired == Down {
