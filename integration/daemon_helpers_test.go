@@ -208,7 +208,9 @@ func (d *daemonProc) kill9() {
 	t.Cleanup(func() {
 		select {
 		case <-d.done:
-			d.start().stop()
+			if left, _ := os.ReadDir(filepath.Join(d.stateDir, "sandboxes")); len(left) > 0 {
+				d.start().stop()
+			}
 		default:
 		}
 	})
@@ -237,7 +239,7 @@ func (d *daemonProc) sandboxInits() map[string][]int {
 		}
 		out[e.Name()] = []int{}
 		for _, p := range pids {
-			if !in[parentPID(p)] {
+			if ppid := parentPID(p); ppid != 0 && !in[ppid] { // 0: gone meanwhile
 				out[e.Name()] = append(out[e.Name()], p)
 			}
 		}

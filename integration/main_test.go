@@ -76,9 +76,41 @@ func setUpAndRun(m *testing.M) (int, error) {
 	}
 	code := m.Run()
 	if leftovers := findLeftovers(); len(leftovers) > 0 {
+		// Reported as a failure, then removed, so that a failed run does
+		// not leave its sandboxes loading the machine.
+		removeLeftoverCgroups()
 		return 1, fmt.Errorf("leftovers after all tests:\n  %s", strings.Join(leftovers, "\n  "))
 	}
 	return code, nil
+}
+
+// removeLeftoverCgroups kills the processes left in this run's cgroups
+// (only there: they are this run's sandboxes) and removes the cgroups,
+// deepest first.
+func removeLeftoverCgroups() {
+	for try := 0; try < 50; try++ {
+		busy := false
+		for _, root := range host.Roots {
+			var dirs []string
+			_ = filepath.WalkDir(filepath.Join(root, cgroupParent), func(p string, e os.DirEntry, err error) error {
+				if err == nil && e.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for i := len(dirs) - 1; i >= 0; i-- {
+				for _, pid := range cgroupProcs(nil, dirs[i]) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					busy = true
+				}
+				_ = os.Remove(dirs[i])
+			}
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // findLeftovers lists every cgroup, mount and state entry of this run's

@@ -97,12 +97,24 @@ func Run(ctx context.Context, opts Options) error {
 	if d.mgr, err = sandbox.NewManager(opts.StateDir, host, opts.Log, sandbox.Detached); err != nil {
 		return err
 	}
+	for _, dir := range []string{d.daemonDir(), d.savedDir()} {
+		if _, err := store.SweepTemp(dir); err != nil {
+			d.log.WithError(err).Warn("sweep")
+		}
+	}
 	d.cleanStart = d.takeCleanStop()
 	adopted, err := d.mgr.Adopt()
 	if err != nil {
 		// Those it could not take over stay as they are, untouched.
 		d.log.WithError(err).Error("some sandboxes of the previous daemon could not be adopted")
 	}
+
+	// Signals are caught before anything is started, so that a SIGTERM
+	// during start-up stops what was started instead of killing the
+	// daemon with its work half done.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR2)
+	defer signal.Stop(sigs)
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -118,9 +130,6 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	d.startAll(cfg, all)
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR2)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case sig := <-sigs:

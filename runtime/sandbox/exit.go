@@ -33,6 +33,10 @@ type Exit struct {
 	// Adopt); Ended is then when its init recorded the end, else zero.
 	Unwatched bool
 	Ended     time.Time
+	// StatsErr says why Stats could not be read (the cgroup was removed
+	// behind corral's back, say): an OOM kill or the pids limit would then
+	// go unseen.
+	StatsErr error
 }
 
 // ExitCode is the shell convention: the code, or 128+N if killed by signal N.
@@ -96,6 +100,9 @@ func (e Exit) Reason() string {
 	}
 	if e.Stats.PidsLimitHits > 0 {
 		fmt.Fprintf(&b, "; the pids limit (%d) was reached: %s refused", e.PidsLimit, plural(e.Stats.PidsLimitHits, "fork", "forks"))
+	}
+	if e.StatsErr != nil {
+		b.WriteString("; its cgroup counters were unreadable, so an OOM kill or the pids limit would not show (was its cgroup removed?)")
 	}
 	return b.String()
 }

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"syscall"
 	"testing"
 
@@ -129,6 +130,12 @@ func TestExit(t *testing.T) {
 			desc:   "OOM and pids limit together",
 			exit:   Exit{Signal: syscall.SIGKILL, MemoryLimit: mem64, PidsLimit: 8, Stats: cgroup.Stats{OOMKills: 1, PidsLimitHits: 2}},
 			reason: "killed by the kernel OOM killer (memory limit 64MiB); the pids limit (8) was reached: 2 forks refused",
+			code:   137,
+		},
+		{
+			desc:   "SIGKILL with the cgroup gone",
+			exit:   Exit{Signal: syscall.SIGKILL, StatsErr: errors.New("cgroup deleted")},
+			reason: "killed by signal 9 (SIGKILL); its cgroup counters were unreadable, so an OOM kill or the pids limit would not show (was its cgroup removed?)",
 			code:   137,
 		},
 		{

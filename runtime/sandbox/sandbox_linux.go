@@ -38,6 +38,7 @@ import (
 	"github.com/corral-dev/corral/rootfs"
 	"github.com/corral-dev/corral/runtime/cgroup"
 	"github.com/corral-dev/corral/runtime/pid1"
+	"github.com/corral-dev/corral/runtime/store"
 	"github.com/corral-dev/corral/spec"
 )
 
@@ -551,9 +552,11 @@ func (sb *Sandbox) Wait() (Exit, error) {
 			}
 		}
 	}
-	exit.Stats, err = sb.m.cgroups.Stats(sb.rec.CgroupPath)
-	if err != nil {
-		return exit, fmt.Errorf("sandbox %s: read counters: %w", sb.Name, err)
+	// The exit is known without the counters: a cgroup removed behind
+	// corral's back costs only the OOM and pids verdicts, said so in the
+	// reason.
+	if exit.Stats, err = sb.m.cgroups.Stats(sb.rec.CgroupPath); err != nil {
+		exit.StatsErr = err
 	}
 	return exit, nil
 }
@@ -671,6 +674,10 @@ func (m *Manager) Sweep() error {
 		return err
 	}
 	defer unlock()
+	// Half-written records of killed corral processes.
+	if _, err := store.SweepTemp(m.recordsDir()); err != nil {
+		m.log.WithError(err).Warn("sweep")
+	}
 	entries, err := os.ReadDir(m.recordsDir())
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
@@ -719,6 +726,10 @@ func (m *Manager) destroyLeftover(rec *record) error {
 		if err := destroyContainer(c, nil); err != nil {
 			errs = append(errs, err)
 		}
+	} else if err := os.RemoveAll(filepath.Join(m.containersDir(), rec.Name)); err != nil {
+		// Created but never started: libcontainer made its directory and
+		// saves no state in it until the start.
+		errs = append(errs, err)
 	}
 	if rec.CgroupPath != "" {
 		if err := m.killCgroup(rec.CgroupPath); err != nil {

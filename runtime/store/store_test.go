@@ -1,7 +1,9 @@
 package store_test
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -90,4 +92,31 @@ func TestWriteFileAtomicFailureLeavesOldContent(t *testing.T) {
 	if got, _ := os.ReadFile(path); string(got) != "old" {
 		t.Errorf("unrelated file = %q, want old", got)
 	}
+}
+
+// TestSweepTempRemovesOnlyDeadWritersFiles: the temporary file of a writer
+// that was killed goes, that of a live one stays, other files stay.
+func TestSweepTempRemovesOnlyDeadWritersFiles(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := cmd.Process.Pid // reaped: no such process any more
+	files := []string{
+		fmt.Sprintf(".a.json.%d.123.tmp", dead),
+		fmt.Sprintf(".a.json.%d.456.tmp", os.Getpid()),
+		"a.json",
+		".hidden",
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := store.SweepTemp(dir)
+	if err != nil || n != 1 {
+		t.Fatalf("SweepTemp = %d, %v; want 1 removed", n, err)
+	}
+	assertOnlyFiles(t, dir, files[1:]...)
 }
