@@ -274,11 +274,12 @@ func TestDaemonKill9DuringStart(t *testing.T) {
 func TestDaemonKill9DuringStop(t *testing.T) {
 	d := newDaemon(t, `
   stubborn:
-    command: ["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"]
+    command: ["/bin/sh", "-c", "trap '' TERM; echo trapped; while :; do sleep 0.1; done"]
     restart: always
     stop: {timeout: 2s}
 `).start()
 	pid := d.waitRunning("stubborn").PID
+	d.waitLogged("stubborn", "trapped")
 	if r := d.ctl("stop", "stubborn"); r.code != 0 {
 		t.Fatalf("corral stop: %s", r)
 	}

@@ -276,3 +276,21 @@ func parentPID(pid int) int {
 	}
 	return ppid
 }
+
+// waitLogged waits until the service's log holds a line ending in text.
+func (d *daemonProc) waitLogged(name, text string) {
+	d.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		data, _ := os.ReadFile(filepath.Join(d.logDir, name, "output.log"))
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasSuffix(line, " "+text) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("service %s never logged %q; log:\n%s\ndaemon log:\n%s", name, text, data, d.log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -128,11 +128,11 @@ func TestDaemonCommandNotFoundFailsAtOnce(t *testing.T) {
 func TestDaemonStopKillsTermIgnoringServiceAfterTimeout(t *testing.T) {
 	d := newDaemon(t, `
   stubborn:
-    command: ["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"]
+    command: ["/bin/sh", "-c", "trap '' TERM; echo trapped; while :; do sleep 0.05; done"]
     stop: {signal: SIGTERM, timeout: 1s}
     restart: always
 `).start()
-	d.waitRunning("stubborn")
+	d.waitLogged("stubborn", "trapped") // a TERM before the trap would end it
 	began := time.Now()
 	if r := d.ctl("stop", "stubborn"); r.code != 0 {
 		t.Fatalf("corral stop: %s", r)

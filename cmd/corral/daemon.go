@@ -32,7 +32,13 @@ func newDaemonCommand(g *globalOptions) *cobra.Command {
 its restart policy, and serve the control socket used by ps, status, start,
 stop, restart, logs, reload and events. SIGHUP reloads the file (as 'corral
 reload' does); SIGTERM or SIGINT stop every service, dependents first, and
-exit 0 leaving no sandbox, cgroup or state behind.`,
+exit 0 leaving no sandbox, cgroup or state behind; SIGUSR2 exits at once and
+leaves every service running.
+
+The sandboxes do not depend on the daemon: if it dies (or leaves on
+SIGUSR2) they keep running and logging, and the next daemon on the same
+state dir adopts them, reports how those that ended meanwhile ended, and
+carries on.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if os.Geteuid() != 0 {
