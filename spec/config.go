@@ -15,9 +15,9 @@ import (
 // The keys of each mapping of the service file (see Parse).
 var (
 	topKeys       = []string{"daemon", "services"}
-	daemonKeys    = []string{"cgroup_parent", "log_dir", "defaults"}
+	daemonKeys    = []string{"cgroup_parent", "log_dir", "defaults", "metrics", "alerts"}
 	defaultsKeys  = []string{"restart", "stop", "logs", "resources"}
-	serviceKeys   = []string{"command", "env", "workdir", "user", "hostname", "rootfs", "network", "resources", "capabilities", "seccomp", "read_only", "mounts", "restart", "stop", "logs", "depends_on"}
+	serviceKeys   = []string{"command", "env", "workdir", "user", "hostname", "rootfs", "network", "resources", "capabilities", "seccomp", "read_only", "mounts", "restart", "stop", "logs", "depends_on", "health", "notify", "alerts"}
 	resourcesKeys = []string{"memory", "cpus", "pids"}
 	restartKeys   = []string{"policy", "backoff", "crash_loop"}
 	backoffKeys   = []string{"initial", "max", "multiplier", "jitter", "reset_after"}
@@ -39,6 +39,7 @@ type defaults struct {
 	stop      Stop
 	logs      Logs
 	resources Resources
+	alerts    Alerts
 	// at locates each resources field set in daemon.defaults, keyed as
 	// Validate names it ("resources.memory"), so that Validate's complaint
 	// about an inherited value points at daemon.defaults.
@@ -69,10 +70,11 @@ func (d *decoder) config(root *yaml.Node, c *Config, stat func(string) (fs.FileI
 	if present == nil {
 		return // not a mapping, reported
 	}
-	def := defaults{restart: DefaultRestart(), stop: DefaultStop(), logs: DefaultLogs(), at: map[string]loc{}}
+	def := defaults{restart: DefaultRestart(), stop: DefaultStop(), logs: DefaultLogs(), alerts: DefaultAlerts(), at: map[string]loc{}}
 	if daemonNode != nil {
 		d.daemon(daemonNode, c, &def)
 	}
+	c.Alerts = def.alerts
 	if !present["services"] {
 		d.add(resolve(root), "services", errors.New("missing: list the services under services:"))
 		return
@@ -104,6 +106,10 @@ func (d *decoder) daemon(n *yaml.Node, c *Config, def *defaults) {
 			if p, ok := d.absPath(v, field); ok {
 				c.LogDir = p
 			}
+		case "metrics":
+			d.metrics(v, field, &c.Metrics)
+		case "alerts":
+			d.alerts(v, field, &def.alerts)
 		case "defaults":
 			d.object(v, field, defaultsKeys, func(key string, v *yaml.Node, field string) {
 				switch key {
@@ -144,7 +150,7 @@ func (d *decoder) service(p pair, def *defaults, stat func(string) (fs.FileInfo,
 			Resources: def.resources,
 			Security:  Security{Seccomp: SeccompDefault},
 		},
-		Restart: def.restart, Stop: def.stop, Logs: def.logs,
+		Restart: def.restart, Stop: def.stop, Logs: def.logs, Alerts: def.alerts,
 	}
 	s := &u.Service
 	at := map[string]loc{"name": {p.k, prefix}}
@@ -211,6 +217,14 @@ func (d *decoder) service(p pair, def *defaults, stat func(string) (fs.FileInfo,
 			d.logs(v, field, &u.Logs)
 		case "depends_on":
 			deps = d.dependsOn(v, field)
+		case "health":
+			u.Health = d.health(v, field)
+		case "notify":
+			if x, ok := d.boolean(v, field); ok {
+				s.Notify = x
+			}
+		case "alerts":
+			d.alerts(v, field, &u.Alerts)
 		}
 	})
 	if present == nil {

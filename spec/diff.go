@@ -84,7 +84,8 @@ func sandboxChanged(a, b *Service) bool {
 		!slices.Equal(a.Mounts, b.Mounts) ||
 		!sameSet(a.Security.CapAdd, b.Security.CapAdd) ||
 		seccomp(a) != seccomp(b) ||
-		a.Security.WritableRoot != b.Security.WritableRoot
+		a.Security.WritableRoot != b.Security.WritableRoot ||
+		a.Notify != b.Notify
 }
 
 // Change is how two versions of a service's sandbox differ.
@@ -120,7 +121,18 @@ func policyChanged(a, b *Unit) bool {
 	byName := func(x, y Dependency) int { return cmp.Compare(x.Name, y.Name) }
 	da := slices.SortedFunc(slices.Values(a.DependsOn), byName)
 	db := slices.SortedFunc(slices.Values(b.DependsOn), byName)
-	return a.Restart != b.Restart || a.Stop != b.Stop || a.Logs != b.Logs || !slices.Equal(da, db)
+	return a.Restart != b.Restart || a.Stop != b.Stop || a.Logs != b.Logs || !slices.Equal(da, db) ||
+		!sameHealth(a.Health, b.Health) || !a.Alerts.Equal(b.Alerts)
+}
+
+func sameHealth(a, b *Health) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, y := *a, *b
+	return slices.Equal(x.Command, y.Command) && x.Kind == y.Kind && x.Port == y.Port && x.Path == y.Path &&
+		x.StatusMin == y.StatusMin && x.StatusMax == y.StatusMax && x.Interval == y.Interval && x.Timeout == y.Timeout &&
+		x.Retries == y.Retries && x.StartPeriod == y.StartPeriod && x.SuccessThreshold == y.SuccessThreshold && x.OnUnhealthy == y.OnUnhealthy
 }
 
 func sameSet(a, b []string) bool {
@@ -139,6 +151,9 @@ func CheckReload(old, next *Config) error {
 	}
 	if old.LogDir != next.LogDir {
 		errs = append(errs, fmt.Errorf("daemon.log_dir changed from %s to %s: %w", old.LogDir, next.LogDir, ErrNeedsDaemonRestart))
+	}
+	if old.Metrics != next.Metrics {
+		errs = append(errs, fmt.Errorf("daemon.metrics.listen changed from %q to %q: %w", old.Metrics.Listen, next.Metrics.Listen, ErrNeedsDaemonRestart))
 	}
 	return errors.Join(errs...)
 }

@@ -172,13 +172,13 @@ func TestParseFull(t *testing.T) {
 func TestParseBuiltinDefaults(t *testing.T) {
 	c := mustParse(t, "services:\n  a:\n    command: [/bin/true]\n")
 	want := &Config{
-		Path: "corral.yaml", CgroupParent: DefaultCgroupParent, LogDir: DefaultLogDir,
+		Path: "corral.yaml", CgroupParent: DefaultCgroupParent, LogDir: DefaultLogDir, Alerts: DefaultAlerts(),
 		Units: []*Unit{{
 			Service: Service{
 				Name: "a", Command: []string{"/bin/true"}, Workdir: "/", Network: NetworkNone,
 				Resources: Resources{Pids: DefaultPids}, Security: Security{Seccomp: SeccompDefault},
 			},
-			Restart: DefaultRestart(), Stop: DefaultStop(), Logs: DefaultLogs(),
+			Restart: DefaultRestart(), Stop: DefaultStop(), Logs: DefaultLogs(), Alerts: DefaultAlerts(),
 		}},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -622,4 +622,77 @@ func FuzzParse(f *testing.F) {
 		StopOrder(c)
 		Diff(c, c)
 	})
+}
+
+// TestParseHealthAlertsMetrics: health checks of each kind with their
+// defaults, a service's alert overrides over the daemon's, and metrics.
+func TestParseHealthAlertsMetrics(t *testing.T) {
+	c := mustParse(t, `daemon:
+  metrics: {listen: "127.0.0.1:9101"}
+  alerts: {webhook: "http://127.0.0.1:9000/hook", cooldown: 1m}
+services:
+  web:
+    command: [/bin/httpd]
+    health: {http: {port: 8080, path: /healthz, status: 200-299}, interval: 2s, timeout: 1s, retries: 2, start_period: 5s, on_unhealthy: none}
+    alerts: {exec: [/usr/local/bin/page], retries: 1}
+  db:
+    command: [/bin/db]
+    health: {tcp: {port: 5432}}
+    notify: true
+  job:
+    command: [/bin/job]
+    health: {exec: [/bin/check, --quick]}
+    alerts: {enabled: false}
+`)
+	if c.Metrics.Listen != "127.0.0.1:9101" {
+		t.Errorf("metrics %+v", c.Metrics)
+	}
+	web, db, job := c.Unit("web"), c.Unit("db"), c.Unit("job")
+	wantWeb := Health{Kind: HealthHTTP, Port: 8080, Path: "/healthz", StatusMin: 200, StatusMax: 299, Interval: 2 * time.Second,
+		Timeout: time.Second, Retries: 2, StartPeriod: 5 * time.Second, SuccessThreshold: 1, OnUnhealthy: OnUnhealthyNone}
+	if web.Health == nil || !reflect.DeepEqual(*web.Health, wantWeb) {
+		t.Errorf("web health %+v, want %+v", web.Health, wantWeb)
+	}
+	wantDB := DefaultHealth(HealthTCP)
+	wantDB.Port = 5432
+	if db.Health == nil || !reflect.DeepEqual(*db.Health, wantDB) || !db.Service.Notify || !db.Readiness() {
+		t.Errorf("db health %+v notify %v, want %+v", db.Health, db.Service.Notify, wantDB)
+	}
+	if job.Health == nil || job.Health.Kind != HealthExec || !reflect.DeepEqual(job.Health.Command, []string{"/bin/check", "--quick"}) {
+		t.Errorf("job health %+v", job.Health)
+	}
+	if a := web.Alerts; a.WebhookURL != "http://127.0.0.1:9000/hook" || !reflect.DeepEqual(a.Exec, []string{"/usr/local/bin/page"}) ||
+		a.Cooldown != time.Minute || a.Retries != 1 || !a.Enabled() {
+		t.Errorf("web alerts %+v", a)
+	}
+	if db.Alerts.Retries != DefaultAlertRetries || !db.Alerts.Enabled() || job.Alerts.Enabled() {
+		t.Errorf("db alerts %+v, job alerts %+v", db.Alerts, job.Alerts)
+	}
+}
+
+// TestParseHealthErrors: each mistake is named with its field.
+func TestParseHealthErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, field, want string }{
+		{"health: {interval: 1s}", "services.a.health", "no check: give one of exec, http or tcp"},
+		{"health: {tcp: {port: 1}, exec: [/bin/true]}", "services.a.health", "give only one of exec, http or tcp"},
+		{"health: {tcp: {port: 70000}}", "services.a.health.tcp.port", "not a port"},
+		{"health: {http: {path: /}}", "services.a.health.http.port", "missing"},
+		{"health: {http: {port: 80, status: 700}}", "services.a.health.http.status", "100 to 599"},
+		{"health: {http: {port: 80, path: healthz}}", "services.a.health.http.path", "start it with /"},
+		{"health: {exec: [/bin/true], timeout: 20s}", "services.a.health.timeout", "longer than the interval"},
+		{"health: {exec: [/bin/true], on_unhealthy: reboot}", "services.a.health.on_unhealthy", "use restart or none"},
+		{"health: {exec: [/bin/true], retries: 0}", "services.a.health.retries", "use 1 to 1000"},
+		{"alerts: {webhook: ftp://x}", "services.a.alerts.webhook", "http:// or https://"},
+		{"alerts: {exec: [page]}", "services.a.alerts.exec", "absolute path"},
+		{"notify: yes please", "services.a.notify", "expected"},
+	} {
+		_, err := Parse("corral.yaml", []byte("services:\n  a:\n    command: [/bin/true]\n    "+tc.yaml+"\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.field+":") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v; want %s: ...%s...", tc.yaml, err, tc.field, tc.want)
+		}
+	}
+	_, err := Parse("corral.yaml", []byte("daemon:\n  metrics: {listen: localhost:9101}\nservices:\n  a:\n    command: [/bin/true]\n"))
+	if err == nil || !strings.Contains(err.Error(), "daemon.metrics.listen:") || !strings.Contains(err.Error(), "IP address") {
+		t.Errorf("metrics listen on a name: %v", err)
+	}
 }

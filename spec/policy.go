@@ -165,7 +165,16 @@ type Unit struct {
 	Stop      Stop
 	Logs      Logs
 	DependsOn []Dependency
+	// Health is the service's health check (nil: none).
+	Health *Health
+	// Alerts are the daemon's, with the service's overrides.
+	Alerts Alerts
 }
+
+// Readiness says whether the service reports being ready (a health check
+// or notify): it shows starting until then, and dependents waiting for
+// condition healthy wait for that.
+func (u *Unit) Readiness() bool { return u.Health != nil || u.Service.Notify }
 
 // Dependency conditions.
 const (
@@ -190,6 +199,10 @@ type Config struct {
 	CgroupParent string
 	// LogDir holds one directory of log files per service.
 	LogDir string
+	// Metrics is the Prometheus endpoint (off unless Listen is set).
+	Metrics Metrics
+	// Alerts are the daemon-wide alert settings.
+	Alerts Alerts
 	Units  []*Unit
 }
 

@@ -61,6 +61,9 @@ type Service struct {
 	Network   string
 	Mounts    []Mount
 	Security  Security
+	// Notify: the service reports readiness with sd_notify's READY=1 on
+	// the socket named by $NOTIFY_SOCKET in its sandbox.
+	Notify bool
 }
 
 // User is the numeric identity the command runs as, inside the sandbox.
