@@ -61,6 +61,8 @@ type Service struct {
 	CPUUsage    time.Duration `json:"cpu_usage"`
 	PidsCurrent uint64        `json:"pids_current"`
 	PidsLimit   uint64        `json:"pids_limit"`
+	// CPUThrottled is the CPU time the CPU quota held back.
+	CPUThrottled time.Duration `json:"cpu_throttled"`
 	// LogLinesLost counts output lines the sandbox could not write to its
 	// log (a full disk) since it started; LogError says why while writing
 	// still fails ("" once it works again).

@@ -1,0 +1,217 @@
+// Package metrics exports the services' figures to Prometheus: a
+// collector that asks the daemon for every service once per scrape, the
+// registry that holds it with the Go and process collectors, and the
+// HTTP endpoint that serves them.
+//
+// Series (the service label is the service's name):
+//
+//	corral_service_up{service}                           gauge    1 while a sandbox runs, else 0
+//	corral_service_state{service,state}                  gauge    1 for the current supervisor state, 0 for every other
+//	corral_service_restarts_total{service,reason}        counter  restarts by reason class (every class always present)
+//	corral_service_oom_kills_total{service}              counter  processes the kernel OOM killer killed
+//	corral_service_last_exit_code{service}               gauge    exit status of the last sandbox (128+signal); only after one ended
+//	corral_service_healthy{service}                      gauge    1 healthy, 0 unhealthy or starting; only with a health check
+//	corral_service_cpu_seconds_total{service}            counter  CPU time of the running sandbox (*)
+//	corral_service_memory_bytes{service}                 gauge    memory in use (*)
+//	corral_service_memory_limit_bytes{service}           gauge    memory limit (*); only with a limit
+//	corral_service_pids{service}                         gauge    tasks in the sandbox (*)
+//	corral_service_pids_limit{service}                   gauge    pids limit (*); only with a limit
+//	corral_service_cpu_throttled_seconds_total{service}  counter  CPU time held back by the CPU quota (*)
+//	corral_service_log_lines_lost_total{service}         counter  output lines the sandbox could not write to its log
+//	corral_services{state}                               gauge    services in each state (every state always present)
+//	corral_build_info{version}                           gauge    always 1
+//
+// (*) read from the sandbox's cgroup: present only while a sandbox runs,
+// and, as counters, they start again from 0 with each new sandbox.
+package metrics
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Service is one service's figures at scrape time (the daemon fills it).
+type Service struct {
+	Name string
+	// State is the supervisor's word: one of States.
+	State string
+	// Up: a sandbox runs.
+	Up bool
+	// Restarts counts restarts by reason class (see RestartReasons);
+	// classes missing from the map are exported as 0.
+	Restarts map[string]uint64
+	// OOMKills is the total over the service's life in this daemon.
+	OOMKills uint64
+	// LastExitCode is the exit status of the last sandbox (128+signal),
+	// valid when HasExited.
+	LastExitCode int
+	HasExited    bool
+	// Health is "" (no check), "healthy", "unhealthy" or "starting".
+	Health string
+
+	// The cgroup figures, valid when HasCgroup (a sandbox runs).
+	CPUSeconds          float64
+	MemoryBytes         uint64
+	MemoryLimitBytes    uint64 // 0: no limit
+	PidsCurrent         uint64
+	PidsLimit           uint64 // 0: no limit
+	CPUThrottledSeconds float64
+	HasCgroup           bool
+
+	// LogLinesLost counts output lines the sandbox could not write to its log.
+	LogLinesLost uint64
+}
+
+// States are the supervisor states, each always exported by
+// corral_service_state and corral_services.
+var States = []string{"starting", "running", "backoff", "crashloop", "stopping", "stopped", "failed"}
+
+// RestartReasons are the reason classes of a restart, each always
+// exported by corral_service_restarts_total.
+var RestartReasons = []string{"exit", "signal", "oom", "pids_limit", "unhealthy", "start_failed", "operator", "config"}
+
+// NewRegistry returns a registry with the standard Go and process
+// collectors and corral's own, which calls services once per scrape.
+// version is the daemon's build, exported as corral_build_info.
+func NewRegistry(services func() []Service, version string) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newCollector(services, version),
+	)
+	return reg
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	upDesc = desc("corral_service_up",
+		"Whether a sandbox of the service runs (1) or not (0).", "service")
+	stateDesc = desc("corral_service_state",
+		"The service's supervisor state: 1 for the current state, 0 for the others.", "service", "state")
+	restartsDesc = desc("corral_service_restarts_total",
+		"Restarts of the service by reason class (exit, signal, oom, pids_limit, unhealthy, start_failed, operator, config).", "service", "reason")
+	oomKillsDesc = desc("corral_service_oom_kills_total",
+		"Processes of the service the kernel OOM killer killed, over its life in this daemon.", "service")
+	lastExitDesc = desc("corral_service_last_exit_code",
+		"Exit status of the service's last sandbox (128+signal when killed); absent until one ended.", "service")
+	healthyDesc = desc("corral_service_healthy",
+		"Whether the service's health check passes (1) or not, or not yet (0); absent without a check.", "service")
+	cpuDesc = desc("corral_service_cpu_seconds_total",
+		"CPU time used by the service's running sandbox; absent while none runs.", "service")
+	memoryDesc = desc("corral_service_memory_bytes",
+		"Memory in use by the service's running sandbox; absent while none runs.", "service")
+	memoryLimitDesc = desc("corral_service_memory_limit_bytes",
+		"Memory limit of the service's running sandbox; absent without a limit or a sandbox.", "service")
+	pidsDesc = desc("corral_service_pids",
+		"Tasks (processes and threads) in the service's running sandbox; absent while none runs.", "service")
+	pidsLimitDesc = desc("corral_service_pids_limit",
+		"Pids limit of the service's running sandbox; absent without a limit or a sandbox.", "service")
+	throttledDesc = desc("corral_service_cpu_throttled_seconds_total",
+		"CPU time the CPU quota held back from the service's running sandbox; absent while none runs.", "service")
+	logLostDesc = desc("corral_service_log_lines_lost_total",
+		"Output lines the service's sandbox could not write to its log.", "service")
+	servicesDesc = desc("corral_services",
+		"Services in each supervisor state.", "state")
+	buildInfoDesc = desc("corral_build_info",
+		"The corral build (always 1).", "version")
+)
+
+// collector builds corral's series from one call of services per scrape.
+type collector struct {
+	services func() []Service
+	version  string
+}
+
+func newCollector(services func() []Service, version string) *collector {
+	return &collector{services: services, version: version}
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		upDesc, stateDesc, restartsDesc, oomKillsDesc, lastExitDesc, healthyDesc,
+		cpuDesc, memoryDesc, memoryLimitDesc, pidsDesc, pidsLimitDesc, throttledDesc,
+		logLostDesc, servicesDesc, buildInfoDesc,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+
+	counts := make(map[string]int, len(States))
+	for _, st := range States {
+		counts[st] = 0
+	}
+	for _, s := range c.services() {
+		if s.State != "" {
+			counts[s.State]++
+		}
+
+		gauge(upDesc, boolValue(s.Up), s.Name)
+		for _, st := range withExtra(States, s.State) {
+			gauge(stateDesc, boolValue(st == s.State), s.Name, st)
+		}
+		for _, r := range withExtra(RestartReasons, slices.Sorted(maps.Keys(s.Restarts))...) {
+			counter(restartsDesc, float64(s.Restarts[r]), s.Name, r)
+		}
+		counter(oomKillsDesc, float64(s.OOMKills), s.Name)
+		if s.HasExited {
+			gauge(lastExitDesc, float64(s.LastExitCode), s.Name)
+		}
+		if s.Health != "" {
+			gauge(healthyDesc, boolValue(s.Health == "healthy"), s.Name)
+		}
+		if s.HasCgroup {
+			counter(cpuDesc, s.CPUSeconds, s.Name)
+			gauge(memoryDesc, float64(s.MemoryBytes), s.Name)
+			if s.MemoryLimitBytes > 0 {
+				gauge(memoryLimitDesc, float64(s.MemoryLimitBytes), s.Name)
+			}
+			gauge(pidsDesc, float64(s.PidsCurrent), s.Name)
+			if s.PidsLimit > 0 {
+				gauge(pidsLimitDesc, float64(s.PidsLimit), s.Name)
+			}
+			counter(throttledDesc, s.CPUThrottledSeconds, s.Name)
+		}
+		counter(logLostDesc, float64(s.LogLinesLost), s.Name)
+	}
+	for _, st := range slices.Sorted(maps.Keys(counts)) {
+		gauge(servicesDesc, float64(counts[st]), st)
+	}
+	gauge(buildInfoDesc, 1, c.version)
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// withExtra returns known followed by the non-empty values of extra it
+// lacks, so a state or reason this package does not know yet is still
+// exported.
+func withExtra(known []string, extra ...string) []string {
+	out := slices.Clone(known)
+	for _, e := range extra {
+		if e != "" && !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,88 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+)
+
+// Path is where Serve serves the metrics.
+const Path = "/metrics"
+
+// Timeouts of the metrics endpoint.
+const (
+	readHeaderTimeout = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	// shutdownTimeout bounds the wait for scrapes in flight when ctx ends.
+	shutdownTimeout = 5 * time.Second
+)
+
+// Handler returns the HTTP handler that serves reg in the Prometheus
+// formats, counting its own scrapes (promhttp_metric_handler_*) in reg.
+// A collection error answers 500.
+func Handler(reg *prometheus.Registry) http.Handler {
+	return promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		Registry:            reg,
+		MaxRequestsInFlight: 4,
+		Timeout:             writeTimeout - time.Second,
+	}))
+}
+
+// Serve listens on listen (host:port) and serves h at /metrics until ctx
+// ends, then waits a few seconds for scrapes in flight. An error to
+// listen is returned at once, before anything is served, so the daemon can
+// refuse to start; otherwise Serve returns nil when ctx ends, or the error
+// that stopped the server.
+func Serve(ctx context.Context, listen string, h http.Handler, log logrus.FieldLogger) error {
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen for metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(Path, h)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          stdlog.New(logWriter{log}, "", 0),
+	}
+	addr := l.Addr().String()
+	log.WithField("url", "http://"+addr+Path).Info("serving metrics")
+
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("serve metrics on %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve metrics on %s: %w", addr, err)
+	}
+	return nil
+}
+
+// logWriter carries the HTTP server's own complaints (a bad request, a
+// broken connection) to the daemon's log.
+type logWriter struct{ log logrus.FieldLogger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Warn("metrics endpoint: " + strings.TrimSpace(string(p)))
+	return len(p), nil
+}
