@@ -27,9 +27,12 @@ type daemonProc struct {
 	stateDir string
 	logDir   string
 	cgroup   string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	out      *os.File
+	services string
+	// daemonExtra is more of the daemon section (indented by two spaces).
+	daemonExtra string
+	cmd         *exec.Cmd
+	done        chan struct{}
+	out         *os.File
 }
 
 // newDaemon prepares a daemon whose service file is services (the YAML
@@ -49,7 +52,8 @@ func newDaemon(t *testing.T, services string) *daemonProc {
 
 func (d *daemonProc) write(services string) {
 	d.t.Helper()
-	body := fmt.Sprintf("daemon:\n  cgroup_parent: %s\n  log_dir: %s\nservices:\n%s", d.cgroup, d.logDir, services)
+	d.services = services
+	body := fmt.Sprintf("daemon:\n  cgroup_parent: %s\n  log_dir: %s\n%sservices:\n%s", d.cgroup, d.logDir, d.daemonExtra, services)
 	if err := os.WriteFile(d.config, []byte(body), 0o644); err != nil {
 		d.t.Fatal(err)
 	}
@@ -293,4 +297,11 @@ func (d *daemonProc) waitLogged(name, text string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// writeDaemon adds lines to the daemon section of the service file.
+func (d *daemonProc) writeDaemon(extra string) {
+	d.t.Helper()
+	d.daemonExtra = extra
+	d.write(d.services)
 }

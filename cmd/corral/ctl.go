@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -123,6 +125,16 @@ func printStatus(w io.Writer, st *api.ServiceDetail, now time.Time) {
 	if !st.NextAttempt.IsZero() {
 		fmt.Fprintf(w, "next try:  %s\n", st.NextAttempt.Local().Format(time.RFC3339))
 	}
+	if st.Health != "" {
+		h := st.Health
+		if st.HealthDetail != "" {
+			h += " (" + st.HealthDetail + ")"
+		}
+		fmt.Fprintf(w, "health:    %s\n", h)
+	}
+	if st.NotifyStatus != "" {
+		fmt.Fprintf(w, "status:    %s (sd_notify)\n", st.NotifyStatus)
+	}
 	if st.PID != 0 {
 		fmt.Fprintf(w, "pid:       %d, up %s\n", st.PID, now.Sub(st.StartedAt).Round(time.Second))
 		mem := spec.FormatBytes(int64(st.MemoryUsage))
@@ -133,7 +145,15 @@ func printStatus(w io.Writer, st *api.ServiceDetail, now time.Time) {
 		fmt.Fprintf(w, "cpu:       %s\n", st.CPUUsage.Round(time.Millisecond))
 		fmt.Fprintf(w, "pids:      %d of %d\n", st.PidsCurrent, st.PidsLimit)
 	}
-	fmt.Fprintf(w, "restarts:  %d\n", st.Restarts)
+	restarts := fmt.Sprint(st.Restarts)
+	if len(st.RestartsByKind) > 0 {
+		var by []string
+		for _, k := range slices.Sorted(maps.Keys(st.RestartsByKind)) {
+			by = append(by, fmt.Sprintf("%s %d", k, st.RestartsByKind[k]))
+		}
+		restarts += " (" + strings.Join(by, ", ") + ")"
+	}
+	fmt.Fprintf(w, "restarts:  %s\n", restarts)
 	fmt.Fprintf(w, "command:   %s\n", strings.Join(st.Command, " "))
 	if st.Cgroup != "" {
 		fmt.Fprintf(w, "cgroup:    %s\n", st.Cgroup)
@@ -146,13 +166,19 @@ func printStatus(w io.Writer, st *api.ServiceDetail, now time.Time) {
 		fmt.Fprintf(w, "log loss:  %d lines lost (writing works again)\n", st.LogLinesLost)
 	}
 	if len(st.Exits) > 0 {
-		fmt.Fprintln(w, "last exits:")
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "last exits, newest first:")
 		for i := len(st.Exits) - 1; i >= 0; i-- {
 			e := st.Exits[i]
-			fmt.Fprintf(tw, "  %s\tafter %s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Ran.Round(time.Millisecond), e.Reason)
+			kind := e.Kind
+			if kind == "" {
+				kind = "exit"
+			}
+			fmt.Fprintf(w, "  %s  after %s  [%s] %s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Ran.Round(time.Millisecond), kind, e.Reason)
+			// The last lines it printed, as corral logs shows them.
+			for _, line := range lastN(e.LastLines, statusLines) {
+				fmt.Fprintf(w, "      | %s\n", line)
+			}
 		}
-		tw.Flush()
 	}
 }
 
@@ -270,4 +296,14 @@ func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// statusLines is how many of each exit's last output lines status shows.
+const statusLines = 5
+
+func lastN(lines []string, n int) []string {
+	if len(lines) > n {
+		return lines[len(lines)-n:]
+	}
+	return lines
 }

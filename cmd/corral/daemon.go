@@ -30,7 +30,7 @@ func newDaemonCommand(g *globalOptions) *cobra.Command {
 		Short: "Run the services of a service file, each in its own sandbox, and keep them running",
 		Long: `Run every service of the service file in its own sandbox, restart it per
 its restart policy, and serve the control socket used by ps, status, start,
-stop, restart, logs, reload and events. SIGHUP reloads the file (as 'corral
+stop, restart, logs, reload, events, stats and top. SIGHUP reloads the file (as 'corral
 reload' does); SIGTERM or SIGINT stop every service, dependents first, and
 exit 0 leaving no sandbox, cgroup or state behind; SIGUSR2 exits at once and
 leaves every service running.
@@ -48,7 +48,7 @@ carries on.`,
 				return &exitError{code: 1, err: errors.New("daemon: this corral binary was built without seccomp support (cgo and -tags seccomp); refusing to run sandboxes without it")}
 			}
 			err := daemon.Run(context.Background(), daemon.Options{
-				ConfigPath: config, StateDir: g.stateDir, SocketPath: g.socketPath(), Log: logrus.StandardLogger(),
+				ConfigPath: config, StateDir: g.stateDir, SocketPath: g.socketPath(), Log: logrus.StandardLogger(), Version: version,
 			})
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("daemon: %w", err)}

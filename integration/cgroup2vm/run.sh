@@ -59,6 +59,10 @@ vm_tests=(
 	TestNameInUseIsRefused
 	TestDaemonRestartsKilledServiceAfterBackoff
 	TestDaemonStopKillsTermIgnoringServiceAfterTimeout
+	# crash safety: adoption and exits seen through pidfds and cgroup2
+	TestDaemonKill9LeavesSandboxesRunningAndTheNextDaemonAdoptsThem
+	TestDaemonReportsTheRealExitOfASandboxThatEndedWhileItWasDown
+	TestCgroupRemovedBehindCorralsBack
 	# the hardening, on this kernel
 	TestPIDNamespaceShowsOnlyOwnProcesses
 	TestCapabilitiesNoNewPrivsSeccomp

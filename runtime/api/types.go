@@ -38,7 +38,24 @@ type Exit struct {
 	Reason string `json:"reason"`
 	// Ran is how long the sandbox had been running.
 	Ran time.Duration `json:"ran"`
+	// Kind classes the end: one of the Exit* constants.
+	Kind string `json:"kind"`
+	// LastLines are the last lines the service printed before it ended.
+	LastLines []string `json:"last_lines,omitempty"`
 }
+
+// Kinds of Exit, most telling first: when several apply (an OOM kill
+// during an operator's stop), the first in this list is the one given.
+const (
+	ExitStartFailed = "start_failed" // the sandbox or its command could not be started
+	ExitUnhealthy   = "unhealthy"    // stopped for failing its health check
+	ExitStopTimeout = "stop_timeout" // killed because it outlived the stop timeout
+	ExitOperator    = "operator"     // stopped or restarted by the operator (or a reload)
+	ExitOOM         = "oom"          // the kernel OOM killer killed in the sandbox
+	ExitPidsLimit   = "pids_limit"   // forks were refused by the pids limit
+	ExitSignal      = "signal"       // killed by a signal
+	ExitCode        = "exit"         // exited on its own, with Code
+)
 
 // Service is one service's current state, as `corral ps` shows it.
 type Service struct {
@@ -68,6 +85,16 @@ type Service struct {
 	// still fails ("" once it works again).
 	LogLinesLost uint64 `json:"log_lines_lost,omitempty"`
 	LogError     string `json:"log_error,omitempty"`
+	// Health is the health check's verdict: starting, healthy or
+	// unhealthy ("" without a check); HealthDetail the last check's words.
+	Health       string `json:"health,omitempty"`
+	HealthDetail string `json:"health_detail,omitempty"`
+	// NotifyStatus is the service's last STATUS= over sd_notify.
+	NotifyStatus string `json:"notify_status,omitempty"`
+	// Restarts by the kind of exit that led to them, and the OOM kills
+	// seen in all of this daemon's sandboxes of the service.
+	RestartsByKind map[string]uint64 `json:"restarts_by_kind,omitempty"`
+	OOMKillsTotal  uint64            `json:"oom_kills_total,omitempty"`
 }
 
 // ServiceDetail is `corral status NAME`: the state plus history.
@@ -89,6 +116,9 @@ type Event struct {
 	Reason  string    `json:"reason,omitempty"`
 	PID     int       `json:"pid,omitempty"`
 	Exit    *Exit     `json:"exit,omitempty"`
+	// Health is set on a change of the health check's verdict (healthy,
+	// unhealthy); From and To are then the unchanged state.
+	Health string `json:"health,omitempty"`
 }
 
 // Plan is what a reload does (or, with dry-run, would do).

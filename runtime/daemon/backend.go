@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"maps"
 	"context"
 	"fmt"
 	"io"
@@ -45,7 +46,15 @@ func (d *Daemon) describe(s *service, v view) api.Service {
 	if a.State == "" {
 		a.State = string(supervisor.Stopped)
 	}
-	if v.rec.State == supervisor.Running || v.rec.State == supervisor.Stopping {
+	if a.Message == "" {
+		a.Message = v.note
+	}
+	a.Health, a.HealthDetail, a.NotifyStatus = v.health, v.healthDetail, v.notifyStatus
+	a.OOMKillsTotal = v.oomKills
+	if len(v.restarts) > 0 {
+		a.RestartsByKind = maps.Clone(v.restarts)
+	}
+	if v.rec.State == supervisor.Running || v.rec.State == supervisor.Stopping || v.rec.AwaitingReady() {
 		a.StartedAt = v.rec.StartedAt
 	}
 	if n := len(v.exits); n > 0 {
@@ -56,6 +65,7 @@ func (d *Daemon) describe(s *service, v view) api.Service {
 		if st, err := d.host.Stats(v.cgroup); err == nil {
 			a.MemoryUsage, a.MemoryLimit = st.MemoryUsage, st.MemoryLimit
 			a.CPUUsage, a.PidsCurrent, a.PidsLimit = st.CPUUsage, st.PidsCurrent, st.PidsLimit
+			a.CPUThrottled = st.CPUThrottled
 		}
 		lost, failing := d.mgr.LogLoss(s.name)
 		a.LogLinesLost = lost
@@ -198,7 +208,7 @@ func (d *Daemon) Reload(ctx context.Context, dryRun bool) (*api.Plan, error) {
 		for _, n := range wave {
 			if removed[n] {
 				s := d.service(n)
-				_ = s.send(ctx, command{kind: cmdRemove, shutdown: true})
+				_ = s.send(ctx, command{kind: cmdRemove, shutdown: true, forget: true})
 				ss = append(ss, s)
 			}
 		}

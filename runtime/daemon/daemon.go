@@ -18,11 +18,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/corral-dev/corral/runtime/alert"
 	"github.com/corral-dev/corral/runtime/api"
 	"github.com/corral-dev/corral/runtime/cgroup"
 	"github.com/corral-dev/corral/runtime/sandbox"
@@ -37,6 +39,8 @@ type Options struct {
 	StateDir   string
 	SocketPath string
 	Log        logrus.FieldLogger
+	// Version is corral's build, for the metrics.
+	Version string
 }
 
 // Daemon supervises the services of one service file.
@@ -57,6 +61,10 @@ type Daemon struct {
 	// cleanStart: the previous daemon stopped its services on its way out
 	// (or there was none), rather than dying or leaving them running.
 	cleanStart bool
+	// stopping: the daemon is shutting down; start-up starts nothing more.
+	stopping atomic.Bool
+	// alerts sends the services' alerts (nil until Run sets it up).
+	alerts *alert.Dispatcher
 }
 
 // ErrLocked is returned when another daemon holds the state dir.
@@ -119,6 +127,11 @@ func Run(ctx context.Context, opts Options) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	d.ctx = runCtx
+	if err := d.serveMetrics(runCtx); err != nil {
+		return err
+	}
+	d.alerts = alert.New(d.log, hostname())
+	defer d.alerts.Close()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- api.NewServer(d, d.log).Serve(runCtx, opts.SocketPath) }()
 
@@ -128,7 +141,15 @@ func Run(ctx context.Context, opts Options) error {
 	for _, u := range cfg.Units {
 		all = append(all, u.Service.Name)
 	}
-	d.startAll(cfg, all)
+	// Start-up runs beside the signal loop: waiting for a dependency to be
+	// healthy may take a while, and a SIGTERM meanwhile must be heard.
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		d.reloadMu.Lock() // no reload before the first start-up is done
+		defer d.reloadMu.Unlock()
+		d.startAll(cfg, all)
+	}()
 
 	for {
 		select {
@@ -146,10 +167,16 @@ func Run(ctx context.Context, opts Options) error {
 				return nil
 			}
 			d.log.WithField("signal", sig).Info("shutting down")
+			d.stopping.Store(true)
+			<-started
 			return d.shutdown(cancel, serveErr)
 		case <-ctx.Done():
+			d.stopping.Store(true)
+			<-started
 			return d.shutdown(cancel, serveErr)
 		case err := <-serveErr:
+			d.stopping.Store(true)
+			<-started
 			d.shutdownServices()
 			return fmt.Errorf("control socket: %w", err)
 		}
@@ -216,7 +243,7 @@ func (d *Daemon) resume(cfg *spec.Config, adopted []*sandbox.Adopted) {
 		case d.outdated(cfg, a):
 			log.Info("configuration changed while no daemon was running: restarting it")
 			_ = s.send(d.ctx, command{kind: cmdEvent, ev: supervisor.Event{Kind: supervisor.EvRestart}})
-		case a.Service != nil && spec.Compare(a.Service, &u.Service) == spec.LimitsOnly:
+		case a.Service != nil && spec.Compare(a.Service, d.sandboxService(u)) == spec.LimitsOnly:
 			if err := a.UpdateResources(u.Service.Resources); err != nil {
 				log.WithError(err).Error("update limits in place")
 			} else {
@@ -234,7 +261,7 @@ func (d *Daemon) outdated(cfg *spec.Config, a *sandbox.Adopted) bool {
 	if a.Service == nil {
 		return false
 	}
-	return spec.Compare(a.Service, &u.Service) == spec.Reshaped ||
+	return spec.Compare(a.Service, d.sandboxService(u)) == spec.Reshaped ||
 		filepath.Dir(a.CgroupPath()) != filepath.Clean(cfg.CgroupParent) ||
 		(a.LogDir() != "" && a.LogDir() != filepath.Join(cfg.LogDir, a.Name))
 }
@@ -293,7 +320,7 @@ func (d *Daemon) startAll(cfg *spec.Config, names []string) {
 	for _, wave := range spec.StartOrder(cfg) {
 		var started []*service
 		for _, name := range wave {
-			if !want[name] {
+			if !want[name] || d.stopping.Load() {
 				continue
 			}
 			s := d.service(name)
@@ -301,11 +328,95 @@ func (d *Daemon) startAll(cfg *spec.Config, names []string) {
 				d.log.WithField("service", name).Info("stays stopped: stopped by the operator before")
 				continue
 			}
+			if dep, why := d.unreadyDependency(cfg, s.unit); dep != "" {
+				d.log.WithFields(logrus.Fields{"service": name, "dependency": dep}).Warn("not started: " + why)
+				s.setNote("not started: " + why + "; start it with corral start once " + dep + " is healthy")
+				continue
+			}
 			_ = s.send(d.ctx, command{kind: cmdEvent, ev: supervisor.Event{Kind: supervisor.EvStart}})
 			started = append(started, s)
 		}
-		d.waitLeft(started, supervisor.Starting, 30*time.Second)
+		d.waitStarted(cfg, started)
 	}
+}
+
+// waitStarted waits until each service of ss has done what its dependents
+// wait for: started (its sandbox runs, or it failed to), or, for those a
+// dependent needs healthy, ready.
+func (d *Daemon) waitStarted(cfg *spec.Config, ss []*service) {
+	for _, s := range ss {
+		needReady := dependedOnHealthy(cfg, s.name)
+		deadline := time.Now().Add(30 * time.Second)
+		if needReady {
+			deadline = time.Now().Add(readyTimeout(s.unit))
+		}
+		for !d.stopping.Load() && time.Now().Before(deadline) {
+			v := s.snapshot()
+			if v.done || !needReady && (v.rec.State != supervisor.Starting && v.rec.State != "" || v.rec.AwaitingReady()) {
+				break
+			}
+			// Ready; or given up on. Restarts on the way (backoff) are
+			// waited through, within the deadline.
+			if needReady && (v.rec.State == supervisor.Running && v.health != healthUnhealthy ||
+				v.rec.State == supervisor.Failed || v.rec.State == supervisor.Stopped) {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+}
+
+// dependedOnHealthy reports whether a service of cfg depends on name with
+// condition healthy.
+func dependedOnHealthy(cfg *spec.Config, name string) bool {
+	for _, u := range cfg.Units {
+		for _, dep := range u.DependsOn {
+			if dep.Name == name && dep.Condition == spec.DependHealthy {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// readyTimeout bounds the wait for a service to become ready: its start
+// period and enough checks to pass, or 90 s for notify.
+func readyTimeout(u *spec.Unit) time.Duration {
+	if h := u.Health; h != nil {
+		return h.StartPeriod + time.Duration(h.Retries+h.SuccessThreshold+1)*(h.Interval+h.Timeout)
+	}
+	return 90 * time.Second
+}
+
+// unreadyDependency names a dependency of u with condition healthy that is
+// not running and ready, and says why ("" if none).
+func (d *Daemon) unreadyDependency(cfg *spec.Config, u *spec.Unit) (string, string) {
+	for _, dep := range u.DependsOn {
+		if dep.Condition != spec.DependHealthy {
+			continue
+		}
+		s := d.service(dep.Name)
+		if s == nil {
+			continue
+		}
+		v := s.snapshot()
+		if v.rec.State != supervisor.Running || v.health == healthUnhealthy {
+			return dep.Name, fmt.Sprintf("dependency %s is %s, not healthy", dep.Name, describeState(v))
+		}
+	}
+	return "", ""
+}
+
+func describeState(v view) string {
+	switch {
+	case v.rec.AwaitingReady():
+		return "not ready"
+	case v.health == healthUnhealthy:
+		return "unhealthy"
+	case v.rec.State == "":
+		return string(supervisor.Stopped)
+	}
+	return string(v.rec.State)
 }
 
 // waitLeft waits until no service in ss is in state st (or timeout).
@@ -369,7 +480,7 @@ func (d *Daemon) startSandbox(u *spec.Unit) (*sandbox.Sandbox, error) {
 	if err := os.MkdirAll(logDir, 0o750); err != nil {
 		return nil, fmt.Errorf("log dir: %w", err)
 	}
-	sb, err := d.mgr.Create(&u.Service, cfg.CgroupParent)
+	sb, err := d.mgr.Create(d.sandboxService(u), cfg.CgroupParent)
 	if err != nil {
 		return nil, err
 	}
@@ -399,4 +510,9 @@ func lockFile(path string) (func(), error) {
 		return nil, fmt.Errorf("%w (%s is locked)", ErrLocked, path)
 	}
 	return func() { f.Close() }, nil
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
 }

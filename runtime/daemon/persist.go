@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 
 	"github.com/corral-dev/corral/runtime/api"
@@ -59,5 +60,5 @@ func (sv *service) save(s savedService) {
 func sameSaved(a, b savedService) bool {
 	return a.Desired == b.Desired && a.Restarts == b.Restarts && a.Attempt == b.Attempt &&
 		a.Failures == b.Failures && slices.Equal(a.RecentFailures, b.RecentFailures) &&
-		slices.Equal(a.Exits, b.Exits)
+		reflect.DeepEqual(a.Exits, b.Exits)
 }

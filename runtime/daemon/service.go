@@ -3,8 +3,12 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -12,6 +16,8 @@ import (
 
 	"github.com/corral-dev/corral/runtime/api"
 	"github.com/corral-dev/corral/runtime/cgroup"
+	"github.com/corral-dev/corral/runtime/health"
+	"github.com/corral-dev/corral/runtime/logs"
 	"github.com/corral-dev/corral/runtime/sandbox"
 	"github.com/corral-dev/corral/runtime/supervisor"
 	"github.com/corral-dev/corral/spec"
@@ -40,6 +46,14 @@ type service struct {
 	keepIntent bool
 	// saved is what was last written to the state dir (see save).
 	saved savedService
+	// Health checks of the current sandbox: their verdicts so far, how to
+	// stop them, and where their results arrive.
+	tracker    *health.Tracker
+	checksStop context.CancelFunc
+	probes     chan probeResult
+	// The sd_notify socket (services with notify) and its messages.
+	notifyConn *net.UnixConn
+	notes      chan notification
 
 	mu   sync.Mutex // guards view
 	view view
@@ -53,6 +67,15 @@ type view struct {
 	command []string
 	exits   []api.Exit
 	done    bool // the goroutine has ended (service removed)
+	// health is the check's verdict ("" without one), healthDetail the
+	// last check's words; notifyStatus the last STATUS= over sd_notify.
+	health, healthDetail, notifyStatus string
+	// restarts counts restarts by the kind of exit that led to them;
+	// oomKills the OOM kills of all the service's sandboxes.
+	restarts map[string]uint64
+	oomKills uint64
+	// note explains why a service was not started (a dependency).
+	note string
 }
 
 type commandKind int
@@ -69,6 +92,7 @@ type command struct {
 	unit     *spec.Unit
 	restart  bool         // cmdUpdate: the sandbox itself changed
 	shutdown bool         // cmdRemove: the daemon is stopping; keep the operator's intent as it was
+	forget   bool         // cmdRemove: the service left the configuration; forget its saved state
 	reply    chan<- error // optional
 }
 
@@ -87,9 +111,17 @@ func newService(d *Daemon, u *spec.Unit, rec supervisor.Record, saved savedServi
 		rec:    rec,
 		exited: make(chan exitReport, 1),
 		saved:  saved,
+		probes: make(chan probeResult),
+		notes:  make(chan notification),
 	}
-	s.view = view{rec: rec, command: u.Service.Command, exits: saved.Exits}
+	s.view = view{rec: rec, command: u.Service.Command, exits: saved.Exits, restarts: map[string]uint64{}}
 	return s
+}
+
+func evReady() supervisor.Event { return supervisor.Event{Kind: supervisor.EvReady} }
+
+func evUnhealthy(why string) supervisor.Event {
+	return supervisor.Event{Kind: supervisor.EvUnhealthy, Reason: why}
 }
 
 // adopt makes sb, left running (or ended) by an earlier daemon, the
@@ -101,6 +133,7 @@ func (s *service) adopt(sb *sandbox.Sandbox) {
 	s.mu.Lock()
 	s.view.pid, s.view.cgroup = pid, sb.CgroupPath()
 	s.mu.Unlock()
+	s.startChecks(sb)
 }
 
 // watch reports the sandbox's end on s.exited.
@@ -127,20 +160,36 @@ func (s *service) snapshot() view {
 	defer s.mu.Unlock()
 	v := s.view
 	v.exits = append([]api.Exit(nil), v.exits...)
+	v.restarts = maps.Clone(v.restarts)
 	return v
+}
+
+func (s *service) setNote(note string) {
+	s.mu.Lock()
+	s.view.note = note
+	s.mu.Unlock()
 }
 
 // run is the service's goroutine: it waits on commands, the sandbox's
 // exit and the one timer, and carries out what the state machine says.
 func (s *service) run(ctx context.Context) {
 	defer s.d.wg.Done()
+	defer s.stopChecks()
+	defer s.closeNotify()
 	var timerC <-chan time.Time
 	if s.timer != nil {
 		timerC = s.timer.C // armed by a step before the goroutine began
 	}
-	removing := false
+	removing, forget := false, false
 	for {
 		select {
+		case r := <-s.probes:
+			timerC = s.observe(r, timerC)
+		case n := <-s.notes:
+			if n.ready && s.rec.AwaitingReady() {
+				s.log.Info("ready (sd_notify)")
+				timerC = s.step(evReady(), timerC)
+			}
 		case c := <-s.cmds:
 			switch c.kind {
 			case cmdEvent:
@@ -148,7 +197,7 @@ func (s *service) run(ctx context.Context) {
 			case cmdUpdate:
 				timerC = s.update(c, timerC)
 			case cmdRemove:
-				removing = true
+				removing, forget = true, c.forget
 				s.keepIntent = c.shutdown
 				timerC = s.step(supervisor.Event{Kind: supervisor.EvStop}, timerC)
 			}
@@ -167,8 +216,11 @@ func (s *service) run(ctx context.Context) {
 			return
 		}
 		if removing && s.sb == nil && s.rec.State != supervisor.Stopping && s.rec.State != supervisor.Starting {
-			if !s.keepIntent {
+			if forget {
 				// Removed from the configuration: forget it.
+				if s.d.alerts != nil {
+					s.d.alerts.Forget(s.name)
+				}
 				if err := os.Remove(s.d.savedPath(s.name)); err != nil && !os.IsNotExist(err) {
 					s.log.WithError(err).Warn("remove saved state")
 				}
@@ -183,11 +235,18 @@ func (s *service) run(ctx context.Context) {
 
 // step feeds one event to the state machine and carries out its actions.
 func (s *service) step(ev supervisor.Event, timerC <-chan time.Time) <-chan time.Time {
+	if ev.Kind == supervisor.EvStart || ev.Kind == supervisor.EvRestart {
+		s.setNote("")
+	}
 	for {
 		before := s.rec
-		pol := supervisor.Policy{Restart: s.unit.Restart, Stop: s.unit.Stop}
+		pol := supervisor.Policy{
+			Restart: s.unit.Restart, Stop: s.unit.Stop, Readiness: s.unit.Readiness(),
+			RestartUnhealthy: s.unit.Health != nil && s.unit.Health.OnUnhealthy == spec.OnUnhealthyRestart,
+		}
 		var acts []supervisor.Action
 		s.rec, acts = supervisor.Step(s.rec, ev, pol, time.Now(), rand.Float64)
+		s.countRestart(before, ev)
 		var next *supervisor.Event
 		for _, a := range acts {
 			switch a.Kind {
@@ -232,9 +291,16 @@ func (s *service) stopTimer() {
 // start makes and starts the service's sandbox and returns the event that
 // reports how it went.
 func (s *service) start() *supervisor.Event {
+	if s.unit.Service.Notify && s.notifyConn == nil {
+		if err := s.listenNotify(); err != nil {
+			s.recordExit(api.Exit{Time: time.Now(), Kind: api.ExitStartFailed, Reason: "failed to start: " + err.Error()})
+			return &supervisor.Event{Kind: supervisor.EvStartFailed, Reason: err.Error()}
+		}
+	}
 	sb, err := s.d.startSandbox(s.unit)
 	if err != nil {
 		s.log.WithError(err).Warn("start failed")
+		s.recordExit(api.Exit{Time: time.Now(), Code: startFailedCode(err), Kind: api.ExitStartFailed, Reason: "failed to start: " + err.Error()})
 		return &supervisor.Event{Kind: supervisor.EvStartFailed, Reason: err.Error(), Permanent: permanent(err)}
 	}
 	s.sb = sb
@@ -243,21 +309,30 @@ func (s *service) start() *supervisor.Event {
 	s.mu.Lock()
 	s.view.pid, s.view.cgroup = pid, sb.CgroupPath()
 	s.mu.Unlock()
+	s.startChecks(sb)
 	return &supervisor.Event{Kind: supervisor.EvStarted, At: sb.Started()}
 }
 
 // reap records how the sandbox ended, destroys it, and returns the event.
 func (s *service) reap(r exitReport) supervisor.Event {
 	ran := time.Since(s.rec.StartedAt)
+	s.stopChecks()
 	if s.sb != nil {
 		if err := s.sb.Destroy(); err != nil {
 			s.log.WithError(err).Error("destroy sandbox")
 		}
 		s.sb = nil
 	}
+	kind := exitKind(r.exit, s.rec)
 	reason := r.exit.Reason()
 	if r.err != nil {
 		reason = r.err.Error()
+	}
+	switch kind {
+	case api.ExitUnhealthy:
+		reason = "stopped for failing its health check (" + s.rec.Unhealthy() + "): " + reason
+	case api.ExitStopTimeout:
+		reason = fmt.Sprintf("killed after the stop timeout (%s): %s", s.unit.Stop.Timeout, reason)
 	}
 	if r.exit.Unwatched {
 		reason += " (while no daemon was running)"
@@ -266,7 +341,7 @@ func (s *service) reap(r exitReport) supervisor.Event {
 	if ended.IsZero() {
 		ended = time.Now()
 	}
-	if s.rec.State == supervisor.Stopping && s.rec.Desired == supervisor.Down {
+	if kind == api.ExitOperator && s.rec.Desired == supervisor.Down {
 		reason = "stopped by operator (" + reason + ")"
 	}
 	if !r.exit.Ended.IsZero() {
@@ -275,15 +350,16 @@ func (s *service) reap(r exitReport) supervisor.Event {
 	e := api.Exit{
 		Time: ended, Code: r.exit.ExitCode(), Signal: int(r.exit.Signal),
 		OOMKills: r.exit.Stats.OOMKills, PidsLimitHits: r.exit.Stats.PidsLimitHits,
-		Reason: reason, Ran: ran,
+		Reason: reason, Ran: ran, Kind: kind, LastLines: s.lastLines(),
 	}
 	s.mu.Lock()
 	s.view.pid = 0
-	s.view.exits = append(s.view.exits, e)
-	if len(s.view.exits) > maxExits {
-		s.view.exits = s.view.exits[len(s.view.exits)-maxExits:]
+	s.view.oomKills += r.exit.Stats.OOMKills
+	if r.exit.Stats.OOMGroupKills > 0 && r.exit.Stats.OOMKills == 0 {
+		s.view.oomKills++
 	}
 	s.mu.Unlock()
+	s.recordExit(e)
 	s.log.WithField("reason", reason).Info("sandbox ended")
 	return supervisor.Event{
 		Kind: supervisor.EvExited, Failed: !r.exit.Clean() || r.err != nil, Reason: reason,
@@ -346,6 +422,87 @@ func (s *service) publish(before supervisor.Record, ev supervisor.Event) {
 		Time: time.Now(), Service: s.name, From: string(before.State), To: string(s.rec.State),
 		Reason: s.rec.Message, PID: pid, Exit: last,
 	})
+	s.d.observeAlert(s, s.snapshot(), last)
+}
+
+// recordExit adds e to the service's recent exits.
+func (s *service) recordExit(e api.Exit) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.view.exits = append(s.view.exits, e)
+	if len(s.view.exits) > maxExits {
+		s.view.exits = s.view.exits[len(s.view.exits)-maxExits:]
+	}
+}
+
+// exitLines is how many of the service's last output lines each exit
+// keeps.
+const exitLines = 10
+
+// lastLines reads the last lines the service printed.
+func (s *service) lastLines() []string {
+	s.d.mu.Lock()
+	dir := filepath.Join(s.d.cfg.LogDir, s.name)
+	s.d.mu.Unlock()
+	lines, err := logs.Tail(dir, exitLines)
+	if err != nil {
+		return nil
+	}
+	return lines
+}
+
+// exitKind classes an end: what the daemon was doing to the sandbox
+// (stopping it for its health, the operator, the stop timeout) comes
+// before what the exit itself shows.
+func exitKind(e sandbox.Exit, rec supervisor.Record) string {
+	switch {
+	case e.ExecErr != nil:
+		return api.ExitStartFailed
+	case rec.State == supervisor.Stopping && rec.Unhealthy() != "":
+		return api.ExitUnhealthy
+	case rec.State == supervisor.Stopping && rec.Killed():
+		return api.ExitStopTimeout
+	case rec.State == supervisor.Stopping:
+		return api.ExitOperator
+	case e.OOMKilled():
+		return api.ExitOOM
+	case e.Stats.PidsLimitHits > 0:
+		return api.ExitPidsLimit
+	case e.Signal != 0:
+		return api.ExitSignal
+	}
+	return api.ExitCode
+}
+
+// countRestart counts a restart decided by this step, by the kind of the
+// exit that led to it.
+func (s *service) countRestart(before supervisor.Record, ev supervisor.Event) {
+	if ev.Kind != supervisor.EvExited && ev.Kind != supervisor.EvStartFailed {
+		return
+	}
+	switch s.rec.State {
+	case supervisor.Backoff, supervisor.CrashLoop, supervisor.Starting:
+	default:
+		return // not restarted
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kind := api.ExitStartFailed
+	if n := len(s.view.exits); n > 0 {
+		kind = s.view.exits[n-1].Kind
+	}
+	s.view.restarts[kind]++
+}
+
+// startFailedCode is the shell's code for a command that could not be run.
+func startFailedCode(err error) int {
+	switch {
+	case errors.Is(err, sandbox.ErrCommandNotFound):
+		return 127
+	case errors.Is(err, sandbox.ErrCommandNotExecutable):
+		return 126
+	}
+	return 125
 }
 
 // permanent tells start errors that retrying cannot fix.

@@ -71,7 +71,7 @@ var States = []string{"starting", "running", "backoff", "crashloop", "stopping",
 
 // RestartReasons are the reason classes of a restart, each always
 // exported by corral_service_restarts_total.
-var RestartReasons = []string{"exit", "signal", "oom", "pids_limit", "unhealthy", "start_failed", "operator", "config"}
+var RestartReasons = []string{"exit", "signal", "oom", "pids_limit", "unhealthy", "start_failed", "operator", "stop_timeout"}
 
 // NewRegistry returns a registry with the standard Go and process
 // collectors and corral's own, which calls services once per scrape.

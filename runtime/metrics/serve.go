@@ -44,10 +44,25 @@ func Handler(reg *prometheus.Registry) http.Handler {
 // refuse to start; otherwise Serve returns nil when ctx ends, or the error
 // that stopped the server.
 func Serve(ctx context.Context, listen string, h http.Handler, log logrus.FieldLogger) error {
+	l, err := Listen(listen)
+	if err != nil {
+		return err
+	}
+	return ServeListener(ctx, l, h, log)
+}
+
+// Listen opens the endpoint's socket, so that a caller can fail at start
+// on a port it cannot have, then serve with ServeListener.
+func Listen(listen string) (net.Listener, error) {
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
-		return fmt.Errorf("listen for metrics: %w", err)
+		return nil, fmt.Errorf("listen for metrics: %w", err)
 	}
+	return l, nil
+}
+
+// ServeListener is Serve on a socket that Listen opened; it closes l.
+func ServeListener(ctx context.Context, l net.Listener, h http.Handler, log logrus.FieldLogger) error {
 	mux := http.NewServeMux()
 	mux.Handle(Path, h)
 	srv := &http.Server{

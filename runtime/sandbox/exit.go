@@ -58,6 +58,9 @@ func (e Exit) Clean() bool {
 	return e.ExecErr == nil && e.Signal == 0 && e.Code == 0 && !e.oomKilled() && e.Stats.PidsLimitHits == 0
 }
 
+// OOMKilled reports whether the OOM killer killed anything in the sandbox.
+func (e Exit) OOMKilled() bool { return e.oomKilled() }
+
 // oomKilled reports whether the OOM killer killed anything in the sandbox:
 // one process, or on cgroup v2 with memory.oom.group all of them.
 func (e Exit) oomKilled() bool {

@@ -54,7 +54,24 @@ type Record struct {
 	everStarted bool
 	// killed: the stop timeout ran out and the sandbox was killed.
 	killed bool
+	// up: in Starting, the sandbox runs and the service has yet to say it
+	// is ready (a health check or notify).
+	up bool
+	// unhealthy: why the sandbox is being stopped for failing its health
+	// check ("" if it is not).
+	unhealthy string
 }
+
+// Killed reports whether the sandbox being stopped was killed at the stop
+// timeout.
+func (rec Record) Killed() bool { return rec.killed }
+
+// Unhealthy says why the sandbox being stopped failed its health check
+// ("" if it is not stopped for that).
+func (rec Record) Unhealthy() string { return rec.unhealthy }
+
+// AwaitingReady reports a sandbox that runs but has not said it is ready.
+func (rec Record) AwaitingReady() bool { return rec.State == Starting && rec.up }
 
 // EventKind says what happened.
 type EventKind int
@@ -68,13 +85,15 @@ const (
 	EvStartFailed                  // the sandbox could not be started
 	EvExited                       // the sandbox ended
 	EvTimer                        // the one timer fired
+	EvReady                        // the service said it is ready (health check passed, READY=1)
+	EvUnhealthy                    // the health check failed Retries times in a row
 )
 
 // EventKinds lists every event kind, for tests.
-var EventKinds = []EventKind{EvStart, EvStop, EvRestart, EvStarted, EvStartFailed, EvExited, EvTimer}
+var EventKinds = []EventKind{EvStart, EvStop, EvRestart, EvStarted, EvStartFailed, EvExited, EvTimer, EvReady, EvUnhealthy}
 
 func (k EventKind) String() string {
-	return [...]string{"start", "stop", "restart", "started", "start-failed", "exited", "timer"}[k]
+	return [...]string{"start", "stop", "restart", "started", "start-failed", "exited", "timer", "ready", "unhealthy"}[k]
 }
 
 // Event is one input to the state machine.
@@ -116,6 +135,11 @@ type Action struct {
 type Policy struct {
 	Restart spec.Restart
 	Stop    spec.Stop
+	// Readiness: a started sandbox stays Starting until EvReady.
+	Readiness bool
+	// RestartUnhealthy: EvUnhealthy stops the sandbox, and its end is a
+	// failure for the restart policy; otherwise it is only reported.
+	RestartUnhealthy bool
 }
 
 // Step maps a record and an event to the next record and the actions that
@@ -145,6 +169,19 @@ func Step(rec Record, ev Event, p Policy, now time.Time, rnd func() float64) (Re
 		return ended(rec, ev, p, now, rnd)
 	case EvTimer:
 		return timer(rec, p, now)
+	case EvReady:
+		if rec.State == Starting && rec.up {
+			rec.State, rec.up, rec.Message = Running, false, ""
+		}
+		return rec, nil
+	case EvUnhealthy:
+		if rec.State != Running && !rec.AwaitingReady() || !p.RestartUnhealthy {
+			return rec, nil
+		}
+		rec.up = false
+		rec, acts := beginStop(rec, p, "unhealthy: "+ev.Reason+"; stopping it")
+		rec.unhealthy = ev.Reason
+		return rec, acts
 	}
 	return rec, nil
 }
@@ -164,6 +201,11 @@ func operatorStart(rec Record, restart bool, p Policy, now time.Time) (Record, [
 		if restart {
 			return beginStop(rec, p, "restarting (operator)")
 		}
+	case Starting:
+		if restart && rec.up {
+			rec.up = false
+			return beginStop(rec, p, "restarting (operator)")
+		}
 	}
 	// Starting: already on its way. Stopping: Desired up makes it start
 	// again once the sandbox has ended.
@@ -181,6 +223,11 @@ func operatorStop(rec Record, p Policy) (Record, []Action) {
 	case Failed:
 		rec.State = Stopped
 		return rec, nil
+	case Starting:
+		if rec.up {
+			rec.up = false
+			return beginStop(rec, p, "stopping (operator)")
+		}
 	}
 	// Starting: stopped as soon as it runs. Stopping, Stopped: nothing.
 	return rec, nil
@@ -197,11 +244,14 @@ func started(rec Record, ev Event, p Policy, now time.Time) (Record, []Action) {
 	if rec.Desired == Down {
 		return beginStop(rec, p, "stopping (operator)")
 	}
+	if p.Readiness {
+		rec.State, rec.up, rec.Message = Starting, true, "waiting for the service to be ready"
+	}
 	return rec, nil
 }
 
 func beginStop(rec Record, p Policy, msg string) (Record, []Action) {
-	rec.State, rec.Message, rec.killed = Stopping, msg, false
+	rec.State, rec.Message, rec.killed, rec.unhealthy = Stopping, msg, false, ""
 	return rec, []Action{
 		{Kind: ActSignal, Signal: p.Stop.Signal},
 		{Kind: ActSetTimer, Delay: p.Stop.Timeout},
@@ -213,7 +263,7 @@ func startNow(rec Record) (Record, []Action) {
 		rec.Restarts++
 	}
 	rec.everStarted = true
-	rec.State, rec.Message = Starting, ""
+	rec.State, rec.Message, rec.up, rec.unhealthy = Starting, "", false, ""
 	return rec, []Action{{Kind: ActStart}}
 }
 
@@ -233,6 +283,15 @@ func timer(rec Record, p Policy, now time.Time) (Record, []Action) {
 // ended handles the end of a sandbox: after a stop, as the operator
 // wanted; otherwise, as the restart policy says.
 func ended(rec Record, ev Event, p Policy, now time.Time, rnd func() float64) (Record, []Action) {
+	if rec.State == Stopping && rec.unhealthy != "" && rec.Desired == Up {
+		// Stopped for failing its health check: a failed run, for the
+		// restart policy, its backoff and the crash-loop count.
+		ev.Failed, ev.Permanent = true, false
+		ev.Reason = "unhealthy: " + rec.unhealthy + "; " + ev.Reason
+		rec.State, rec.unhealthy = Running, ""
+		rec, acts := ended(rec, ev, p, now, rnd)
+		return rec, append([]Action{{Kind: ActStopTimer}}, acts...)
+	}
 	switch rec.State {
 	case Stopping:
 		how := "stopped by operator"

@@ -16,7 +16,7 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 func noJitter() float64 { return 0.5 }
 
 func testPolicy() Policy {
-	return Policy{Restart: spec.DefaultRestart(), Stop: spec.DefaultStop()}
+	return Policy{Restart: spec.DefaultRestart(), Stop: spec.DefaultStop(), RestartUnhealthy: true}
 }
 
 func kinds(acts []Action) []ActionKind {
@@ -38,30 +38,37 @@ func TestEveryStateAndEvent(t *testing.T) {
 		Stopped: {
 			EvStart: {Starting, []ActionKind{S}}, EvStop: {Stopped, nil}, EvRestart: {Starting, []ActionKind{S}},
 			EvStarted: {Stopped, nil}, EvStartFailed: {Stopped, nil}, EvExited: {Stopped, nil}, EvTimer: {Stopped, nil},
+			EvReady: {Stopped, nil}, EvUnhealthy: {Stopped, nil},
 		},
 		Starting: {
 			EvStart: {Starting, nil}, EvStop: {Starting, nil}, EvRestart: {Starting, nil},
 			EvStarted: {Running, nil}, EvStartFailed: {Backoff, []ActionKind{T}}, EvExited: {Backoff, []ActionKind{T}}, EvTimer: {Starting, nil},
+			EvReady: {Starting, nil}, EvUnhealthy: {Starting, nil},
 		},
 		Running: {
 			EvStart: {Running, nil}, EvStop: {Stopping, []ActionKind{P, T}}, EvRestart: {Stopping, []ActionKind{P, T}},
 			EvStarted: {Running, nil}, EvStartFailed: {Running, nil}, EvExited: {Backoff, []ActionKind{T}}, EvTimer: {Running, nil},
+			EvReady: {Running, nil}, EvUnhealthy: {Stopping, []ActionKind{P, T}},
 		},
 		Backoff: {
 			EvStart: {Starting, []ActionKind{X, S}}, EvStop: {Stopped, []ActionKind{X}}, EvRestart: {Starting, []ActionKind{X, S}},
 			EvStarted: {Backoff, nil}, EvStartFailed: {Backoff, nil}, EvExited: {Backoff, nil}, EvTimer: {Starting, []ActionKind{S}},
+			EvReady: {Backoff, nil}, EvUnhealthy: {Backoff, nil},
 		},
 		CrashLoop: {
 			EvStart: {Starting, []ActionKind{X, S}}, EvStop: {Stopped, []ActionKind{X}}, EvRestart: {Starting, []ActionKind{X, S}},
 			EvStarted: {CrashLoop, nil}, EvStartFailed: {CrashLoop, nil}, EvExited: {CrashLoop, nil}, EvTimer: {Starting, []ActionKind{S}},
+			EvReady: {CrashLoop, nil}, EvUnhealthy: {CrashLoop, nil},
 		},
 		Stopping: {
 			EvStart: {Stopping, nil}, EvStop: {Stopping, nil}, EvRestart: {Stopping, nil},
 			EvStarted: {Stopping, nil}, EvStartFailed: {Stopping, nil}, EvExited: {Stopped, []ActionKind{X}}, EvTimer: {Stopping, []ActionKind{K}},
+			EvReady: {Stopping, nil}, EvUnhealthy: {Stopping, nil},
 		},
 		Failed: {
 			EvStart: {Starting, []ActionKind{S}}, EvStop: {Stopped, nil}, EvRestart: {Starting, []ActionKind{S}},
 			EvStarted: {Failed, nil}, EvStartFailed: {Failed, nil}, EvExited: {Failed, nil}, EvTimer: {Failed, nil},
+			EvReady: {Failed, nil}, EvUnhealthy: {Failed, nil},
 		},
 	}
 	if len(table) != len(States) {
@@ -337,5 +344,57 @@ func TestResumeOfAStopInProgressStops(t *testing.T) {
 	}
 	if got := Restore(rec.Save()); got.State != "" || got.Desired != Down || got.Restarts != 1 {
 		t.Fatalf("restored %+v", got)
+	}
+}
+
+// TestReadinessKeepsStartingUntilReady: with a health check or notify, a
+// running sandbox shows starting until the service says it is ready; an
+// operator's stop meanwhile stops it.
+func TestReadinessKeepsStartingUntilReady(t *testing.T) {
+	p := testPolicy()
+	p.Readiness = true
+	rec, _ := Step(Record{}, Event{Kind: EvStart}, p, t0, noJitter)
+	rec, acts := Step(rec, Event{Kind: EvStarted}, p, t0, noJitter)
+	if rec.State != Starting || !rec.AwaitingReady() || len(acts) != 0 || rec.StartedAt != t0 {
+		t.Fatalf("after start: %+v %v", rec, kinds(acts))
+	}
+	ready, _ := Step(rec, Event{Kind: EvReady}, p, t0, noJitter)
+	if ready.State != Running || ready.AwaitingReady() {
+		t.Fatalf("after ready: %+v", ready)
+	}
+	stopped, acts := Step(rec, Event{Kind: EvStop}, p, t0, noJitter)
+	if stopped.State != Stopping || !reflect.DeepEqual(kinds(acts), []ActionKind{ActSignal, ActSetTimer}) {
+		t.Fatalf("stop while awaiting ready: %+v %v", stopped, kinds(acts))
+	}
+	// Never ready and then unhealthy: stopped and restarted as a failure.
+	rec, acts = Step(rec, Event{Kind: EvUnhealthy, Reason: "connection refused"}, p, t0, noJitter)
+	if rec.State != Stopping || rec.Unhealthy() != "connection refused" || len(acts) != 2 {
+		t.Fatalf("unhealthy while awaiting ready: %+v %v", rec, kinds(acts))
+	}
+}
+
+// TestUnhealthyRestartIsAFailureWithBackoff: a sandbox stopped for its
+// health check comes back through the restart policy, with backoff, and
+// counts for the crash loop; with on_unhealthy none nothing happens.
+func TestUnhealthyRestartIsAFailureWithBackoff(t *testing.T) {
+	p := testPolicy()
+	rec := Record{State: Running, Desired: Up, StartedAt: t0, everStarted: true}
+	rec, acts := Step(rec, Event{Kind: EvUnhealthy, Reason: "HTTP 500"}, p, t0.Add(time.Second), noJitter)
+	if rec.State != Stopping || !strings.Contains(rec.Message, "unhealthy: HTTP 500") || !reflect.DeepEqual(kinds(acts), []ActionKind{ActSignal, ActSetTimer}) {
+		t.Fatalf("unhealthy: %+v %v", rec, kinds(acts))
+	}
+	// The service exits 0 on SIGTERM: still a failure.
+	rec, acts = Step(rec, Event{Kind: EvExited, Failed: false, Reason: "exited with code 0"}, p, t0.Add(2*time.Second), noJitter)
+	if rec.State != Backoff || rec.Failures != 1 || len(rec.RecentFailures) != 1 || !reflect.DeepEqual(kinds(acts), []ActionKind{ActStopTimer, ActSetTimer}) {
+		t.Fatalf("after the unhealthy stop: %+v %v", rec, kinds(acts))
+	}
+	if !strings.HasPrefix(rec.Message, "unhealthy: HTTP 500; exited with code 0; next start in") {
+		t.Errorf("message %q", rec.Message)
+	}
+	// on_unhealthy: none.
+	p.RestartUnhealthy = false
+	rec = Record{State: Running, Desired: Up, StartedAt: t0, everStarted: true}
+	if got, acts := Step(rec, Event{Kind: EvUnhealthy, Reason: "HTTP 500"}, p, t0, noJitter); got.State != Running || len(acts) != 0 {
+		t.Fatalf("on_unhealthy none: %+v %v", got, kinds(acts))
 	}
 }

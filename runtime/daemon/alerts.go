@@ -1,0 +1,73 @@
+package daemon
+
+import (
+	"slices"
+	"time"
+
+	"github.com/corral-dev/corral/runtime/alert"
+	"github.com/corral-dev/corral/runtime/api"
+	"github.com/corral-dev/corral/runtime/supervisor"
+	"github.com/corral-dev/corral/spec"
+)
+
+// alertProblems says what, in the service's present state, is worth an
+// alert: failed, crash loop, an OOM kill just now (exit is the exit that
+// led here, if any), unhealthy. None with fine=true: the service runs (and
+// is ready and healthy), which closes an incident once it lasts. None with
+// fine=false: in between (backoff, stopping, stopped by the operator).
+func alertProblems(v view, exit *api.Exit) (problems []string, fine bool) {
+	if exit != nil && (exit.Kind == api.ExitOOM || exit.OOMKills > 0) {
+		problems = append(problems, spec.AlertOOM)
+	}
+	switch {
+	case v.health == healthUnhealthy:
+		problems = append(problems, spec.AlertUnhealthy)
+	case v.rec.State == supervisor.Failed:
+		problems = append(problems, spec.AlertFailed)
+	case v.rec.State == supervisor.CrashLoop:
+		problems = append(problems, spec.AlertCrashLoop)
+	}
+	fine = len(problems) == 0 && v.rec.State == supervisor.Running
+	return problems, fine
+}
+
+// observeAlert hands the service's change to the alert dispatcher. It runs
+// on the service's goroutine and never blocks on a sink.
+func (d *Daemon) observeAlert(s *service, v view, exit *api.Exit) {
+	if d.alerts == nil {
+		return // disabled settings still go through: they end an open incident
+	}
+	problems, fine := alertProblems(v, exit)
+	if len(problems) == 0 && !fine {
+		return
+	}
+	exits := v.exits
+	if len(exits) > spec.DefaultAlertExitsIncluded {
+		exits = exits[len(exits)-spec.DefaultAlertExitsIncluded:]
+	}
+	o := alert.Observation{
+		Service: s.name, Settings: s.unit.Alerts, State: string(v.rec.State), Reason: v.rec.Message,
+		Time: time.Now(), Exits: slices.Clone(exits),
+	}
+	// The newest exit's lines go once, as the alert's last_lines.
+	for i := range o.Exits {
+		o.Exits[i].LastLines = nil
+	}
+	if n := len(v.exits); n > 0 {
+		o.LastLines = v.exits[n-1].LastLines
+	}
+	if v.health == healthUnhealthy && v.healthDetail != "" {
+		o.Reason = "health check: " + v.healthDetail
+	}
+	if fine {
+		d.alerts.Observe(o)
+		return
+	}
+	for _, p := range problems {
+		o.Problem = p
+		if p == spec.AlertOOM && exit != nil {
+			o.Reason = exit.Reason
+		}
+		d.alerts.Observe(o)
+	}
+}
