@@ -1,10 +1,10 @@
 package daemon
 
 import (
-	"maps"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
 	"strings"
 
