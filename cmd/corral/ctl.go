@@ -84,8 +84,11 @@ func printServices(w io.Writer, list []api.Service, now time.Time) {
 			last = s.LastExit.Reason
 		}
 		state := s.State
-		if !s.NextAttempt.IsZero() {
+		switch {
+		case !s.NextAttempt.IsZero():
 			state += " (next " + s.NextAttempt.Local().Format("15:04:05") + ")"
+		case s.Health != "" && (s.State == "running" || s.State == "starting"):
+			state += " (" + s.Health + ")" // the health check's verdict
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, state, pid, uptime, s.Restarts, mem, cpu, last)
 	}
