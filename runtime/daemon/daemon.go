@@ -216,6 +216,13 @@ func (d *Daemon) resume(cfg *spec.Config, adopted []*sandbox.Adopted) {
 		saved := d.loadSaved(a.Name)
 		rec := supervisor.Resume(saved.Saved, a.Started())
 		s := newService(d, u, rec, saved)
+		if u.Service.Notify {
+			// The sandbox still has the directory bound in: a new socket
+			// there reaches it.
+			if err := s.listenNotify(); err != nil {
+				s.log.WithError(err).Warn("notify socket")
+			}
+		}
 		s.adopt(a.Sandbox)
 		log := s.log.WithField("pid", s.view.pid)
 		if a.Running {
