@@ -9,7 +9,8 @@
 //     replacement runs, for the corral daemon (a new sandbox), supervisord
 //     and s6 (no sandbox), kills interleaved, beside a cold `corral run`.
 //   - scale: a daemon with N services (default 200): time until all run,
-//     memory (PSS), idle wake-ups and CPU, time to stop them all; beside
+//     memory (PSS), idle wake-ups and CPU, the CPU its metrics endpoint
+//     costs (idle and per scrape), time to stop them all; beside
 //     s6-svscan with the same services.
 //
 // Usage:

@@ -75,6 +75,8 @@ type scaleRun struct {
 	// DownS is from SIGTERM to the supervisor's exit with every service
 	// gone.
 	DownS float64 `json:"down_s"`
+	// What corral's metrics endpoint costs its daemon.
+	metricsCost
 }
 
 type scaleBench struct {
@@ -82,7 +84,7 @@ type scaleBench struct {
 	sc   *scratch
 	cs   *children
 	dir  string
-	cfg  string // the corral daemon's service file
+	cfg  string // the corral daemon's service file, written for each run
 	pids string // the pids hierarchy's mount point
 }
 
@@ -96,7 +98,8 @@ func (b *scaleBench) name(i int) string { return fmt.Sprintf("s%03d", i) }
 // service file of o.scale services, and s6-svscan on a scan dir of as
 // many, each started, measured and stopped scaleReps times, the two
 // alternating. Each run: time from the fork to all running, memory, idle
-// wake-ups and CPU over scaleIdle, time from SIGTERM to all gone.
+// wake-ups and CPU over scaleIdle, (corral) the cost of its metrics
+// endpoint, time from SIGTERM to all gone.
 func runScale(ctx context.Context, o *options, sc *scratch, cs *children) (*scaleReport, error) {
 	b := &scaleBench{o: o, sc: sc, cs: cs, dir: sc.path("scale")}
 	if err := os.MkdirAll(b.path("logs"), 0o755); err != nil {
@@ -107,16 +110,14 @@ func runScale(ctx context.Context, o *options, sc *scratch, cs *children) (*scal
 		return nil, err
 	}
 	b.cfg = b.path("corral.yaml")
-	if err := os.WriteFile(b.cfg, []byte(b.corralConfig()), 0o644); err != nil {
-		return nil, fmt.Errorf("write scale service file: %w", err)
-	}
 	rep := &scaleReport{Services: o.scale, Reps: scaleReps, IdleS: scaleIdle.Seconds()}
 	withS6 := true
 	if err := s6Available(); err != nil {
 		withS6 = false
 		rep.Notes = append(rep.Notes, "s6-svscan: unavailable: "+err.Error())
 	}
-	fmt.Printf("\nscale: %d services, %d repetitions (corral and s6 in alternating order), %s idle window\n", o.scale, scaleReps, scaleIdle)
+	fmt.Printf("\nscale: %d services, %d repetitions (corral and s6 in alternating order), %s idle window; corral's metrics: %s idle, %d scrapes\n",
+		o.scale, scaleReps, scaleIdle, metricsInterval, metricsScrapes)
 	for r := 0; r < scaleReps; r++ {
 		order := []string{"corral", "s6"}
 		if r%2 == 1 {
@@ -148,11 +149,12 @@ func runScale(ctx context.Context, o *options, sc *scratch, cs *children) (*scal
 }
 
 // corralConfig is the daemon's service file: every service runs the
-// command on the built-in root, with the limits of daemon.defaults.
-func (b *scaleBench) corralConfig() string {
+// command on the built-in root, with the limits of daemon.defaults; the
+// daemon serves its metrics on metricsListen.
+func (b *scaleBench) corralConfig(metricsListen string) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "daemon:\n  cgroup_parent: %s\n  log_dir: %s\n  defaults:\n    resources: {memory: %s, pids: %s}\nservices:\n",
-		scaleCgroupParent, yamlString(b.path("logs")), scaleMemoryFlag, scalePidsFlag)
+	fmt.Fprintf(&s, "daemon:\n  cgroup_parent: %s\n  log_dir: %s\n  metrics: {listen: %s}\n  defaults:\n    resources: {memory: %s, pids: %s}\nservices:\n",
+		scaleCgroupParent, yamlString(b.path("logs")), yamlString(metricsListen), scaleMemoryFlag, scalePidsFlag)
 	for i := 0; i < b.o.scale; i++ {
 		fmt.Fprintf(&s, "  %s: {command: %s}\n", b.name(i), yamlList(strings.Fields(scaleCommand)...))
 	}
@@ -160,6 +162,15 @@ func (b *scaleBench) corralConfig() string {
 }
 
 func (b *scaleBench) corralOnce(ctx context.Context, rep int) (run scaleRun, err error) {
+	// A port of its own for each run, taken just before the daemon
+	// starts: little time for another process to take it meanwhile.
+	metricsListen, err := freeMetricsListen()
+	if err != nil {
+		return run, err
+	}
+	if err := os.WriteFile(b.cfg, []byte(b.corralConfig(metricsListen)), 0o644); err != nil {
+		return run, fmt.Errorf("write scale service file: %w", err)
+	}
 	busy0, err := hostBusyTicks()
 	if err != nil {
 		return run, err
@@ -210,6 +221,9 @@ func (b *scaleBench) corralOnce(ctx context.Context, rep int) (run scaleRun, err
 	}
 	if err := b.idle(&run, []int{d.pid()}, inits); err != nil {
 		return run, err
+	}
+	if run.metricsCost, err = b.metricsCost(ctx, d, metricsListen); err != nil {
+		return run, fmt.Errorf("metrics endpoint: %w", err)
 	}
 	down, err := d.stopAndCheck(scaleCgroupParent)
 	if err != nil {

@@ -54,6 +54,28 @@ func scaleMetrics(services int) []scaleMetric {
 	}
 }
 
+// metricsCostMetrics are the lines of the table for corral's metrics
+// endpoint.
+func metricsCostMetrics() []scaleMetric {
+	kb := func(v int64) float64 { return float64(v) / 1024 }
+	ms := []scaleMetric{
+		{label: fmt.Sprintf("daemon CPU in %s idle, no scrape (ms)", metricsInterval), value: func(r scaleRun) float64 { return r.MetricsIdleCPUMS }},
+		{label: "daemon CPU per scrape (ms)", value: func(r scaleRun) float64 { return r.ScrapeCPUMS }},
+		{label: "  per series (us)", value: func(r scaleRun) float64 { return 1000 * r.ScrapeCPUMS / float64(r.ScrapeSeries) }},
+		{label: "scrape latency p50 (ms)", value: func(r scaleRun) float64 { return r.ScrapeP50MS }},
+		{label: "scrape latency p95 (ms)", value: func(r scaleRun) float64 { return r.ScrapeP95MS }},
+		{label: "series in a scrape", value: func(r scaleRun) float64 { return float64(r.ScrapeSeries) }},
+		{label: "bytes per scrape, gzip (KB)", value: func(r scaleRun) float64 { return kb(r.ScrapeWireBytes) }},
+		{label: "  unpacked (KB)", value: func(r scaleRun) float64 { return kb(r.ScrapeTextBytes) }},
+		{label: "daemon PSS after the scrapes (MB)", value: func(r scaleRun) float64 { return float64(r.ScrapedPSS) / mb }},
+		{label: fmt.Sprintf("CPU, a scrape every %s (%% of a core)", metricsInterval), value: func(r scaleRun) float64 { return r.MetricsCPUPct }},
+	}
+	for i := range ms {
+		ms[i].corralOnly = true
+	}
+	return ms
+}
+
 // medianOf is the median of one metric over runs, with its range.
 func medianOf(runs []scaleRun, value func(scaleRun) float64) (med, lo, hi float64) {
 	v := make([]float64, len(runs))
@@ -91,7 +113,47 @@ func (r *scaleReport) print(w io.Writer) {
 	fmt.Fprintf(w, "corral: one daemon; each service in its own sandbox (built-in root, memory %s, pids %s, default hardening).\n", scaleMemoryFlag, scalePidsFlag)
 	fmt.Fprintf(w, "s6: s6-svscan + one s6-supervise per service, NO sandbox; its \"supervisor\" figures are s6-svscan's and every s6-supervise's.\n")
 	fmt.Fprintf(w, "%-38s %-24s %-24s %s\n", "", "corral", "s6", "corral's goal")
-	for _, m := range scaleMetrics(r.Services) {
+	r.printMetrics(w, scaleMetrics(r.Services))
+	fmt.Fprintf(w, "(all running: corral's daemon reports every service running (its events; the init may still be exec'ing the command);\n")
+	fmt.Fprintf(w, " s6: every s6-supervise has a sleep child, polled every %s. Wake-ups: voluntary+involuntary context switches of\n", s6Poll)
+	fmt.Fprintf(w, " every thread, /proc/PID/task/*/status; CPU: utime+stime, /proc/PID/stat, %d ms ticks.)\n", int(time.Second/time.Millisecond)/userHZ)
+	if len(r.Corral) > 0 && r.Corral[0].ScrapeSeries > 0 {
+		r.printMetricsCost(w)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintln(w, n)
+	}
+}
+
+// printMetricsCost shows what corral's metrics endpoint costs its daemon.
+func (r *scaleReport) printMetricsCost(w io.Writer) {
+	fmt.Fprintf(w, "\nMetrics: corral's daemon serving /metrics on 127.0.0.1 with the %d services running (on in every corral run above, first scraped\n", r.Services)
+	fmt.Fprintf(w, "after them): 1 scrape unmeasured, %s without scrapes, then %d scrapes back to back, as Prometheus makes them (one\n", metricsInterval, metricsScrapes)
+	fmt.Fprintf(w, "kept-alive connection, gzip); a scrape's CPU is the daemon's over the scrapes and %s after, less its idle rate.\n", metricsTail)
+	r.printMetrics(w, metricsCostMetrics())
+	idle, _, _ := medianOf(r.Corral, func(r scaleRun) float64 { return r.MetricsIdleCPUMS })
+	scrape, _, _ := medianOf(r.Corral, func(r scaleRun) float64 { return r.ScrapeCPUMS })
+	fmt.Fprintf(w, "(CPU share at one scrape every %s = (idle CPU per %s + CPU per scrape) / %s, of one core; from the medians:\n",
+		metricsInterval, metricsInterval, metricsInterval)
+	fmt.Fprintf(w, " (%s ms + %s ms) / %g ms = %.3f%%; %s.\n",
+		trimFloat(idle), trimFloat(scrape), float64(metricsInterval.Milliseconds()), 100*(idle+scrape)/float64(metricsInterval.Milliseconds()),
+		scrapeVsIdle(scrape, idle))
+	fmt.Fprintf(w, " Daemon CPU: %s; latency: request sent to body read to its end; series: sample lines.)\n", r.Corral[0].MetricsCPUClock)
+}
+
+// scrapeVsIdle compares a scrape's CPU with the daemon's idle CPU over
+// metricsInterval.
+func scrapeVsIdle(scrape, idle float64) string {
+	if idle == 0 {
+		return fmt.Sprintf("the idle daemon used no CPU at all in %s: the share is the scrape's alone", metricsInterval)
+	}
+	return fmt.Sprintf("a scrape costs %s times the daemon's idle CPU over %s", trimFloat(scrape/idle), metricsInterval)
+}
+
+// printMetrics prints lines of the table: corral's median, s6's unless
+// the line is corral's alone, and whether corral meets its goal.
+func (r *scaleReport) printMetrics(w io.Writer, metrics []scaleMetric) {
+	for _, m := range metrics {
 		goal := ""
 		if m.goal != "" && len(r.Corral) > 0 {
 			med, _, _ := medianOf(r.Corral, m.value)
@@ -105,11 +167,5 @@ func (r *scaleReport) print(w io.Writer) {
 			s6 = formatMedian(r.S6, m.value)
 		}
 		fmt.Fprintf(w, "%-38s %-24s %-24s %s\n", m.label, formatMedian(r.Corral, m.value), s6, goal)
-	}
-	fmt.Fprintf(w, "(all running: corral's daemon reports every service running (its events; the init may still be exec'ing the command);\n")
-	fmt.Fprintf(w, " s6: every s6-supervise has a sleep child, polled every %s. Wake-ups: voluntary+involuntary context switches of\n", s6Poll)
-	fmt.Fprintf(w, " every thread, /proc/PID/task/*/status; CPU: utime+stime, /proc/PID/stat, %d ms ticks.)\n", int(time.Second/time.Millisecond)/userHZ)
-	for _, n := range r.Notes {
-		fmt.Fprintln(w, n)
 	}
 }
