@@ -547,3 +547,38 @@ func TestStatsV1HugeLimitIsNone(t *testing.T) {
 		t.Error("limit(MaxUint64) != 0")
 	}
 }
+
+// TestUsageMatchesStats: the light reader for scrapes gives the same live
+// figures as Stats, on v1 and v2, with and without limits, and zeros for
+// a cgroup that is gone.
+func TestUsageMatchesStats(t *testing.T) {
+	const cg = "/corral/web"
+	for _, tc := range []struct {
+		desc  string
+		host  func(root string) *Host
+		files map[string]string
+	}{
+		{"v1 with limits", v1Host, v1Files(cg, "67108864\n", "100\n", "max 5\n", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")},
+		{"v1 without limits", v1Host, v1Files(cg, "9223372036854771712\n", "max\n", "max 0\n", "oom_kill 0\n")},
+		{"v2 with limits", v2Host, v2Files(cg, "67108864\n", "100\n")},
+		{"v2 without limits", v2Host, v2Files(cg, "max\n", "max\n")},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			root := t.TempDir()
+			writeTree(t, root, tc.files)
+			h := tc.host(root)
+			want, err := h.Stats(cg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want.MemoryMaxUsage = 0
+			got, err := h.Usage(cg)
+			if err != nil || got != want {
+				t.Errorf("Usage = %+v, %v\nStats = %+v", got, err, want)
+			}
+			if gone, err := h.Usage("/corral/gone"); err != nil || gone != (Stats{}) {
+				t.Errorf("Usage of a cgroup that is gone = %+v, %v", gone, err)
+			}
+		})
+	}
+}

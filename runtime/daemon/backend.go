@@ -62,7 +62,7 @@ func (d *Daemon) describe(s *service, v view) api.Service {
 		a.LastExit = &e
 	}
 	if v.pid != 0 && v.cgroup != "" {
-		if st, err := d.host.Stats(v.cgroup); err == nil {
+		if st, err := d.host.Usage(v.cgroup); err == nil {
 			a.MemoryUsage, a.MemoryLimit = st.MemoryUsage, st.MemoryLimit
 			a.CPUUsage, a.PidsCurrent, a.PidsLimit = st.CPUUsage, st.PidsCurrent, st.PidsLimit
 			a.CPUThrottled = st.CPUThrottled

@@ -45,7 +45,7 @@ func (d *Daemon) metricsSnapshot() []metrics.Service {
 			m.LastExitCode, m.HasExited = v.exits[n-1].Code, true
 		}
 		if v.pid != 0 && v.cgroup != "" {
-			if st, err := d.host.Stats(v.cgroup); err == nil {
+			if st, err := d.host.Usage(v.cgroup); err == nil {
 				m.HasCgroup = true
 				m.CPUSeconds = st.CPUUsage.Seconds()
 				m.MemoryBytes, m.MemoryLimitBytes = st.MemoryUsage, st.MemoryLimit
