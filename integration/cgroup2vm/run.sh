@@ -63,6 +63,10 @@ vm_tests=(
 	TestDaemonKill9LeavesSandboxesRunningAndTheNextDaemonAdoptsThem
 	TestDaemonReportsTheRealExitOfASandboxThatEndedWhileItWasDown
 	TestCgroupRemovedBehindCorralsBack
+	# health, exit kinds and metrics read from cgroup2
+	TestExecHealthCheckRunsInsideTheSandbox
+	TestDaemonReportsChildOOMAndPidsLimitWithLastLines
+	TestMetricsMatchTheCgroup
 	# the hardening, on this kernel
 	TestPIDNamespaceShowsOnlyOwnProcesses
 	TestCapabilitiesNoNewPrivsSeccomp
