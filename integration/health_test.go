@@ -89,16 +89,18 @@ func TestExecHealthCheckRunsInsideTheSandbox(t *testing.T) {
     hostname: checked
     health:
       exec: ["/bin/sh", "-c", "test \"$(hostname)\" = checked && grep -q corral-init /proc/1/cmdline && grep -q 'Seccomp:.*2' /proc/self/status && grep -q 'NoNewPrivs:.*1' /proc/self/status"]
-      interval: 300ms
-      timeout: 250ms
+      interval: 2s
+      timeout: 2s
   hostview:
     command: ["/bin/sleep", "1000"]
-    health: {exec: ["/bin/test", "-e", "`+marker+`"], interval: 300ms, timeout: 250ms, retries: 2, on_unhealthy: none}
+    health: {exec: ["/bin/test", "-e", "`+marker+`"], interval: 1s, timeout: 1s, retries: 2, on_unhealthy: none}
 `).start()
-	d.waitFor("inside", 10*time.Second, "healthy", func(st *api.ServiceDetail) bool { return st.State == "running" && st.Health == "healthy" })
-	st := d.waitFor("hostview", 10*time.Second, "unhealthy", func(st *api.ServiceDetail) bool { return st.Health == "unhealthy" })
+	// Generous waits: under emulation (the cgroup v2 VM) one exec takes
+	// a good part of a second.
+	d.waitFor("inside", 30*time.Second, "healthy", func(st *api.ServiceDetail) bool { return st.State == "running" && st.Health == "healthy" })
+	st := d.waitFor("hostview", 30*time.Second, "unhealthy", func(st *api.ServiceDetail) bool { return st.Health == "unhealthy" })
 	// on_unhealthy: none: reported, not restarted.
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond)
 	if again := d.status("hostview"); again.PID != st.PID || len(again.Exits) != 0 {
 		t.Errorf("on_unhealthy none restarted the service: %+v", again.Service)
 	}
@@ -165,7 +167,7 @@ func TestNotifyReadiness(t *testing.T) {
 func TestDaemonReportsChildOOMAndPidsLimitWithLastLines(t *testing.T) {
 	d := newDaemon(t, `
   hog:
-    command: ["/bin/sh", "-c", "echo about to allocate; head -c 200M /dev/zero | tail > /dev/null; echo survived; exit 0"]
+    command: ["/bin/sh", "-c", "echo about to allocate; head -c 209715200 /dev/zero | tail > /dev/null; echo survived; exit 0"]
     resources: {memory: 32M}
     restart: no
   forker:
