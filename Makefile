@@ -11,8 +11,9 @@ PREFIX   ?= /usr/local
 BIN      := bin/corral
 
 # Debian/Ubuntu packages: cgo and libseccomp for the build, busybox for the
-# tests' directory rootfs, gcc's static libc for the 32-bit syscall probe.
-DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static
+# tests' directory rootfs, gcc's static libc for the 32-bit syscall probe,
+# python3 for the tests' HTTP, TCP and sd_notify services.
+DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static python3
 # What `make bench` compares corral against.
 BENCH_DEPS := runc crun supervisor s6
 
