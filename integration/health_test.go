@@ -140,7 +140,7 @@ func TestDependsOnHealthyDelaysTheDependent(t *testing.T) {
 // TestNotifyReadiness: a service speaking sd_notify shows starting until
 // it sends READY=1 on $NOTIFY_SOCKET, and its STATUS= is shown.
 func TestNotifyReadiness(t *testing.T) {
-	notifier := `["/usr/bin/python3", "-c", "import os,socket,time\ntime.sleep(1)\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.sendto(b'READY=1\\nSTATUS=serving requests',os.environ['NOTIFY_SOCKET'])\ntime.sleep(1000)"]`
+	notifier := `["/usr/bin/python3", "-c", "import os,socket,time\nprint('as nobody',flush=True)\ntime.sleep(1)\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.sendto(b'READY=1\\nSTATUS=serving requests',os.environ['NOTIFY_SOCKET'])\ntime.sleep(1000)"]`
 	d := newDaemon(t, `
   notifier:
     command: `+notifier+`
@@ -157,6 +157,11 @@ func TestNotifyReadiness(t *testing.T) {
 	}
 	if st.NotifyStatus != "serving requests" {
 		t.Errorf("notify status %q", st.NotifyStatus)
+	}
+	// Its init, running as its user, could write its log.
+	d.waitLogged("notifier", "as nobody")
+	if st.LogError != "" || st.LogLinesLost != 0 {
+		t.Errorf("log of a service run as nobody: error %q, %d lines lost", st.LogError, st.LogLinesLost)
 	}
 	d.stop()
 }

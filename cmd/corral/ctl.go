@@ -87,7 +87,9 @@ func printServices(w io.Writer, list []api.Service, now time.Time) {
 		switch {
 		case !s.NextAttempt.IsZero():
 			state += " (next " + s.NextAttempt.Local().Format("15:04:05") + ")"
-		case s.Health != "" && (s.State == "running" || s.State == "starting"):
+		case s.State == "stopped" && strings.HasPrefix(s.Message, "waiting for "):
+			state = "waiting (" + strings.TrimPrefix(s.Message, "waiting for ") + ")"
+		case s.Health != "" && s.Health != s.State && (s.State == "running" || s.State == "starting"):
 			state += " (" + s.Health + ")" // the health check's verdict
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, state, pid, uptime, s.Restarts, mem, cpu, last)

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -324,6 +325,11 @@ func (d *Daemon) startAll(cfg *spec.Config, names []string) {
 			go s.run(d.ctx)
 		}
 	}
+	for name := range want {
+		if s := d.service(name); !stayDown[name] && len(s.unit.DependsOn) > 0 {
+			s.setNote("waiting for " + describeDeps(s.unit.DependsOn))
+		}
+	}
 	for _, wave := range spec.StartOrder(cfg) {
 		var started []*service
 		for _, name := range wave {
@@ -484,8 +490,8 @@ func (d *Daemon) startSandbox(u *spec.Unit) (*sandbox.Sandbox, error) {
 	cfg := d.cfg
 	d.mu.Unlock()
 	logDir := filepath.Join(cfg.LogDir, u.Service.Name)
-	if err := os.MkdirAll(logDir, 0o750); err != nil {
-		return nil, fmt.Errorf("log dir: %w", err)
+	if err := prepareLogDir(logDir, u.Service.User); err != nil {
+		return nil, err
 	}
 	sb, err := d.mgr.Create(d.sandboxService(u), cfg.CgroupParent)
 	if err != nil {
@@ -522,4 +528,44 @@ func lockFile(path string) (func(), error) {
 func hostname() string {
 	h, _ := os.Hostname()
 	return h
+}
+
+// prepareLogDir makes the service's log directory and gives it, and the
+// log files in it, to the service's user: the sandbox's init writes and
+// rotates them as that user.
+func prepareLogDir(dir string, user spec.User) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("log dir: %w", err)
+	}
+	uid, gid := int(user.UID), int(user.GID)
+	if err := os.Lchown(dir, uid, gid); err != nil {
+		return fmt.Errorf("log dir: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("log dir: %w", err)
+	}
+	for _, e := range entries {
+		// Files left by an earlier user of the service (its user changed).
+		if e.Type().IsRegular() {
+			if err := os.Lchown(filepath.Join(dir, e.Name()), uid, gid); err != nil {
+				return fmt.Errorf("log dir: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// describeDeps says what a service waits for: "db to be healthy, cache to
+// start".
+func describeDeps(deps []spec.Dependency) string {
+	var parts []string
+	for _, dep := range deps {
+		what := " to start"
+		if dep.Condition == spec.DependHealthy {
+			what = " to be healthy"
+		}
+		parts = append(parts, dep.Name+what)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -350,7 +350,7 @@ func (s *service) reap(r exitReport) supervisor.Event {
 	e := api.Exit{
 		Time: ended, Code: r.exit.ExitCode(), Signal: int(r.exit.Signal),
 		OOMKills: r.exit.Stats.OOMKills, PidsLimitHits: r.exit.Stats.PidsLimitHits,
-		Reason: reason, Ran: ran, Kind: kind, LastLines: s.lastLines(),
+		Reason: reason, Ran: ran, Kind: kind, LastLines: s.lastLines(s.rec.StartedAt.Add(-time.Second)),
 	}
 	s.mu.Lock()
 	s.view.pid = 0
@@ -439,8 +439,9 @@ func (s *service) recordExit(e api.Exit) {
 // keeps.
 const exitLines = 10
 
-// lastLines reads the last lines the service printed.
-func (s *service) lastLines() []string {
+// lastLines reads the last lines the service printed since since (this
+// sandbox's start): an earlier run's lines are not this exit's.
+func (s *service) lastLines(since time.Time) []string {
 	s.d.mu.Lock()
 	dir := filepath.Join(s.d.cfg.LogDir, s.name)
 	s.d.mu.Unlock()
@@ -448,7 +449,13 @@ func (s *service) lastLines() []string {
 	if err != nil {
 		return nil
 	}
-	return lines
+	var out []string
+	for _, l := range lines {
+		if rec, err := logs.ParseLine(l); err == nil && !rec.Time.Before(since) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // exitKind classes an end: what the daemon was doing to the sandbox
