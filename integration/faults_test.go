@@ -144,12 +144,16 @@ func TestStateDirNotWritableIsAClearError(t *testing.T) {
 	}
 }
 
-func TestCgroupRemovedBehindCorralsBack(t *testing.T) {
-	d := newDaemon(t, `
+// victimService is the service whose cgroup the tests remove: a shell
+// with a child of its own, restarted quickly.
+const victimService = `
   victim:
     command: ["/bin/sh", "-c", "/bin/sleep 1000 & exec /bin/sleep 1000"]
     restart: {policy: always, backoff: {initial: 100ms, jitter: 0}}
-`).start()
+`
+
+func TestCgroupRemovedBehindCorralsBack(t *testing.T) {
+	d := newDaemon(t, victimService).start()
 	first := awaitRunning(d, "victim")
 	pids, had := removeCgroup(t, d, "victim")
 	// The sandbox runs on outside any cgroup of its own; the daemon still
@@ -169,11 +173,7 @@ func TestCgroupRemovedBehindCorralsBack(t *testing.T) {
 }
 
 func TestCgroupRemovedBehindCorralsBackWhileDaemonDown(t *testing.T) {
-	d := newDaemon(t, `
-  victim:
-    command: ["/bin/sh", "-c", "/bin/sleep 1000 & exec /bin/sleep 1000"]
-    restart: {policy: always, backoff: {initial: 100ms, jitter: 0}}
-`).start()
+	d := newDaemon(t, victimService).start()
 	first := awaitRunning(d, "victim")
 	d.kill9()
 	pids, had := removeCgroup(t, d, "victim")

@@ -124,8 +124,9 @@ func evUnhealthy(why string) supervisor.Event {
 	return supervisor.Event{Kind: supervisor.EvUnhealthy, Reason: why}
 }
 
-// adopt makes sb, left running (or ended) by an earlier daemon, the
-// service's sandbox, and watches it as if this daemon had started it.
+// adopt makes sb the service's sandbox: one it just started, or one an
+// earlier daemon left running (or ended); either way it is watched, shown
+// and checked the same.
 func (s *service) adopt(sb *sandbox.Sandbox) {
 	s.sb = sb
 	s.watch(sb)
@@ -303,13 +304,7 @@ func (s *service) start() *supervisor.Event {
 		s.recordExit(api.Exit{Time: time.Now(), Code: startFailedCode(err), Kind: api.ExitStartFailed, Reason: "failed to start: " + err.Error()})
 		return &supervisor.Event{Kind: supervisor.EvStartFailed, Reason: err.Error(), Permanent: permanent(err)}
 	}
-	s.sb = sb
-	s.watch(sb)
-	pid, _ := sb.Pid()
-	s.mu.Lock()
-	s.view.pid, s.view.cgroup = pid, sb.CgroupPath()
-	s.mu.Unlock()
-	s.startChecks(sb)
+	s.adopt(sb)
 	return &supervisor.Event{Kind: supervisor.EvStarted, At: sb.Started()}
 }
 
