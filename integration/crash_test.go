@@ -204,7 +204,10 @@ func TestDaemonKill9LeavesSandboxesRunningAndTheNextDaemonAdoptsThem(t *testing.
 	if r := d.ctl("stop", "idle"); r.code != 0 {
 		t.Fatalf("corral stop: %s", r)
 	}
-	d.waitFor("idle", 15*time.Second, "stopped", func(st *api.ServiceDetail) bool { return st.State == "stopped" })
+	st = d.waitFor("idle", 15*time.Second, "stopped", func(st *api.ServiceDetail) bool { return st.State == "stopped" })
+	if e := st.Exits[len(st.Exits)-1]; e.Kind != api.ExitOperator || !strings.HasPrefix(e.Reason, "stopped by operator") {
+		t.Errorf("exit after corral stop: %+v; want it classed as the operator's", e)
+	}
 	d.assertAccounted([]string{"ticker", "idle"})
 	d.stop()
 }

@@ -118,6 +118,10 @@ func TestDaemonCommandNotFoundFailsAtOnce(t *testing.T) {
 	if st.Restarts != 0 || !strings.Contains(st.Message, "command not found") {
 		t.Errorf("restarts %d, message %q; want failed at once, saying the command was not found", st.Restarts, st.Message)
 	}
+	if n := len(st.Exits); n != 1 || st.Exits[0].Kind != api.ExitStartFailed || st.Exits[0].Code != 127 ||
+		!strings.Contains(st.Exits[0].Reason, "failed to start") || !strings.Contains(st.Exits[0].Reason, "/no/such/program") {
+		t.Errorf("exits %+v; want one start_failed exit naming the command", st.Exits)
+	}
 	time.Sleep(500 * time.Millisecond)
 	if st := d.status("broken"); st.Restarts != 0 || st.State != "failed" {
 		t.Errorf("a missing command was retried: %+v", st.Service)
@@ -144,6 +148,9 @@ func TestDaemonStopKillsTermIgnoringServiceAfterTimeout(t *testing.T) {
 	}
 	if st.Message != "killed after the stop timeout (1s)" || len(sandboxPidsOf(t, d.cgroup, "stubborn")) != 0 {
 		t.Errorf("message %q; want the kill after the timeout reported, and no process left", st.Message)
+	}
+	if e := st.Exits[len(st.Exits)-1]; e.Kind != api.ExitStopTimeout || !strings.HasPrefix(e.Reason, "killed after the stop timeout (1s)") {
+		t.Errorf("exit %+v; want it classed as killed after the stop timeout", e)
 	}
 	// always does not undo an operator's stop.
 	time.Sleep(300 * time.Millisecond)
