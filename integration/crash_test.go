@@ -451,3 +451,42 @@ func TestDaemonSurvivesManyKill9Cycles(t *testing.T) {
 	}
 	d.stop()
 }
+
+// TestTornStateIsRecoveredFromWhatRuns: with the daemon dead, a sandbox's
+// record and the service's saved state are corrupted (as a torn write or
+// a bad disk would leave them); the next daemon reports it, rebuilds the
+// record from what runs and adopts the sandbox: nothing is killed.
+func TestTornStateIsRecoveredFromWhatRuns(t *testing.T) {
+	d := newDaemon(t, `
+  ticker:
+    command: `+tickerCommand+`
+`).start()
+	before := d.waitRunning("ticker")
+	d.kill9()
+	for _, f := range []string{"sandboxes/ticker.json", "daemon/services/ticker.json"} {
+		if err := os.WriteFile(filepath.Join(d.stateDir, f), []byte(`{"name": "tick`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.restart()
+	st := d.waitRunning("ticker")
+	if st.PID != before.PID || !alive(before.PID) {
+		t.Fatalf("after corrupt state: pid %d, was %d (alive %v)", st.PID, before.PID, alive(before.PID))
+	}
+	log := d.log()
+	for _, want := range []string{"sandbox record corrupt; rebuilt it from libcontainer's state", "saved service state unreadable"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("daemon log lacks %q:\n%s", want, log)
+		}
+	}
+	// The adopted sandbox is supervised as any other: stop works, and
+	// everything goes.
+	if r := d.ctl("stop", "ticker"); r.code != 0 {
+		t.Fatalf("corral stop: %s", r)
+	}
+	d.waitFor("ticker", 15*time.Second, "stopped", func(st *api.ServiceDetail) bool { return st.State == "stopped" })
+	if lost := lostTicks(d.tickerNumbers("ticker")); lost != 0 {
+		t.Errorf("%d ticks lost", lost)
+	}
+	d.stop()
+}
