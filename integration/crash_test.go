@@ -441,6 +441,11 @@ func TestDaemonSurvivesManyKill9Cycles(t *testing.T) {
 		if st.Restarts < cycles/4 {
 			t.Errorf("%s: only %d restarts: the flapper was not supervised through the cycles", n, st.Restarts)
 		}
+		// The restarts-by-kind counters (the metrics') survive the
+		// daemon's deaths too.
+		if by := st.RestartsByKind[api.ExitCode]; by < uint64(cycles/4) {
+			t.Errorf("%s: %d restarts by kind exit after %d daemons; %d restarts in all", n, by, cycles, st.Restarts)
+		}
 	}
 	slices.Sort(adoptTimes)
 	t.Logf("%d kill -9 cycles, %d services: daemon start to all %d tickers adopted: median %s, max %s",

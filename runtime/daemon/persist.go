@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -20,6 +21,9 @@ import (
 type savedService struct {
 	supervisor.Saved
 	Exits []api.Exit `json:"exits,omitempty"`
+	// RestartsByKind and OOMKills keep the metrics' counters going.
+	RestartsByKind map[string]uint64 `json:"restarts_by_kind,omitempty"`
+	OOMKills       uint64            `json:"oom_kills,omitempty"`
 }
 
 func (d *Daemon) savedDir() string { return filepath.Join(d.daemonDir(), "services") }
@@ -60,5 +64,5 @@ func (sv *service) save(s savedService) {
 func sameSaved(a, b savedService) bool {
 	return a.Desired == b.Desired && a.Restarts == b.Restarts && a.Attempt == b.Attempt &&
 		a.Failures == b.Failures && slices.Equal(a.RecentFailures, b.RecentFailures) &&
-		reflect.DeepEqual(a.Exits, b.Exits)
+		reflect.DeepEqual(a.Exits, b.Exits) && maps.Equal(a.RestartsByKind, b.RestartsByKind) && a.OOMKills == b.OOMKills
 }

@@ -114,7 +114,10 @@ func newService(d *Daemon, u *spec.Unit, rec supervisor.Record, saved savedServi
 		probes: make(chan probeResult),
 		notes:  make(chan notification),
 	}
-	s.view = view{rec: rec, command: u.Service.Command, exits: saved.Exits, restarts: map[string]uint64{}}
+	s.view = view{rec: rec, command: u.Service.Command, exits: saved.Exits, restarts: maps.Clone(saved.RestartsByKind), oomKills: saved.OOMKills}
+	if s.view.restarts == nil {
+		s.view.restarts = map[string]uint64{}
+	}
 	return s
 }
 
@@ -402,7 +405,10 @@ func (s *service) publish(before supervisor.Record, ev supervisor.Event) {
 		e := s.view.exits[n-1]
 		last = &e
 	}
-	saved := savedService{Saved: s.rec.Save(), Exits: append([]api.Exit(nil), s.view.exits...)}
+	saved := savedService{
+		Saved: s.rec.Save(), Exits: append([]api.Exit(nil), s.view.exits...),
+		RestartsByKind: maps.Clone(s.view.restarts), OOMKills: s.view.oomKills,
+	}
 	s.mu.Unlock()
 	if s.keepIntent {
 		// The daemon's own stop (shutdown) is not the operator's wish.

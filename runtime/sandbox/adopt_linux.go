@@ -172,6 +172,11 @@ func (m *Manager) rebuildRecord(name string) *record {
 	}
 	cfg := c.Config()
 	rec.Detached = slices.Contains(cfg.Labels, detachedLabel)
+	for _, l := range cfg.Labels {
+		if v, ok := strings.CutPrefix(l, createdCgroupsLabel); ok && v != "" {
+			rec.CreatedCgroups = strings.Split(v, ",")
+		}
+	}
 	if cfg.Cgroups != nil {
 		rec.CgroupPath = cfg.Cgroups.Path
 	}

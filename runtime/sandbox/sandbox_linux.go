@@ -68,6 +68,10 @@ const (
 // so that it is recognized even if its record is lost.
 const detachedLabel = "corral.detached=true"
 
+// createdCgroupsLabel prefixes the label listing the parent cgroups the
+// sandbox made (its record's CreatedCgroups).
+const createdCgroupsLabel = "corral.created-cgroups="
+
 // Manager makes sandboxes under one state dir and one cgroup layout.
 type Manager struct {
 	kind     Kind
@@ -237,7 +241,9 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 		return nil, fmt.Errorf("sandbox %s: convert spec: %w", svc.Name, err)
 	}
 	if m.kind == Detached {
-		cfg.Labels = append(cfg.Labels, detachedLabel)
+		// What the record holds that a successor needs if the record is
+		// lost: that it is a daemon's, and the parent cgroups it made.
+		cfg.Labels = append(cfg.Labels, detachedLabel, createdCgroupsLabel+strings.Join(sb.rec.CreatedCgroups, ","))
 	}
 	sb.container, err = libcontainer.Create(m.containersDir(), svc.Name, cfg)
 	if err != nil {
