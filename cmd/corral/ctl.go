@@ -283,7 +283,7 @@ func newEventsCommand(g *globalOptions) *cobra.Command {
 						}
 						continue
 					}
-					fmt.Printf("%s  %-16s %s -> %s  %s\n", e.Time.Local().Format("15:04:05.000"), e.Service, e.From, e.To, e.Reason)
+					fmt.Println(formatEvent(e))
 				case err := <-errs:
 					if err != nil && ctx.Err() == nil {
 						return ctlError(err)
@@ -311,4 +311,22 @@ func lastN(lines []string, n int) []string {
 		return lines[len(lines)-n:]
 	}
 	return lines
+}
+
+// formatEvent is one line of `corral events`: a change of state (with the
+// exit's kind when a sandbox ended), or of the health check's verdict.
+func formatEvent(e api.Event) string {
+	at := e.Time.Local().Format("15:04:05.000")
+	change := e.From + " -> " + e.To
+	if e.Health != "" {
+		change = "health: " + e.Health
+	}
+	if from := e.From; from == "" {
+		change = "-> " + e.To
+	}
+	reason := e.Reason
+	if e.Exit != nil && e.Exit.Kind != "" {
+		reason = "[" + e.Exit.Kind + "] " + reason
+	}
+	return fmt.Sprintf("%s  %-16s %s  %s", at, e.Service, change, reason)
 }
