@@ -44,7 +44,7 @@ func TestHTTPHealthCheckFailingRestartsWithBackoff(t *testing.T) {
   web:
     command: `+pyServer(1.5)+`
     health: {http: {port: 8080, path: /healthz}, interval: 200ms, timeout: 150ms, retries: 2, start_period: 3s}
-    restart: {policy: on-failure, backoff: {initial: 300ms, max: 5s}}
+    restart: {policy: on-failure, backoff: {initial: 300ms, max: 5s, jitter: 0}}
 `).start()
 	first := d.waitFor("web", 10*time.Second, "starting with a sandbox", func(st *api.ServiceDetail) bool { return st.PID != 0 })
 	if first.State != "starting" && first.Health != "healthy" {
