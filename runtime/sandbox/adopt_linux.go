@@ -7,11 +7,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 
 	"github.com/corral-dev/corral/rootfs"
+	"github.com/corral-dev/corral/runtime/pid1"
 	"github.com/corral-dev/corral/spec"
 )
 
@@ -139,6 +141,9 @@ func (m *Manager) adopt(name string) (*Adopted, error) {
 	}
 	a := &Adopted{Sandbox: sb, Service: rec.Service}
 	if status == libcontainer.Stopped {
+		if !m.commandStarted(name) {
+			return nil, m.interrupted(sb)
+		}
 		return a, nil
 	}
 	state, err := c.State()
@@ -159,7 +164,46 @@ func (m *Manager) adopt(name string) (*Adopted, error) {
 		return a, nil
 	}
 	sb.pidfd, sb.initPid, a.Running = fd, state.InitProcessPid, true
+	if !m.commandStarted(name) && !m.awaitCommand(name, fd) {
+		return nil, m.interrupted(sb)
+	}
 	return a, nil
+}
+
+// commandStarted reports whether the sandbox's init has recorded starting
+// the command (or its end). Without a record the command never ran: a
+// daemon killed in the middle of a start leaves libcontainer's init to
+// notice its parent is gone and kill itself before it executes anything.
+func (m *Manager) commandStarted(name string) bool {
+	_, err := pid1.ReadStatus(m.statusPath(name))
+	return err == nil
+}
+
+// awaitCommandTimeout bounds the wait for an init caught between its
+// start and its first record.
+const awaitCommandTimeout = 2 * time.Second
+
+// awaitCommand waits for a live init without a status record to write one
+// (true) or to end without it (false).
+func (m *Manager) awaitCommand(name string, pidfd int) bool {
+	deadline := time.Now().Add(awaitCommandTimeout)
+	for time.Now().Before(deadline) {
+		if m.commandStarted(name) {
+			return true
+		}
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		if n, _ := unix.Poll(fds, 10); n > 0 {
+			return m.commandStarted(name) // ended: did it record anything?
+		}
+	}
+	return true // alive and silent: leave it to supervision, never kill on a guess
+}
+
+// interrupted removes an adopted sandbox whose command never ran (no exit
+// to report: its service simply starts again).
+func (m *Manager) interrupted(sb *Sandbox) error {
+	m.log.WithField("sandbox", sb.Name).Info("removing a sandbox whose start was interrupted: its command never ran")
+	return sb.Destroy()
 }
 
 // rebuildRecord makes a record for a sandbox whose record is lost, from
