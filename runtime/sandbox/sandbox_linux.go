@@ -607,10 +607,9 @@ func (sb *Sandbox) Destroy() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := sb.m.release(sb.rec); err != nil {
+	if err := sb.m.release(sb.rec, sb.claims, true); err != nil {
 		errs = append(errs, err)
 	}
-	sb.m.unclaimParents(sb.claims)
 	sb.claims = nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("destroy sandbox %s: %w", sb.Name, err)
@@ -650,14 +649,34 @@ func waitStopped(c *libcontainer.Container, timeout time.Duration) error {
 }
 
 // release removes the cgroups the sandbox made and, last, its record.
-func (m *Manager) release(rec *record) error {
+//
+// counted: the sandbox's claims on parent cgroups are this manager's (see
+// claimParents); a parent is removed only by its last claimant, and under
+// the lock that new claims take, so that a sandbox being made under it
+// (claimed, its own cgroup not made yet) never loses it. Otherwise (a
+// leftover of another process) its created parents are removed if empty.
+func (m *Manager) release(rec *record, claims []string, counted bool) error {
 	var errs []error
 	// The leaf normally went with libcontainer's Destroy; a half-made
 	// sandbox may have left it.
-	for _, cg := range append([]string{rec.CgroupPath}, rec.CreatedCgroups...) {
-		if cg == "" {
-			continue
+	if rec.CgroupPath != "" {
+		if err := m.cgroups.RemoveEmpty(rec.CgroupPath); err != nil {
+			errs = append(errs, err)
 		}
+	}
+	parents := rec.CreatedCgroups
+	if counted {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		parents = nil
+		for _, p := range claims {
+			if m.parents[p]--; m.parents[p] <= 0 {
+				delete(m.parents, p)
+				parents = append(parents, p)
+			}
+		}
+	}
+	for _, cg := range parents {
 		if err := m.cgroups.RemoveEmpty(cg); err != nil {
 			errs = append(errs, err)
 		}
@@ -748,7 +767,7 @@ func (m *Manager) destroyLeftover(rec *record) error {
 		}
 	}
 	if len(errs) == 0 {
-		if err := m.release(rec); err != nil {
+		if err := m.release(rec, nil, false); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -116,3 +116,35 @@ func TestClaimParentsShared(t *testing.T) {
 	}
 	claim("/a/b")
 }
+
+// TestReleaseRemovesParentsOnlyWithTheLastClaim: a sandbox that ends while
+// another, made under the same parents, has claimed them but not made
+// its own cgroup yet must not remove them under it.
+func TestReleaseRemovesParentsOnlyWithTheLastClaim(t *testing.T) {
+	root := t.TempDir()
+	h := &cgroup.Host{Mode: cgroup.Hybrid, Mounts: map[string]string{"memory": root}, Roots: []string{root}}
+	m := &Manager{cgroups: h, parents: map[string]int{}, stateDir: t.TempDir()}
+	exists := func(p string) bool {
+		_, err := os.Stat(filepath.Join(root, p))
+		return err == nil
+	}
+	first := m.claimParents("/a/b")
+	if err := os.MkdirAll(filepath.Join(root, "/a/b/one"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	second := m.claimParents("/a/b") // claimed; its cgroup /a/b/two not made yet
+	rec1 := &record{Name: "one", CgroupPath: "/a/b/one", CreatedCgroups: first}
+	if err := m.release(rec1, first, true); err != nil {
+		t.Fatal(err)
+	}
+	if exists("/a/b/one") || !exists("/a/b") || !exists("/a") {
+		t.Fatalf("after the first release: one %v, /a/b %v, /a %v; want the parents kept for the second", exists("/a/b/one"), exists("/a/b"), exists("/a"))
+	}
+	rec2 := &record{Name: "two", CgroupPath: "/a/b/two", CreatedCgroups: second}
+	if err := m.release(rec2, second, true); err != nil {
+		t.Fatal(err)
+	}
+	if exists("/a/b") || exists("/a") || len(m.parents) != 0 {
+		t.Errorf("after the last release: /a/b %v, /a %v, claims %v; want all gone", exists("/a/b"), exists("/a"), m.parents)
+	}
+}
