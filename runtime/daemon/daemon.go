@@ -8,6 +8,11 @@
 // SIGUSR2, leaves them running, and the next daemon on the same state dir
 // adopts them, learns how those that ended meanwhile ended, and carries
 // on supervising.
+//
+// Beside the supervision: health checks and sd_notify readiness
+// (health.go, notify.go), alerts on failures and recoveries (alerts.go),
+// the Prometheus endpoint (metrics.go), and what survives a restart of the
+// daemon (persist.go).
 package daemon
 
 import (
