@@ -17,6 +17,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/corral-dev/corral/runtime/internal/testenv"
 )
 
 // serveEnv makes the test binary a small HTTP server on 127.0.0.1 in its
@@ -73,9 +75,7 @@ func serve() error {
 // namespace, and returns its PID and port.
 func serverInNetNS(t *testing.T) (pid, port int) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: makes a network namespace and enters it")
-	}
+	testenv.NeedRoot(t, "makes a network namespace and enters it")
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), serveEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
@@ -184,7 +184,7 @@ func TestNetNSThreadsComeBack(t *testing.T) {
 func TestNetNSGone(t *testing.T) {
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
-		t.Skip("cannot run true:", err)
+		t.Fatal("run true:", err)
 	}
 	ns := NetNS{Pid: cmd.Process.Pid}
 	ok, detail := TCP(tcpCheck(80), ns).Probe(context.Background())

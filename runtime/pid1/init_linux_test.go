@@ -27,6 +27,8 @@ import (
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/corral-dev/corral/runtime/internal/testenv"
 )
 
 // initProc is a run of the init.
@@ -753,9 +755,7 @@ func waitStatus(t *testing.T, path string, cond func(Status) bool) Status {
 // the status record says that lines are lost and why, then that writing
 // works again, and the final record keeps the count.
 func TestLogLostInStatus(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs for the log needs root")
-	}
+	testenv.NeedRoot(t, "mounts a small tmpfs for the log")
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
 		t.Fatalf("mount a tmpfs on %s: %v", dir, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/corral-dev/corral/runtime/cgroup"
+	"github.com/corral-dev/corral/runtime/internal/testenv"
 	"github.com/corral-dev/corral/runtime/pid1"
 	"github.com/corral-dev/corral/spec"
 )
@@ -34,15 +35,11 @@ func TestMain(m *testing.M) {
 // unless the test runs as root with seccomp support.
 func runningSandbox(t testing.TB, svc *spec.Service) *Sandbox {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: sandboxes need namespaces and cgroups")
-	}
-	if !SeccompSupported() || !pid1.Supported() {
-		t.Skip("needs a build with cgo and -tags seccomp")
-	}
+	testenv.NeedRoot(t, "sandboxes need namespaces and cgroups")
+	testenv.Need(t, SeccompSupported() && pid1.Supported(), "needs a build with cgo and -tags seccomp (make unit, make test)")
 	host, err := cgroup.Detect()
 	if err != nil {
-		t.Skip("no usable cgroups:", err)
+		t.Fatal("detect cgroups:", err)
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
