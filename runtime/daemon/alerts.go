@@ -41,13 +41,10 @@ func (d *Daemon) observeAlert(s *service, v view, exit *api.Exit) {
 	if len(problems) == 0 && !fine {
 		return
 	}
-	exits := v.exits
-	if len(exits) > spec.DefaultAlertExitsIncluded {
-		exits = exits[len(exits)-spec.DefaultAlertExitsIncluded:]
-	}
+	// The dispatcher keeps the last few exits and lines.
 	o := alert.Observation{
 		Service: s.name, Settings: s.unit.Alerts, State: string(v.rec.State), Reason: v.rec.Message,
-		Time: time.Now(), Exits: slices.Clone(exits),
+		Time: time.Now(), Exits: slices.Clone(v.exits),
 	}
 	// The newest exit's lines go once, as the alert's last_lines.
 	for i := range o.Exits {

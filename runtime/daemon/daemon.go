@@ -249,14 +249,15 @@ func (d *Daemon) resume(cfg *spec.Config, adopted []*sandbox.Adopted) {
 		}
 		d.wg.Add(1)
 		go s.run(d.ctx)
+		change := d.compareAdopted(cfg, u, a)
 		switch {
 		case rec.Desired == supervisor.Down:
 		case !a.Running:
 			// Its exit, already on s.exited, drives the restart policy.
-		case d.outdated(cfg, a):
+		case change == spec.Reshaped:
 			log.Info("configuration changed while no daemon was running: restarting it")
 			_ = s.send(d.ctx, command{kind: cmdEvent, ev: supervisor.Event{Kind: supervisor.EvRestart}})
-		case a.Service != nil && spec.Compare(a.Service, d.sandboxService(u)) == spec.LimitsOnly:
+		case change == spec.LimitsOnly:
 			if err := a.UpdateResources(u.Service.Resources); err != nil {
 				log.WithError(err).Error("update limits in place")
 			} else {
@@ -266,17 +267,19 @@ func (d *Daemon) resume(cfg *spec.Config, adopted []*sandbox.Adopted) {
 	}
 }
 
-// outdated says whether an adopted sandbox no longer matches its
-// configured service and needs a new one. A sandbox whose record was lost
-// (Service unknown) is taken to match: it is never restarted on a guess.
-func (d *Daemon) outdated(cfg *spec.Config, a *sandbox.Adopted) bool {
-	u := cfg.Unit(a.Name)
+// compareAdopted says how an adopted sandbox differs from what its unit
+// would make now: a new cgroup parent or log dir reshapes it too. A
+// sandbox whose record was lost (Service unknown) is taken to match: it is
+// never restarted on a guess.
+func (d *Daemon) compareAdopted(cfg *spec.Config, u *spec.Unit, a *sandbox.Adopted) spec.Change {
 	if a.Service == nil {
-		return false
+		return spec.Same
 	}
-	return spec.Compare(a.Service, d.sandboxService(u)) == spec.Reshaped ||
-		filepath.Dir(a.CgroupPath()) != filepath.Clean(cfg.CgroupParent) ||
-		(a.LogDir() != "" && a.LogDir() != filepath.Join(cfg.LogDir, a.Name))
+	if filepath.Dir(a.CgroupPath()) != filepath.Clean(cfg.CgroupParent) ||
+		(a.LogDir() != "" && a.LogDir() != filepath.Join(cfg.LogDir, a.Name)) {
+		return spec.Reshaped
+	}
+	return spec.Compare(a.Service, d.sandboxService(u))
 }
 
 // retire stops and removes an adopted sandbox whose service is no longer

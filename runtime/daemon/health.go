@@ -134,10 +134,10 @@ func (s *service) observe(r probeResult, timerC <-chan time.Time) <-chan time.Ti
 		if !s.unit.Service.Notify {
 			timerC = s.step(evReady(), timerC)
 		}
-		s.published(tr.To)
+		s.publishHealth()
 	case health.Unhealthy:
 		s.log.WithField("check", r.detail).Warn("unhealthy")
-		s.published(tr.To)
+		s.publishHealth()
 		timerC = s.step(evUnhealthy(r.detail), timerC)
 	}
 	return timerC
@@ -149,9 +149,9 @@ func (s *service) setHealth(status, detail string) {
 	s.mu.Unlock()
 }
 
-// published reports a change of the health verdict as an event (and to
-// the alerts).
-func (s *service) published(to health.Status) {
+// publishHealth reports a change of the health verdict as an event (and
+// to the alerts).
+func (s *service) publishHealth() {
 	v := s.snapshot()
 	s.d.events.publish(api.Event{
 		Time: time.Now(), Service: s.name, From: string(v.rec.State), To: string(v.rec.State),

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/corral-dev/corral/runtime/metrics"
 	"github.com/corral-dev/corral/runtime/supervisor"
@@ -16,11 +17,11 @@ func (d *Daemon) serveMetrics(ctx context.Context) error {
 	}
 	l, err := metrics.Listen(listen)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: daemon.metrics.listen %s: %w", d.opts.ConfigPath, listen, err)
 	}
 	reg := metrics.NewRegistry(d.metricsSnapshot, d.opts.Version)
 	go func() {
-		if err := metrics.ServeListener(ctx, l, metrics.Handler(reg), d.log); err != nil {
+		if err := metrics.Serve(ctx, l, metrics.Handler(reg), d.log); err != nil {
 			d.log.WithError(err).Error("metrics endpoint")
 		}
 	}()

@@ -250,7 +250,7 @@ func (s *service) step(ev supervisor.Event, timerC <-chan time.Time) <-chan time
 		}
 		var acts []supervisor.Action
 		s.rec, acts = supervisor.Step(s.rec, ev, pol, time.Now(), rand.Float64)
-		s.countRestart(before, ev)
+		s.countRestart(ev)
 		var next *supervisor.Event
 		for _, a := range acts {
 			switch a.Kind {
@@ -484,7 +484,7 @@ func exitKind(e sandbox.Exit, rec supervisor.Record) string {
 
 // countRestart counts a restart decided by this step, by the kind of the
 // exit that led to it.
-func (s *service) countRestart(before supervisor.Record, ev supervisor.Event) {
+func (s *service) countRestart(ev supervisor.Event) {
 	if ev.Kind != supervisor.EvExited && ev.Kind != supervisor.EvStartFailed {
 		return
 	}

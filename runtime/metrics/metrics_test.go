@@ -278,22 +278,17 @@ func TestStatesMatchSupervisor(t *testing.T) {
 	}
 }
 
-func TestServeListenError(t *testing.T) {
+func TestListenError(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	log, _ := logtest.NewNullLogger()
-	done := make(chan error, 1)
-	go func() { done <- Serve(context.Background(), l.Addr().String(), http.NotFoundHandler(), log) }()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "listen for metrics") {
-			t.Errorf("Serve on a taken address: %v", err)
+	if l2, err := Listen(l.Addr().String()); err == nil || !strings.Contains(err.Error(), "listen for metrics") {
+		if l2 != nil {
+			l2.Close()
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve on a taken address did not return")
+		t.Errorf("Listen on a taken address: %v", err)
 	}
 }
 
@@ -310,7 +305,11 @@ func TestServe(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	reg := NewRegistry(fixture, "dev")
-	go func() { done <- Serve(ctx, addr, Handler(reg), log) }()
+	ml, err := Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- Serve(ctx, ml, Handler(reg), log) }()
 
 	var resp *http.Response
 	for deadline := time.Now().Add(5 * time.Second); ; {

@@ -38,21 +38,8 @@ func Handler(reg *prometheus.Registry) http.Handler {
 	}))
 }
 
-// Serve listens on listen (host:port) and serves h at /metrics until ctx
-// ends, then waits a few seconds for scrapes in flight. An error to
-// listen is returned at once, before anything is served, so the daemon can
-// refuse to start; otherwise Serve returns nil when ctx ends, or the error
-// that stopped the server.
-func Serve(ctx context.Context, listen string, h http.Handler, log logrus.FieldLogger) error {
-	l, err := Listen(listen)
-	if err != nil {
-		return err
-	}
-	return ServeListener(ctx, l, h, log)
-}
-
-// Listen opens the endpoint's socket, so that a caller can fail at start
-// on a port it cannot have, then serve with ServeListener.
+// Listen opens the endpoint's socket (host:port), so that the daemon can
+// refuse to start on a port it cannot have; Serve then serves on it.
 func Listen(listen string) (net.Listener, error) {
 	l, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -61,8 +48,10 @@ func Listen(listen string) (net.Listener, error) {
 	return l, nil
 }
 
-// ServeListener is Serve on a socket that Listen opened; it closes l.
-func ServeListener(ctx context.Context, l net.Listener, h http.Handler, log logrus.FieldLogger) error {
+// Serve serves h at /metrics on l (from Listen) until ctx ends, then
+// waits a few seconds for scrapes in flight and closes l. It returns nil
+// when ctx ended, or the error that stopped the server.
+func Serve(ctx context.Context, l net.Listener, h http.Handler, log logrus.FieldLogger) error {
 	mux := http.NewServeMux()
 	mux.Handle(Path, h)
 	srv := &http.Server{
