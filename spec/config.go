@@ -54,6 +54,7 @@ type dependRef struct {
 
 // config decodes the root mapping into c.
 func (d *decoder) config(root *yaml.Node, c *Config, stat func(string) (fs.FileInfo, error)) {
+	d.stat = stat
 	if isNull(root) {
 		d.add(root, "", errors.New("no services: list them under services:"))
 		return

@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"io/fs"
 	"math"
 	"strconv"
 	"strings"
@@ -23,6 +24,8 @@ type decoder struct {
 	// view of the same field (e.g. "no command given" after a command of
 	// the wrong type) is not reported a second time.
 	failed map[string]bool
+	// stat, when set (Load), checks host paths the file names.
+	stat func(string) (fs.FileInfo, error)
 }
 
 // Tags of the YAML core schema, as yaml.Node.ShortTag spells them.

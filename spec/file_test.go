@@ -696,3 +696,35 @@ func TestParseHealthErrors(t *testing.T) {
 		t.Errorf("metrics listen on a name: %v", err)
 	}
 }
+
+// TestLoadChecksAlertHook: an alert hook that is missing or not
+// executable is an error when the file is loaded, not a log line at the
+// first alert.
+func TestLoadChecksAlertHook(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "hook.txt")
+	if err := os.WriteFile(notExec, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ hook, want string }{
+		{filepath.Join(dir, "missing"), "no such file or directory"},
+		{notExec, "is not an executable file"},
+	} {
+		path := filepath.Join(dir, "corral.yaml")
+		body := "daemon:\n  alerts: {exec: [" + tc.hook + "]}\nservices:\n  a:\n    command: [/bin/true]\n"
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(path)
+		if err == nil || !strings.Contains(err.Error(), "daemon.alerts.exec:") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("hook %s: %v; want daemon.alerts.exec: ...%s", tc.hook, err, tc.want)
+		}
+	}
+	path := filepath.Join(dir, "ok.yaml")
+	if err := os.WriteFile(path, []byte("daemon:\n  alerts: {exec: [/usr/bin/tee, -a, /dev/null]}\nservices:\n  a:\n    command: [/bin/true]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err != nil {
+		t.Errorf("an executable hook: %v", err)
+	}
+}

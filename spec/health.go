@@ -306,6 +306,16 @@ func (d *decoder) alerts(n *yaml.Node, field string, a *Alerts) {
 				d.errorf(resolve(v), field, "empty: give the hook's command and arguments")
 			} else if !strings.HasPrefix(a.Exec[0], "/") {
 				d.errorf(resolve(v), field, "%q is not an absolute path: the hook runs on the host, name it fully", a.Exec[0])
+			} else if d.stat != nil {
+				// Found now, not at the first alert, which would only
+				// be logged.
+				fi, err := d.stat(a.Exec[0])
+				switch {
+				case err != nil:
+					d.errorf(resolve(v), field, "alert hook %s: %v", a.Exec[0], errors.Unwrap(err))
+				case !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0:
+					d.errorf(resolve(v), field, "alert hook %s is not an executable file", a.Exec[0])
+				}
 			}
 		case "timeout":
 			a.Timeout = d.positiveDuration(v, field, a.Timeout)
