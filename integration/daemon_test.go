@@ -211,13 +211,27 @@ func TestDaemonDependencyOrderOnStartAndStop(t *testing.T) {
 	svc := func(name, deps string) string {
 		return `
   ` + name + `:
-    command: ["/bin/sh", "-c", "echo start-` + name + ` >> /shared/order; trap 'echo stop-` + name + ` >> /shared/order; exit 0' TERM; while :; do sleep 0.05; done"]
+    command: ["/bin/sh", "-c", "trap 'echo stop-` + name + ` >> /shared/order; exit 0' TERM; echo start-` + name + ` >> /shared/order; while :; do sleep 0.05; done"]
     mounts: ["` + shared + `:/shared:rw"]
     depends_on: [` + deps + `]`
 	}
 	d := newDaemon(t, svc("c", "b")+svc("b", "a")+svc("a", "")+svc("solo", "")+"\n").start()
 	for _, n := range []string{"a", "b", "c", "solo"} {
 		d.waitRunning(n)
+	}
+	// Running means the command was forked, not that the shell has set
+	// its trap yet: a stop before that kills it without a word. Each sets
+	// its trap, then writes its start line: wait for all four.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(order)
+		if strings.Count(string(data), "start-") == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not every service wrote its start line: %q", data)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	d.stop()
 	data, err := os.ReadFile(order)

@@ -143,6 +143,17 @@ func Test32BitSyscallRefused(t *testing.T) {
 	}
 	mount := dir + ":/probe"
 	r := corral(t, "run", "--mount", mount, "--", "/probe/int80")
+	// Some kernels (or hypervisors) fault on int $0x80 before seccomp is
+	// asked: there the kernel refuses the foreign ABI itself, and the
+	// probe must still not succeed in the sandbox. The filter's verdict
+	// for it is proven without a kernel in isolation/filter.
+	if err := exec.Command(filepath.Join(dir, "int80")).Run(); err != nil {
+		t.Logf("this kernel cannot run 32-bit syscalls (%v on the host): checking only that the probe fails in the sandbox", err)
+		if r.code == 0 {
+			t.Fatalf("32-bit syscall succeeded in the sandbox though the host refuses it: %s", r)
+		}
+		return
+	}
 	if r.code != 128+int(syscall.SIGSYS) {
 		t.Fatalf("32-bit syscall: want death by SIGSYS (exit %d); got %s", 128+int(syscall.SIGSYS), r)
 	}
