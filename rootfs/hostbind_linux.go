@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/moby/sys/mountinfo"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
+
+	"github.com/corral-dev/corral/rootfs/beneath"
 )
 
 // HostSystemDirs are the host directories the built-in root binds
@@ -151,7 +151,8 @@ func writeEtc(etc string, opt HostBindOptions) error {
 }
 
 // removeSameFS deletes the tree at root without descending into any
-// directory on another filesystem (a mount point), which it reports.
+// mount point, which it reports (ErrCrossesMount) before deleting anything
+// when the mount table shows it.
 func removeSameFS(root string) error {
 	fi, err := os.Lstat(root)
 	if os.IsNotExist(err) {
@@ -189,45 +190,17 @@ func removeSameFS(root string) error {
 	if len(mounts) > 0 {
 		return fmt.Errorf("remove root %s: %s %w", root, mounts[0].Mountpoint, ErrCrossesMount)
 	}
-	var st unix.Stat_t
-	if err := unix.Lstat(root, &st); err != nil {
-		if os.IsNotExist(err) {
-			return nil
-		}
+	// Then the removal itself, every step relative to an open directory
+	// and never through a symlink or into another mount: a sandbox that
+	// could write its root may have left symlinks, or be racing renames if
+	// anything of it still ran.
+	parent, err := beneath.OpenRoot(filepath.Dir(root))
+	if err != nil {
 		return fmt.Errorf("remove root %s: %w", root, err)
 	}
-	dev := st.Dev
-	var walk func(string) error
-	walk = func(dir string) error {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			p := filepath.Join(dir, e.Name())
-			if e.IsDir() {
-				var sub unix.Stat_t
-				if err := unix.Lstat(p, &sub); err != nil {
-					return err
-				}
-				if sub.Dev != dev {
-					return fmt.Errorf("%s %w", p, ErrCrossesMount)
-				}
-				if err := walk(p); err != nil {
-					return err
-				}
-			}
-			if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := walk(root); err != nil {
-		return fmt.Errorf("remove root %s: %w", strings.TrimSuffix(root, "/"), err)
-	}
-	if err := os.Remove(root); err != nil && !os.IsNotExist(err) {
-		return fmt.Errorf("remove root %s: %w", root, err)
+	defer parent.Close()
+	if err := parent.RemoveAll(filepath.Base(root)); err != nil {
+		return fmt.Errorf("remove root: %w", err)
 	}
 	return nil
 }

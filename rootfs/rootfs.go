@@ -4,12 +4,13 @@
 package rootfs
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/corral-dev/corral/rootfs/beneath"
 )
 
 // Root is a prepared root filesystem.
@@ -74,4 +75,4 @@ func RemoveDir(path string) error {
 }
 
 // ErrCrossesMount is returned when a root to remove holds a mount point.
-var ErrCrossesMount = errors.New("holds a mount point; refusing to delete through it")
+var ErrCrossesMount = beneath.ErrCrossesMount
