@@ -78,9 +78,10 @@ static struct {
 	int status;  /* fd of the status file */
 	int seccomp; /* fd of the raw BPF program, or -1 */
 	int logdir;  /* fd of the log directory, or -1 */
+	int keep;    /* fd of a socket held open for the sandbox's life, or -1 */
 	long long logmax;
 	int logfiles;
-} cfg = { -1, -1, -1, LOG_MAX_DEFAULT, LOG_FILES_DEFAULT };
+} cfg = { -1, -1, -1, -1, LOG_MAX_DEFAULT, LOG_FILES_DEFAULT };
 
 /* The command. */
 static pid_t child = -1;
@@ -241,7 +242,7 @@ static int parse_num(const char *s, const char *end, long long min, long long ma
 	return 0;
 }
 
-/* check_fd checks that fd is open, of the type (S_IFREG or S_IFDIR) its key
+/* check_fd checks that fd is open, of the type (S_IFREG, S_IFDIR, S_IFSOCK) its key
  * wants and, when mode is O_RDONLY or O_WRONLY, readable or writable at an
  * offset; it marks it close-on-exec. */
 static void check_fd(const char *key, int fd, mode_t type, int mode)
@@ -251,7 +252,8 @@ static void check_fd(const char *key, int fd, mode_t type, int mode)
 	if (fstat(fd, &st) != 0)
 		die("%s=%d: %s", key, fd, strerror(errno));
 	if ((st.st_mode & S_IFMT) != type)
-		die("%s=%d: not a %s", key, fd, type == S_IFDIR ? "directory" : "regular file");
+		die("%s=%d: not a %s", key, fd,
+		    type == S_IFDIR ? "directory" : type == S_IFSOCK ? "socket" : "regular file");
 	int fl = fcntl(fd, F_GETFL);
 	if (fl < 0)
 		die("%s=%d: %s", key, fd, strerror(errno));
@@ -276,8 +278,9 @@ static void parse_config(const char *spec)
 		{ "logdir", 3, INT_MAX },
 		{ "logmax", 1, LLONG_MAX },
 		{ "logfiles", 1, LOG_FILES_MAX },
+		{ "keep", 3, INT_MAX },
 	};
-	enum { STATUS, SECCOMP, LOGDIR, LOGMAX, LOGFILES, NKEYS };
+	enum { STATUS, SECCOMP, LOGDIR, LOGMAX, LOGFILES, KEEP, NKEYS };
 	long long val[NKEYS] = { 0 };
 	int seen[NKEYS] = { 0 };
 	const char *p = spec;
@@ -317,15 +320,21 @@ static void parse_config(const char *spec)
 		cfg.logmax = val[LOGMAX];
 	if (seen[LOGFILES])
 		cfg.logfiles = (int)val[LOGFILES];
+	if (seen[KEEP])
+		cfg.keep = (int)val[KEEP];
 
-	if (cfg.status == cfg.seccomp || cfg.status == cfg.logdir ||
-	    (cfg.seccomp >= 0 && cfg.seccomp == cfg.logdir))
-		die("%s=\"%s\": status, seccomp and logdir must be different fds", ENV_NAME, spec);
+	int fds[] = { cfg.status, cfg.seccomp, cfg.logdir, cfg.keep };
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+		for (size_t j = i + 1; j < sizeof fds / sizeof fds[0]; j++)
+			if (fds[i] >= 0 && fds[i] == fds[j])
+				die("%s=\"%s\": status, seccomp, logdir and keep must be different fds", ENV_NAME, spec);
 	check_fd("status", cfg.status, S_IFREG, O_WRONLY);
 	if (cfg.seccomp >= 0)
 		check_fd("seccomp", cfg.seccomp, S_IFREG, O_RDONLY);
 	if (cfg.logdir >= 0)
 		check_fd("logdir", cfg.logdir, S_IFDIR, -1);
+	if (cfg.keep >= 0)
+		check_fd("keep", cfg.keep, S_IFSOCK, -1);
 }
 
 /* std_fds opens /dev/null on whichever of fds 0, 1, 2 is closed, so that no

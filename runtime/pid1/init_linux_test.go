@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,6 +242,8 @@ func TestBadConfig(t *testing.T) {
 		{"status=3,logdir=3", "must be different fds"},
 		{"status=3,logdir=5", "logdir=5: not a directory"},
 		{"status=3,seccomp=4", "seccomp=4: not a regular file"},
+		{"status=3,keep=5", "keep=5: not a socket"},
+		{"status=3,logdir=4,keep=4", "must be different fds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.value, func(t *testing.T) {
@@ -265,6 +268,53 @@ func TestBadConfig(t *testing.T) {
 	if st, err := os.Stat(files[0].Name()); err != nil || st.Size() != 0 {
 		t.Errorf("the status file was written: %v %v", st.Size(), err)
 	}
+}
+
+// TestKeepHoldsTheSocketFromTheCommand: the init holds the keep socket
+// open while the command runs (a datagram sent to it is queued, not
+// refused, after the test closed its own copy of the receiving end) and the
+// command does not have it.
+func TestKeepHoldsTheSocketFromTheCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, err := conn.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	cfg := Config{Keep: keep}
+	if got := cfg.KeepFd(); got != 4 {
+		t.Fatalf("KeepFd = %d, want 4 (after status)", got)
+	}
+	p := newInit(t, os.Args[0], cfg, sh(`ls /proc/self/fd; sleep 30`)...)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	keep.Close()
+	st := waitRunning(t, p.statusPath)
+	waitFor(t, func() bool { return strings.Contains(readFile(t, p.stdout.Name()), "\n") })
+	fds := strings.Fields(readFile(t, p.stdout.Name()))
+	for _, fd := range fds {
+		if fd != "0" && fd != "1" && fd != "2" && fd != "3" { // 3: ls's own directory fd
+			t.Errorf("the command has fd %s open: %v", fd, fds)
+		}
+	}
+	sender, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatalf("the socket is gone while the init runs: %v", err)
+	}
+	defer sender.Close()
+	if _, err := sender.Write([]byte("READY=1")); err != nil {
+		t.Fatalf("send to the kept socket: %v", err)
+	}
+	link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/4", p.Process.Pid))
+	if err != nil || !strings.HasPrefix(link, "socket:") {
+		t.Errorf("the init's fd 4 is %q (%v), want the socket", link, err)
+	}
+	_ = st
 }
 
 func TestNoCommand(t *testing.T) {

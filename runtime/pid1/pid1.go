@@ -21,6 +21,10 @@
 //	logmax=N     bytes per log file (DefaultLogMaxSize)
 //	logfiles=N   log files kept, the current one included, 1 to 1000
 //	             (DefaultLogMaxFiles)
+//	keep=FD      a socket the init holds open, unread, until it exits (the
+//	             sandbox's sd_notify socket: it outlives the daemon that made
+//	             it, and the next daemon takes it from the init with
+//	             pidfd_getfd); the command never gets it
 //
 // The fds must be 3 or more and different. The init removes EnvVar from the
 // command's environment and runs argv[1:] (argv[0] is ignored) with the
@@ -122,6 +126,24 @@ type Config struct {
 	// LogMaxFiles is how many log files are kept, the current one
 	// included, at most 1000; 0 or less: DefaultLogMaxFiles.
 	LogMaxFiles int
+	// Keep, if set, is a socket the init holds open until it exits.
+	Keep *os.File
+}
+
+// KeepFd is the fd number at which the init holds c.Keep, as Wrap
+// assigns them (0 without Keep).
+func (c Config) KeepFd() int {
+	if c.Keep == nil {
+		return 0
+	}
+	fd := 4 // status is 3; seccomp and logdir come before keep
+	if c.Seccomp != nil {
+		fd++
+	}
+	if c.LogDir != nil {
+		fd++
+	}
+	return fd
 }
 
 // Wrap returns the argv, the extra environment entry, and the ExtraFiles
@@ -143,6 +165,9 @@ func (c Config) Wrap(command []string) (argv []string, env string, extraFiles []
 	}
 	if c.LogDir != nil {
 		addFile("logdir", c.LogDir)
+	}
+	if c.Keep != nil {
+		addFile("keep", c.Keep) // last, as KeepFd counts
 	}
 	if c.LogMaxSize > 0 {
 		items = append(items, "logmax="+strconv.FormatInt(c.LogMaxSize, 10))
