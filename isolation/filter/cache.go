@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,29 +20,32 @@ import (
 // compilerVersion is part of every cache key. Bump it whenever Compile's
 // output for the same profile and libseccomp changes (a new stub, a fix),
 // so that programs compiled by an older corral are not served.
-const compilerVersion = "corral isolation/filter 1"
+const compilerVersion = "corral isolation/filter 2"
 
 // compile is Compile. Tests wrap it to count compilations.
 var compile = Compile
 
 // Cache keeps compiled programs in Dir, one file per distinct profile, named by the SHA-256 of the
 // profile's canonical JSON (plus the libseccomp version and the compiler's own version constant), written
-// atomically (temp file + rename). Open returns the program file opened read-only (to hand to the init
-// as an fd), compiling and storing it first if it is not there.
+// atomically (temp file + rename). Each file holds a header with the SHA-256 of the program after it, and
+// is checked when loaded: a root-owned (the caller's euid) regular file of mode 0600 with one link, whose
+// program matches its hash and decodes as BPF.
 //
-// The zero value with Dir set is ready to use, and any number of
-// goroutines and processes may share one Dir: a file is either absent or
-// complete, and a lock file in Dir makes a missing program be compiled
-// once, not once per caller. Whoever can write Dir chooses the filters of
-// every sandbox, so Open refuses a Dir that is not owned by the caller or
-// that group or others may write.
+// Open never hands out the cache's own file: it returns the program copied into a sealed memfd (no write,
+// grow, shrink or further seals), which is what reaches a sandbox's init. A process that got hold of that
+// fd, or reopened it through /proc, could not change the program that later sandboxes load.
+//
+// The zero value with Dir set is ready to use, and any number of goroutines and processes may share one
+// Dir: a file is either absent or complete, and a lock file in Dir makes a missing program be compiled
+// once, not once per caller. Whoever can write Dir chooses the filters of every sandbox, so Open refuses a
+// Dir that is not owned by the caller or that group or others may read or write.
 type Cache struct {
 	// Dir holds the programs and the lock file; Open creates it (mode
 	// 0700) if needed.
 	Dir string
 }
 
-// Open returns the compiled program for profile, opened read-only at
+// Open returns the compiled program for profile in a sealed memfd at
 // offset 0, compiling and storing it first if Dir does not have it or has
 // a damaged copy. The caller owns the file and must close it.
 func (c *Cache) Open(profile *rspec.LinuxSeccomp) (*os.File, error) {
@@ -55,7 +59,7 @@ func (c *Cache) Open(profile *rspec.LinuxSeccomp) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f, err := openProgram(path); !needsBuild(err) {
+	if f, err := loadSealed(path); !needsBuild(err) {
 		return f, err
 	}
 
@@ -65,7 +69,7 @@ func (c *Cache) Open(profile *rspec.LinuxSeccomp) (*os.File, error) {
 	}
 	defer unlock()
 	// Another goroutine or process may have stored it while we waited.
-	if f, err := openProgram(path); !needsBuild(err) {
+	if f, err := loadSealed(path); !needsBuild(err) {
 		return f, err
 	}
 	prog, err := compile(profile)
@@ -75,7 +79,7 @@ func (c *Cache) Open(profile *rspec.LinuxSeccomp) (*os.File, error) {
 	if err := store(path, prog); err != nil {
 		return nil, err
 	}
-	return openProgram(path)
+	return loadSealed(path)
 }
 
 // needsBuild tells whether openProgram's error means "compile it".
@@ -107,18 +111,24 @@ func (c *Cache) checkDir() error {
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return fmt.Errorf("create seccomp program cache: %w", err)
 	}
-	fi, err := os.Stat(c.Dir)
+	fi, err := os.Lstat(c.Dir)
 	if err != nil {
 		return fmt.Errorf("seccomp program cache: %w", err)
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("seccomp program cache %s: not a directory", c.Dir)
 	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("seccomp program cache %s: owned by uid %d, not by us (%d)", c.Dir, st.Uid, os.Geteuid())
+	}
 	if fi.Mode().Perm()&0o022 != 0 {
 		return fmt.Errorf("seccomp program cache %s: writable by group or others (mode %v)", c.Dir, fi.Mode().Perm())
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return fmt.Errorf("seccomp program cache %s: owned by uid %d, not by us (%d)", c.Dir, st.Uid, os.Geteuid())
+	if fi.Mode().Perm()&0o077 != 0 {
+		// Ours, and nobody else could write it: only close it to others.
+		if err := os.Chmod(c.Dir, 0o700); err != nil {
+			return fmt.Errorf("seccomp program cache %s: %w", c.Dir, err)
+		}
 	}
 	return nil
 }
@@ -144,13 +154,30 @@ func (c *Cache) lock() (unlock func(), err error) {
 	return func() { f.Close() }, nil // Closing the file releases the lock.
 }
 
-// openProgram opens a stored program and reads it once to make sure it is
-// whole, so that a file cut short by a crash or a full disk is rebuilt
-// here instead of failing the sandbox's start. The file is returned at
-// offset 0. Errors that call for a rebuild match fs.ErrNotExist or
-// errCorrupt.
-func openProgram(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+// fileMagic starts every stored program; the SHA-256 of the program
+// follows it, then the program.
+const fileMagic = "corral-bpf-sha256\n"
+
+const headerSize = len(fileMagic) + sha256.Size
+
+// loadSealed reads a stored program, checks it (see checkProgram), and
+// returns it in a sealed memfd. Errors that call for a rebuild (a file cut
+// short by a crash or a full disk, or changed since it was written) match
+// fs.ErrNotExist or errCorrupt; a file with the wrong owner or mode is
+// refused outright: someone else has been writing in the cache.
+func loadSealed(path string) (*os.File, error) {
+	prog, err := readProgram(path)
+	if err != nil {
+		return nil, err
+	}
+	return sealed(filepath.Base(path), prog)
+}
+
+// readProgram opens a stored program without following a symlink, checks
+// the file's owner, mode and links, reads it whole and verifies its hash
+// and its instructions.
+func readProgram(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if errors.Is(err, unix.ELOOP) {
 		// Only a symlink gives ELOOP with O_NOFOLLOW: we never make one.
 		return nil, fmt.Errorf("%w: %s is a symlink", errCorrupt, path)
@@ -158,31 +185,71 @@ func openProgram(path string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open cached seccomp program: %w", err)
 	}
-	if err := checkProgramFile(f); err != nil {
-		f.Close()
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("cached seccomp program %s: %w", path, err)
 	}
-	return f, nil
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return nil, fmt.Errorf("cached seccomp program %s: %w: not a regular file", path, errCorrupt)
+	case int(st.Uid) != os.Geteuid() || st.Mode&0o077 != 0 || st.Nlink != 1:
+		return nil, fmt.Errorf("cached seccomp program %s: owner %d, mode %#o, %d links: want ours (%d), 0600, 1 link; refusing a program someone else may have written",
+			path, st.Uid, st.Mode&0o7777, st.Nlink, os.Geteuid())
+	case st.Size > int64(headerSize+maxInsns*insnSize):
+		// Check the size before reading, so a huge file is not read in.
+		return nil, fmt.Errorf("cached seccomp program %s: %w: %d bytes, more than the kernel's %d instructions", path, errCorrupt, st.Size, maxInsns)
+	}
+	buf := make([]byte, st.Size)
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return nil, fmt.Errorf("cached seccomp program %s: %w: %v", path, errCorrupt, err)
+	}
+	prog, err := checkProgram(buf)
+	if err != nil {
+		return nil, fmt.Errorf("cached seccomp program %s: %w", path, err)
+	}
+	return prog, nil
 }
 
-func checkProgramFile(f *os.File) error {
-	fi, err := f.Stat()
+// checkProgram verifies a stored file's header and hash and that its
+// program decodes, and returns the program.
+func checkProgram(data []byte) ([]byte, error) {
+	if len(data) < headerSize || string(data[:len(fileMagic)]) != fileMagic {
+		return nil, fmt.Errorf("%w: no header", errCorrupt)
+	}
+	prog := data[headerSize:]
+	if sum := sha256.Sum256(prog); string(sum[:]) != string(data[len(fileMagic):headerSize]) {
+		return nil, fmt.Errorf("%w: the program does not match its hash", errCorrupt)
+	}
+	if _, err := decode(prog); err != nil {
+		return nil, err
+	}
+	return prog, nil
+}
+
+// sealed returns prog in a memfd that nobody can change: written once,
+// then sealed against writes, resizing and further seals, and rewound.
+func sealed(name string, prog []byte) (*os.File, error) {
+	name = "corral-seccomp:" + name
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("seccomp program memfd: %w", err)
 	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%w: not a regular file", errCorrupt)
+	f := os.NewFile(uintptr(fd), name)
+	if _, err := f.Write(prog); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seccomp program memfd: %w", err)
 	}
-	// Check the size before reading, so a huge file is not read in.
-	if fi.Size() > maxInsns*insnSize {
-		return fmt.Errorf("%w: %d bytes, more than the kernel's %d instructions", errCorrupt, fi.Size(), maxInsns)
+	const seals = unix.F_SEAL_WRITE | unix.F_SEAL_GROW | unix.F_SEAL_SHRINK | unix.F_SEAL_SEAL
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seal seccomp program memfd: %w", err)
 	}
-	buf := make([]byte, fi.Size())
-	if _, err := f.ReadAt(buf, 0); err != nil { // ReadAt leaves the offset alone.
-		return err
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seccomp program memfd: %w", err)
 	}
-	_, err = decode(buf)
-	return err
+	return f, nil
 }
 
 // store writes prog to path atomically: readers see the old file or the
@@ -200,7 +267,8 @@ func store(path string, prog []byte) (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err := tmp.Write(prog); err != nil {
+	sum := sha256.Sum256(prog)
+	if _, err := tmp.Write(append(append([]byte(fileMagic), sum[:]...), prog...)); err != nil {
 		return fmt.Errorf("store seccomp program: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
 )
 
 // countCompiles wraps the cache's compiler for the rest of the test and
@@ -73,7 +75,7 @@ func TestCacheOpenTwiceCompilesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := f.Name()
+	path := cachePath(t, c, p)
 	first := readAll(t, f)
 	if want := compileOK(t, p); !bytes.Equal(first, want) {
 		t.Fatal("cached program differs from Compile's")
@@ -84,9 +86,6 @@ func TestCacheOpenTwiceCompilesOnce(t *testing.T) {
 	f, err = c.Open(p)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if f.Name() != path {
-		t.Errorf("second Open gave %s, first %s", f.Name(), path)
 	}
 	if again := readAll(t, f); !bytes.Equal(again, first) {
 		t.Error("second Open gave different content")
@@ -110,7 +109,7 @@ func TestCachePermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	for path, want := range map[string]os.FileMode{c.Dir: os.ModeDir | 0o700, f.Name(): 0o600} {
+	for path, want := range map[string]os.FileMode{c.Dir: os.ModeDir | 0o700, cachePath(t, c, defaultProfile(t)): 0o600} {
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
@@ -119,9 +118,24 @@ func TestCachePermissions(t *testing.T) {
 			t.Errorf("%s: mode %v, want %v", path, fi.Mode(), want)
 		}
 	}
-	// Handed to the init read-only, at the start.
+	// Handed to the init sealed, at the start: not the cache's file, and
+	// not writable even through a reopen of /proc/self/fd.
 	if _, err := f.Write([]byte{0}); err == nil {
 		t.Error("the returned file is writable")
+	}
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	if want := unix.F_SEAL_WRITE | unix.F_SEAL_GROW | unix.F_SEAL_SHRINK | unix.F_SEAL_SEAL; err != nil || seals&want != want {
+		t.Errorf("seals %#x (%v), want %#x", seals, err, want)
+	}
+	if link, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); !strings.HasPrefix(link, "/memfd:corral-seccomp:") {
+		t.Errorf("the returned file is %q, want a memfd", link)
+	}
+	if again, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_RDWR, 0); err == nil {
+		_, werr := again.WriteAt([]byte{0}, 0)
+		again.Close()
+		if werr == nil {
+			t.Error("a reopen of the returned file through /proc could write it")
+		}
 	}
 	if off, err := f.Seek(0, io.SeekCurrent); err != nil || off != 0 {
 		t.Errorf("the returned file is at offset %d (%v), want 0", off, err)
@@ -159,6 +173,50 @@ func TestCacheRefusesUnsafeDir(t *testing.T) {
 	}
 	if _, err := (&Cache{}).Open(defaultProfile(t)); err == nil {
 		t.Fatal("Open with no directory succeeded")
+	}
+}
+
+// cachePath is where c keeps p's program.
+func cachePath(t *testing.T, c *Cache, p *rspec.LinuxSeccomp) string {
+	t.Helper()
+	path, err := c.path(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestCacheRefusesFilesSomeoneElseWrote: a program file with another
+// owner, a group or other bit, or a second link is refused outright (not
+// rebuilt, which would hide that someone writes in the cache).
+func TestCacheRefusesFilesSomeoneElseWrote(t *testing.T) {
+	p := defaultProfile(t)
+	for _, tc := range []struct {
+		desc   string
+		tamper func(path string) error
+	}{
+		{"another owner", func(path string) error { return os.Chown(path, 65534, 65534) }},
+		{"group readable", func(path string) error { return os.Chmod(path, 0o640) }},
+		{"a second link", func(path string) error { return os.Link(path, path+".link") }},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			c := &Cache{Dir: t.TempDir()}
+			f, err := c.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			path := cachePath(t, c, p)
+			if err := tc.tamper(path); err != nil {
+				t.Fatal(err)
+			}
+			if f, err := c.Open(p); err == nil {
+				f.Close()
+				t.Fatal("Open used a program file someone else may have written")
+			} else if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not name %s", err, path)
+			}
+		})
 	}
 }
 
@@ -214,9 +272,24 @@ func TestCacheRebuildsDamagedFiles(t *testing.T) {
 		{"truncated mid-instruction", func(path string) error { return os.Truncate(path, 8*10+3) }},
 		{"emptied", func(path string) error { return os.Truncate(path, 0) }},
 		{"last instruction not a return", func(path string) error {
-			damaged := bytes.Clone(want)
+			damaged, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
 			copy(damaged[len(damaged)-insnSize:], encode([]bpf.RawInstruction{{Op: bpfLdWAbs}}))
 			return os.WriteFile(path, damaged, 0o600)
+		}},
+		{"program changed, header kept", func(path string) error {
+			damaged, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			// Allow everything: RET ALLOW as the first instruction.
+			copy(damaged[headerSize:], encode([]bpf.RawInstruction{{Op: 0x06, K: 0x7fff0000}}))
+			return os.WriteFile(path, damaged, 0o600)
+		}},
+		{"a bare program without header", func(path string) error {
+			return os.WriteFile(path, want, 0o600)
 		}},
 		{"truncated to whole instructions, a jump past the end", func(path string) error {
 			// The 10th instruction of the stubbed program is a conditional
@@ -241,7 +314,7 @@ func TestCacheRebuildsDamagedFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := f.Name()
+			path := cachePath(t, c, p)
 			f.Close()
 			if err := tc.damage(path); err != nil {
 				t.Fatal(err)
