@@ -17,7 +17,7 @@ var (
 	topKeys       = []string{"daemon", "services"}
 	daemonKeys    = []string{"cgroup_parent", "log_dir", "defaults", "metrics", "alerts"}
 	defaultsKeys  = []string{"restart", "stop", "logs", "resources"}
-	serviceKeys   = []string{"command", "env", "workdir", "user", "hostname", "rootfs", "network", "resources", "capabilities", "seccomp", "read_only", "mounts", "restart", "stop", "logs", "depends_on", "health", "notify", "alerts"}
+	serviceKeys   = []string{"command", "env", "workdir", "user", "hostname", "rootfs", "network", "resources", "capabilities", "seccomp", "read_only", "mounts", "unsafe_host_mounts", "restart", "stop", "logs", "depends_on", "health", "notify", "alerts"}
 	resourcesKeys = []string{"memory", "cpus", "pids"}
 	restartKeys   = []string{"policy", "backoff", "crash_loop"}
 	backoffKeys   = []string{"initial", "max", "multiplier", "jitter", "reset_after"}
@@ -89,7 +89,7 @@ func (d *decoder) config(root *yaml.Node, c *Config, stat func(string) (fs.FileI
 	}
 	refs := map[string][]dependRef{}
 	for _, p := range ps {
-		u, deps := d.service(p, &def, stat)
+		u, deps := d.service(p, &def, c.LogDir, stat)
 		c.Units = append(c.Units, u)
 		refs[p.key] = deps
 	}
@@ -100,7 +100,11 @@ func (d *decoder) daemon(n *yaml.Node, c *Config, def *defaults) {
 	d.object(n, "daemon", daemonKeys, func(key string, v *yaml.Node, field string) {
 		switch key {
 		case "cgroup_parent":
-			if p, ok := d.absPath(v, field); ok {
+			if p, ok := d.str(v, field); ok {
+				if err := CheckCgroupParent(p); err != nil {
+					d.add(resolve(v), field, err)
+					return
+				}
 				c.CgroupParent = p
 			}
 		case "log_dir":
@@ -142,8 +146,10 @@ func (d *decoder) absPath(n *yaml.Node, field string) (string, bool) {
 }
 
 // service decodes one entry of services, applies the defaults, validates
-// the result and, when stat is set, checks the host paths it names.
-func (d *decoder) service(p pair, def *defaults, stat func(string) (fs.FileInfo, error)) (*Unit, []dependRef) {
+// the result, refuses mounts of the host's interfaces and of corral's own
+// files (logDir is the file's log dir) and, when stat is set, checks the
+// host paths it names.
+func (d *decoder) service(p pair, def *defaults, logDir string, stat func(string) (fs.FileInfo, error)) (*Unit, []dependRef) {
 	name, prefix := p.key, "services."+p.key
 	u := &Unit{
 		Service: Service{
@@ -224,6 +230,10 @@ func (d *decoder) service(p pair, def *defaults, stat func(string) (fs.FileInfo,
 			if x, ok := d.boolean(v, field); ok {
 				s.Notify = x
 			}
+		case "unsafe_host_mounts":
+			if x, ok := d.boolean(v, field); ok {
+				s.Security.UnsafeHostMounts = x
+			}
 		case "alerts":
 			d.alerts(v, field, &u.Alerts)
 		}
@@ -247,7 +257,10 @@ func (d *decoder) service(p pair, def *defaults, stat func(string) (fs.FileInfo,
 		}
 	}
 	if stat != nil {
-		d.host(s, at, stat)
+		d.hostPaths(s, at, stat)
+	}
+	if !s.Security.UnsafeHostMounts {
+		d.unsafeMounts(s, at, logDir)
 	}
 	return u, deps
 }
@@ -288,7 +301,7 @@ func (d *decoder) env(n *yaml.Node, field string) []string {
 	for _, p := range ps {
 		f := join(field, p.key)
 		if p.key == "" || strings.ContainsAny(p.key, "= \t\n\x00") {
-			d.errorf(p.k, f, "invalid variable name %q: use a non-empty name without '=' or spaces", p.key)
+			d.errorf(p.k, f, "invalid variable name %q: use a non-empty name without '=', spaces or NUL bytes", p.key)
 			continue
 		}
 		if isNull(p.v) {
@@ -296,6 +309,10 @@ func (d *decoder) env(n *yaml.Node, field string) []string {
 			continue
 		}
 		if v, ok := d.str(p.v, f); ok {
+			if strings.ContainsRune(v, 0) {
+				d.errorf(resolve(p.v), f, "the value holds a NUL byte: use a value without one (the environment is NUL-terminated strings)")
+				continue
+			}
 			out = append(out, p.key+"="+v)
 		}
 	}
@@ -571,8 +588,8 @@ func (d *decoder) dependsOn(n *yaml.Node, field string) []dependRef {
 	return out
 }
 
-// host checks, reading only, that the paths a service names exist here.
-func (d *decoder) host(s *Service, at map[string]loc, stat func(string) (fs.FileInfo, error)) {
+// hostPaths checks, reading only, that the paths a service names exist here.
+func (d *decoder) hostPaths(s *Service, at map[string]loc, stat func(string) (fs.FileInfo, error)) {
 	check := func(key, path string, want func(fs.FileInfo) error, what string) {
 		l, ok := at[key]
 		if !ok || d.suppressed(l.field) {
@@ -607,5 +624,25 @@ func (d *decoder) host(s *Service, at map[string]loc, stat func(string) (fs.File
 			}
 			return nil
 		}, "seccomp profile")
+	}
+}
+
+// unsafeMounts refuses the mounts and the rootfs of s that would hand the
+// sandbox the host (Host.UnsafeMount); logDir is the file's log dir.
+func (d *decoder) unsafeMounts(s *Service, at map[string]loc, logDir string) {
+	check := func(key string, m Mount) {
+		l, ok := at[key]
+		if !ok || d.suppressed(l.field) {
+			return
+		}
+		if err := d.host.UnsafeMount(m, logDir); err != nil {
+			d.errorf(l.node, l.field, "%v; bind it only with unsafe_host_mounts: true", err)
+		}
+	}
+	if s.Rootfs != "" {
+		check("rootfs", Mount{Source: s.Rootfs, ReadOnly: !s.Security.WritableRoot})
+	}
+	for i, m := range s.Mounts {
+		check(index("mounts", i), m)
 	}
 }

@@ -26,6 +26,8 @@ type decoder struct {
 	failed map[string]bool
 	// stat, when set (Load), checks host paths the file names.
 	stat func(string) (fs.FileInfo, error)
+	// host is what the mounts are checked against (Host.UnsafeMount).
+	host Host
 }
 
 // Tags of the YAML core schema, as yaml.Node.ShortTag spells them.

@@ -85,6 +85,7 @@ func sandboxChanged(a, b *Service) bool {
 		!sameSet(a.Security.CapAdd, b.Security.CapAdd) ||
 		seccomp(a) != seccomp(b) ||
 		a.Security.WritableRoot != b.Security.WritableRoot ||
+		a.Security.UnsafeHostMounts != b.Security.UnsafeHostMounts ||
 		a.Notify != b.Notify
 }
 

@@ -51,6 +51,10 @@ func TestDiff(t *testing.T) {
 			s = strings.Replace(s, "    command: [/bin/db]\n", "    command: [/bin/db]\n    mounts: [/srv:/srv]\n", 1)
 			return strings.Replace(s, "    command: [/bin/cache]\n", "    command: [/bin/cache]\n    user: 1000\n    read_only: false\n", 1)
 		}, Plan{Restart: []string{"web", "db", "cache"}}, nil},
+		{"restart on unsafe_host_mounts alone", func(s string) string {
+			return strings.Replace(s, "    command: [/bin/db]\n", "    command: [/bin/db]\n    unsafe_host_mounts: true\n", 1)
+		}, Plan{Restart: []string{"db"}, Unchanged: []string{"web", "cache"}},
+			&Plan{Restart: []string{"db"}, Unchanged: []string{"web", "cache"}}},
 		{"update on resources", func(s string) string {
 			return strings.Replace(s, "memory: 64M", "memory: 128M, cpus: 1", 1)
 		}, Plan{Update: []string{"web"}, Unchanged: []string{"db", "cache"}}, nil},

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -46,27 +46,38 @@ func (e *FileError) Error() string {
 
 func (e *FileError) Unwrap() error { return e.Err }
 
-// Load reads the service file at path, decodes it with Parse, and checks
-// what the file names on this host, reading only: each rootfs is a
-// directory, each mount source exists, each seccomp profile is a file.
-// See Parse for the format and the errors.
+// Load is LoadOn with this host's Stat and EvalSymlinks and corral's
+// default state dir, not knowing the corral binary.
 func Load(path string) (*Config, error) {
+	return LoadOn(path, Host{Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks})
+}
+
+// LoadOn reads the service file at path, decodes it with Parse, and checks
+// what the file names on host h, reading only: each rootfs is a
+// directory, each mount source exists, each seccomp profile is a file,
+// and no mount source or rootfs is a host path that Host.UnsafeMount
+// refuses (symlinks resolved) unless its service sets unsafe_host_mounts.
+// See Parse for the format and the errors.
+func LoadOn(path string, h Host) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load service file: %w", err)
 	}
-	return parse(path, data, os.Stat)
+	return parse(path, data, h)
 }
 
 // Parse decodes a service file (path is used in error messages and kept in
-// Config.Path) and validates it. It does not look at the host; Load does.
+// Config.Path) and validates it. It does not look at the host; LoadOn does.
+// It checks mounts against the zero Host: paths as written, the default
+// state dir, the file's log dir.
 //
 // On any problem it returns a nil Config and every problem found, each a
 // *FileError, joined with errors.Join in line order: YAML syntax, unknown
 // keys at any level, duplicate keys (a service defined twice), values of
 // the wrong type or out of range, everything Validate reports for each
 // service, depends_on entries naming an unknown service or the service
-// itself, and dependency cycles.
+// itself, dependency cycles, and mounts of the host's interfaces or of
+// corral's own files (see Host paths).
 //
 // # Format
 //
@@ -80,7 +91,7 @@ func Load(path string) (*Config, error) {
 // shared settings.
 //
 //	daemon:                      # optional
-//	  cgroup_parent: /corral     # absolute cgroup path; default DefaultCgroupParent
+//	  cgroup_parent: /corral     # absolute clean cgroup path (CheckCgroupParent); default DefaultCgroupParent
 //	  log_dir: /var/log/corral   # absolute; one directory per service; default DefaultLogDir
 //	                             # (changing either needs a daemon restart: see CheckReload)
 //	  defaults:                  # optional: settings for services that do not set them
@@ -105,6 +116,7 @@ func Load(path string) (*Config, error) {
 //	    seccomp: default         # default | unconfined | an absolute profile path
 //	    read_only: true          # root filesystem read-only; default true
 //	    mounts: ["/srv/data:/data:rw"]    # ParseMount: SRC:DST[:ro|rw], read-only unless rw
+//	    unsafe_host_mounts: false # true: mounts and rootfs may be what Host.UnsafeMount refuses
 //	    restart: on-failure:3    # a policy, or a mapping:
 //	    #   policy: on-failure:3 # no | on-failure | on-failure:N (N ≥ 1) | always | unless-stopped
 //	    #   backoff: {initial: 200ms, max: 30s, multiplier: 2, jitter: 0.2, reset_after: 60s}
@@ -118,6 +130,16 @@ func Load(path string) (*Config, error) {
 // crash_loop.failures ≥ 1, crash_loop.window > 0, stop.timeout > 0,
 // logs.max_size ≥ MinLogMaxSize, logs.max_files ≥ 1.
 //
+// # Host paths
+//
+// A mount source or a rootfs that would hand the sandbox the host is
+// refused unless its service sets unsafe_host_mounts: true: the host's
+// root, /proc, /sys, /dev, /boot (read-only is fine), corral's state dir,
+// log dir, control socket and binary, container runtimes' sockets and
+// directories, and directories above the sockets (Host.UnsafeMount has
+// the list). Env names and values never hold a NUL byte, names never '=';
+// unsafe_host_mounts does not change that, nor the cgroup_parent rules.
+//
 // # Defaults
 //
 // A service's restart, stop, logs and resources start from the built-in
@@ -130,15 +152,15 @@ func Load(path string) (*Config, error) {
 // Resources.Pids DefaultPids, a dependency's condition DependStarted.
 // Hostname stays empty (EffectiveHostname is the name).
 func Parse(path string, data []byte) (*Config, error) {
-	return parse(path, data, nil)
+	return parse(path, data, Host{})
 }
 
-// parse is Parse, plus the host checks when stat is not nil.
-func parse(path string, data []byte, stat func(string) (fs.FileInfo, error)) (*Config, error) {
-	d := &decoder{file: path, failed: map[string]bool{}}
+// parse is Parse, with the host checks of h.
+func parse(path string, data []byte, h Host) (*Config, error) {
+	d := &decoder{file: path, failed: map[string]bool{}, host: h}
 	c := &Config{Path: path, CgroupParent: DefaultCgroupParent, LogDir: DefaultLogDir}
 	if root := d.document(data); root != nil {
-		d.config(root, c, stat)
+		d.config(root, c, h.Stat)
 	}
 	if err := d.err(); err != nil {
 		return nil, err

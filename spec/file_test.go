@@ -93,11 +93,13 @@ func TestParseFull(t *testing.T) {
 			Mounts: []Mount{
 				{Source: "/srv/data", Destination: "/data"},
 				{Source: "/srv/conf", Destination: "/etc/web", ReadOnly: true},
+				{Source: "/proc", Destination: "/host/proc", ReadOnly: true},
 			},
 			Security: Security{
-				CapAdd:       []string{"CAP_NET_BIND_SERVICE", "CAP_CHOWN"},
-				Seccomp:      "/etc/corral/web.json",
-				WritableRoot: true,
+				CapAdd:           []string{"CAP_NET_BIND_SERVICE", "CAP_CHOWN"},
+				Seccomp:          "/etc/corral/web.json",
+				WritableRoot:     true,
+				UnsafeHostMounts: true,
 			},
 		},
 		Restart: func() Restart {
@@ -449,7 +451,7 @@ func TestParseErrors(t *testing.T) {
 			}},
 		{"daemon", "daemon:\n  cgroup_parent: corral\n  log_dir: /var/../log\n  defaults: {restart: sometimes}\nservices: {}\n",
 			[]wantError{
-				{2, 18, "daemon.cgroup_parent", "not an absolute path"},
+				{2, 18, "daemon.cgroup_parent", "not an absolute cgroup path"},
 				{3, 12, "daemon.log_dir", "not an absolute path without .."},
 				{4, 23, "daemon.defaults.restart", `invalid restart policy "sometimes"`},
 			}},

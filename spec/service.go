@@ -96,6 +96,21 @@ type Security struct {
 	Seccomp string
 	// WritableRoot makes the root filesystem writable.
 	WritableRoot bool
+	// UnsafeHostMounts lets mounts and the rootfs be host paths that
+	// hand the sandbox the host (Host.UnsafeMount): /, /proc, corral's
+	// state dir, a container runtime's socket...
+	UnsafeHostMounts bool
+}
+
+// Loosenings names the loosenings of the hardened sandbox that s asks
+// for by name, as the service file spells their keys, for people to see
+// (corral status).
+func (s *Service) Loosenings() []string {
+	var out []string
+	if s.Security.UnsafeHostMounts {
+		out = append(out, "unsafe_host_mounts")
+	}
+	return out
 }
 
 // EffectivePids is the pids limit the sandbox gets.

@@ -42,6 +42,8 @@ func Validate(s *Service) error {
 	for _, kv := range s.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsAny(k, " \t\n\x00") {
 			add("env", "invalid entry %q: use KEY=VALUE with a non-empty KEY without spaces", kv)
+		} else if strings.ContainsRune(kv, 0) {
+			add("env", "the value of %s holds a NUL byte: use a value without one (the environment is NUL-terminated strings)", k)
 		}
 	}
 	if s.Workdir != "" && !filepath.IsAbs(s.Workdir) {
