@@ -44,6 +44,7 @@ func newPsCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ps",
 		Short: "List the services: state, PID, uptime, restarts, last exit, memory and CPU",
+		Long:  "List the services: state, PID, uptime, restarts, last exit, memory and CPU.\n\n" + escapeHelp,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signalContext()
@@ -81,18 +82,18 @@ func printServices(w io.Writer, list []api.Service, now time.Time) {
 		}
 		last := "-"
 		if s.LastExit != nil {
-			last = s.LastExit.Reason
+			last = field(s.LastExit.Reason)
 		}
-		state := s.State
+		state := field(s.State)
 		switch {
 		case !s.NextAttempt.IsZero():
 			state += " (next " + s.NextAttempt.Local().Format("15:04:05") + ")"
 		case s.State == "stopped" && strings.HasPrefix(s.Message, "waiting for "):
-			state = "waiting (" + strings.TrimPrefix(s.Message, "waiting for ") + ")"
+			state = "waiting (" + field(strings.TrimPrefix(s.Message, "waiting for ")) + ")"
 		case s.Health != "" && s.Health != s.State && (s.State == "running" || s.State == "starting"):
-			state += " (" + s.Health + ")" // the health check's verdict
+			state += " (" + field(s.Health) + ")" // the health check's verdict
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Name, state, pid, uptime, s.Restarts, mem, cpu, last)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", field(s.Name), state, pid, uptime, s.Restarts, mem, cpu, last)
 	}
 	tw.Flush()
 }
@@ -102,6 +103,7 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status NAME",
 		Short: "Show one service in detail, with its last exits and their reasons",
+		Long:  "Show one service in detail, with its last exits and their reasons.\n\n" + escapeHelp,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
@@ -122,23 +124,23 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 }
 
 func printStatus(w io.Writer, st *api.ServiceDetail, now time.Time) {
-	fmt.Fprintf(w, "service:   %s\n", st.Name)
-	fmt.Fprintf(w, "state:     %s (wanted %s)\n", st.State, st.Desired)
+	fmt.Fprintf(w, "service:   %s\n", field(st.Name))
+	fmt.Fprintf(w, "state:     %s (wanted %s)\n", field(st.State), field(st.Desired))
 	if st.Message != "" {
-		fmt.Fprintf(w, "reason:    %s\n", st.Message)
+		fmt.Fprintf(w, "reason:    %s\n", field(st.Message))
 	}
 	if !st.NextAttempt.IsZero() {
 		fmt.Fprintf(w, "next try:  %s\n", st.NextAttempt.Local().Format(time.RFC3339))
 	}
 	if st.Health != "" {
-		h := st.Health
+		h := field(st.Health)
 		if st.HealthDetail != "" {
-			h += " (" + st.HealthDetail + ")"
+			h += " (" + field(st.HealthDetail) + ")"
 		}
 		fmt.Fprintf(w, "health:    %s\n", h)
 	}
 	if st.NotifyStatus != "" {
-		fmt.Fprintf(w, "status:    %s (sd_notify)\n", st.NotifyStatus)
+		fmt.Fprintf(w, "status:    %s (sd_notify)\n", field(st.NotifyStatus))
 	}
 	if st.PID != 0 {
 		fmt.Fprintf(w, "pid:       %d, up %s\n", st.PID, now.Sub(st.StartedAt).Round(time.Second))
@@ -154,19 +156,19 @@ func printStatus(w io.Writer, st *api.ServiceDetail, now time.Time) {
 	if len(st.RestartsByKind) > 0 {
 		var by []string
 		for _, k := range slices.Sorted(maps.Keys(st.RestartsByKind)) {
-			by = append(by, fmt.Sprintf("%s %d", k, st.RestartsByKind[k]))
+			by = append(by, fmt.Sprintf("%s %d", field(k), st.RestartsByKind[k]))
 		}
 		restarts += " (" + strings.Join(by, ", ") + ")"
 	}
 	fmt.Fprintf(w, "restarts:  %s\n", restarts)
-	fmt.Fprintf(w, "command:   %s\n", strings.Join(st.Command, " "))
+	fmt.Fprintf(w, "command:   %s\n", field(strings.Join(st.Command, " ")))
 	if st.Cgroup != "" {
-		fmt.Fprintf(w, "cgroup:    %s\n", st.Cgroup)
+		fmt.Fprintf(w, "cgroup:    %s\n", field(st.Cgroup))
 	}
-	fmt.Fprintf(w, "logs:      %s\n", st.LogFile)
+	fmt.Fprintf(w, "logs:      %s\n", field(st.LogFile))
 	switch {
 	case st.LogError != "":
-		fmt.Fprintf(w, "log loss:  writing fails (%s); at least %d lines lost\n", st.LogError, st.LogLinesLost)
+		fmt.Fprintf(w, "log loss:  writing fails (%s); at least %d lines lost\n", field(st.LogError), st.LogLinesLost)
 	case st.LogLinesLost > 0:
 		fmt.Fprintf(w, "log loss:  %d lines lost (writing works again)\n", st.LogLinesLost)
 	}
@@ -174,14 +176,14 @@ func printStatus(w io.Writer, st *api.ServiceDetail, now time.Time) {
 		fmt.Fprintln(w, "last exits, newest first:")
 		for i := len(st.Exits) - 1; i >= 0; i-- {
 			e := st.Exits[i]
-			kind := e.Kind
+			kind := field(e.Kind)
 			if kind == "" {
 				kind = "exit"
 			}
-			fmt.Fprintf(w, "  %s  after %s  [%s] %s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Ran.Round(time.Millisecond), kind, e.Reason)
+			fmt.Fprintf(w, "  %s  after %s  [%s] %s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Ran.Round(time.Millisecond), kind, field(e.Reason))
 			// The last lines it printed, as corral logs shows them.
 			for _, line := range lastN(e.LastLines, statusLines) {
-				fmt.Fprintf(w, "      | %s\n", line)
+				fmt.Fprintf(w, "      | %s\n", escape(line, escapeLine))
 			}
 		}
 	}
@@ -205,15 +207,29 @@ func newActionCommand(g *globalOptions, verb, short string, do func(c *api.Clien
 
 func newLogsCommand(g *globalOptions) *cobra.Command {
 	var req api.LogsRequest
+	var raw bool
 	cmd := &cobra.Command{
-		Use:   "logs [-f] [--tail N] NAME",
+		Use:   "logs [-f] [--tail N] [--raw] NAME",
 		Short: "Print a service's output, with timestamps; -f keeps following it",
-		Args:  cobra.ExactArgs(1),
+		Long: `Print a service's output, one line per record: the time, the stream (stdout
+or stderr) and the text; -f keeps following it.
+
+On a terminal, the text is escaped as in a Go string, so that the service
+cannot drive the terminal: a control character other than newline and tab
+is \xNN, a C1 control \u00NN and a byte that is not UTF-8 \xNN. Into a pipe
+or a file, and with --raw, its bytes are printed as they are.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := signalContext()
 			defer cancel()
 			req.Name = args[0]
-			err := api.NewClient(g.socketPath()).Logs(ctx, req, os.Stdout)
+			var out io.Writer = os.Stdout
+			if !raw && isTerminal(os.Stdout) {
+				tw := newTextWriter(os.Stdout)
+				defer tw.Flush()
+				out = tw
+			}
+			err := api.NewClient(g.socketPath()).Logs(ctx, req, out)
 			if err != nil && !(req.Follow && ctx.Err() != nil) {
 				return ctlError(err)
 			}
@@ -222,6 +238,7 @@ func newLogsCommand(g *globalOptions) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&req.Follow, "follow", "f", false, "keep printing new lines")
 	cmd.Flags().IntVar(&req.Tail, "tail", -1, "print only the last N lines (default: all)")
+	cmd.Flags().BoolVar(&raw, "raw", false, "print the service's bytes as they are, even on a terminal")
 	return cmd
 }
 
@@ -266,6 +283,7 @@ func newEventsCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "events",
 		Short: "Stream state changes of the services as they happen",
+		Long:  "Stream state changes of the services as they happen.\n\n" + escapeHelp,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signalContext()
@@ -278,7 +296,11 @@ func newEventsCommand(g *globalOptions) *cobra.Command {
 						return nil
 					}
 					if asJSON {
-						if err := json.NewEncoder(os.Stdout).Encode(e); err != nil {
+						js, err := json.Marshal(e)
+						if err != nil {
+							return err
+						}
+						if _, err := os.Stdout.Write(append(jsonSafe(js), '\n')); err != nil {
 							return err
 						}
 						continue
@@ -297,10 +319,15 @@ func newEventsCommand(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
+// printJSON prints v indented, with every control character escaped
+// (jsonSafe).
 func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	js, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(append(jsonSafe(js), '\n'))
+	return err
 }
 
 // statusLines is how many of each exit's last output lines status shows.
@@ -315,6 +342,7 @@ func lastN(lines []string, n int) []string {
 
 // formatEvent is one line of `corral events`: a change of state (with the
 // exit's kind when a sandbox ended), or of the health check's verdict.
+// Every field is escaped (escapeField).
 func formatEvent(e api.Event) string {
 	at := e.Time.Local().Format("15:04:05.000")
 	change := e.From + " -> " + e.To
@@ -328,5 +356,5 @@ func formatEvent(e api.Event) string {
 	if e.Exit != nil && e.Exit.Kind != "" {
 		reason = "[" + e.Exit.Kind + "] " + reason
 	}
-	return fmt.Sprintf("%s  %-16s %s  %s", at, e.Service, change, reason)
+	return field(fmt.Sprintf("%s  %-16s %s  %s", at, e.Service, change, reason))
 }
