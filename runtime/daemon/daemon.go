@@ -220,15 +220,8 @@ func (d *Daemon) resume(cfg *spec.Config, adopted []*sandbox.Adopted) {
 			continue
 		}
 		saved := d.loadSaved(a.Name)
-		rec := supervisor.Resume(saved.Saved, a.Started())
+		rec := supervisor.Resume(saved.Saved, a.Started(), u.Readiness())
 		s := newService(d, u, rec, saved)
-		if u.Service.Notify {
-			// The sandbox still has the directory bound in: a new socket
-			// there reaches it.
-			if err := s.listenNotify(); err != nil {
-				s.log.WithError(err).Warn("notify socket")
-			}
-		}
 		s.adopt(a.Sandbox)
 		log := s.log.WithField("pid", s.view.pid)
 		if a.Running {
@@ -279,7 +272,7 @@ func (d *Daemon) compareAdopted(cfg *spec.Config, u *spec.Unit, a *sandbox.Adopt
 		(a.LogDir() != "" && a.LogDir() != filepath.Join(cfg.LogDir, a.Name)) {
 		return spec.Reshaped
 	}
-	return spec.Compare(a.Service, d.sandboxService(u))
+	return spec.Compare(a.Service, &u.Service)
 }
 
 // retire stops and removes an adopted sandbox whose service is no longer
@@ -501,7 +494,8 @@ func (d *Daemon) startSandbox(u *spec.Unit) (*sandbox.Sandbox, error) {
 	if err := prepareLogDir(logDir, u.Service.User); err != nil {
 		return nil, err
 	}
-	sb, err := d.mgr.Create(d.sandboxService(u), cfg.CgroupParent)
+	svc := u.Service
+	sb, err := d.mgr.Create(&svc, cfg.CgroupParent)
 	if err != nil {
 		return nil, err
 	}

@@ -1,101 +1,112 @@
 package daemon
 
 import (
-	"errors"
-	"fmt"
+	"bytes"
 	"net"
-	"os"
-	"path/filepath"
-	"strings"
+	"strconv"
+	"time"
 
-	"github.com/corral-dev/corral/spec"
+	"golang.org/x/sys/unix"
+
+	"github.com/corral-dev/corral/runtime/sandbox"
 )
 
-// notifyDir is where a service's sd_notify socket lives on the host; it is
-// bound into the sandbox at notifyMount.
-func (d *Daemon) notifyDir(name string) string { return filepath.Join(d.opts.StateDir, "notify", name) }
+// notifyMax is the largest sd_notify message read; the rest of a longer
+// datagram is dropped.
+const notifyMax = 4096
 
-const (
-	notifyMount  = "/run/corral"
-	notifySocket = notifyMount + "/notify.sock"
-)
+// notifyStatusMax bounds the STATUS= text kept for `corral status`.
+const notifyStatusMax = 256
 
-// sandboxService is the service as its sandbox is made: with notify, its
-// socket's directory bound in and NOTIFY_SOCKET set. Adopted sandboxes are
-// compared with it too.
-func (d *Daemon) sandboxService(u *spec.Unit) *spec.Service {
-	svc := u.Service
-	if !svc.Notify {
-		return &svc
-	}
-	svc.Env = append(append([]string(nil), svc.Env...), "NOTIFY_SOCKET="+notifySocket)
-	svc.Mounts = append(append([]spec.Mount(nil), svc.Mounts...), spec.Mount{Source: d.notifyDir(svc.Name), Destination: notifyMount})
-	return &svc
-}
-
-// listenNotify opens the service's notify socket (replacing one a dead
-// daemon left) and hands READY=1 and STATUS= messages to the service's
-// goroutine until the socket is closed.
-func (s *service) listenNotify() error {
-	dir := s.d.notifyDir(s.name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("notify socket: %w", err)
-	}
-	path := filepath.Join(dir, "notify.sock")
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("notify socket: %w", err)
-	}
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		return fmt.Errorf("notify socket: %w", err)
-	}
-	// Any user of the sandbox may report readiness (services often drop
-	// root before they are ready).
-	if err := os.Chmod(path, 0o777); err != nil {
-		conn.Close()
-		return fmt.Errorf("notify socket: %w", err)
-	}
-	s.notifyConn = conn
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, _, err := conn.ReadFromUnix(buf)
-			if err != nil {
-				return // closed
-			}
-			for _, line := range strings.Split(string(buf[:n]), "\n") {
-				key, val, _ := strings.Cut(line, "=")
-				switch key {
-				case "READY":
-					if val == "1" {
-						select {
-						case s.notes <- notification{ready: true}:
-						case <-s.d.ctx.Done():
-							return
-						}
-					}
-				case "STATUS":
-					s.mu.Lock()
-					s.view.notifyStatus = val
-					s.mu.Unlock()
-				}
-			}
-		}
-	}()
-	return nil
-}
-
-// closeNotify closes the notify socket and removes its directory.
-func (s *service) closeNotify() {
-	if s.notifyConn == nil {
+// listenNotify reads the sandbox's sd_notify socket (made by the sandbox
+// package, which lives as long as the sandbox) and hands READY=1 and
+// STATUS= to the service's goroutine until the socket is closed (the
+// sandbox's Destroy) or the daemon ends.
+//
+// Every datagram carries its sender's credentials (SO_PASSCRED): one
+// whose sender is not a process of this sandbox's cgroup (a host process,
+// another sandbox, a process that lies about its PID, which needs
+// CAP_SYS_ADMIN) is dropped. MAINPID= is accepted only when it names a
+// process of the sandbox, and only shown: corral's init is the sandbox's
+// supervisor of record, never a PID a message names.
+func (s *service) listenNotify(sb *sandbox.Sandbox) {
+	conn := sb.Notify()
+	if conn == nil {
 		return
 	}
-	s.notifyConn.Close()
-	s.notifyConn = nil
-	if err := os.RemoveAll(s.d.notifyDir(s.name)); err != nil {
-		s.log.WithError(err).Warn("remove notify socket")
+	go func() {
+		buf := make([]byte, notifyMax)
+		oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+		var warned time.Time
+		for {
+			n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+			if err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					continue
+				}
+				return // closed
+			}
+			pid := senderPid(oob[:oobn])
+			if !sb.SenderInSandbox(pid) {
+				if time.Since(warned) > 10*time.Second { // a flood costs one line per 10 s
+					warned = time.Now()
+					s.log.WithField("sender_pid", pid).Warn("sd_notify message from outside the sandbox dropped")
+				}
+				continue
+			}
+			s.notifyMessage(sb, buf[:n])
+		}
+	}()
+}
+
+// notifyMessage acts on one message of the sandbox's own processes.
+func (s *service) notifyMessage(sb *sandbox.Sandbox, msg []byte) {
+	for _, line := range bytes.Split(msg, []byte("\n")) {
+		key, val, _ := bytes.Cut(line, []byte("="))
+		switch string(key) {
+		case "READY":
+			if string(val) == "1" {
+				select {
+				case s.notes <- notification{sb: sb, ready: true}:
+				case <-s.d.ctx.Done():
+					return
+				}
+			}
+		case "STATUS":
+			if len(val) > notifyStatusMax {
+				val = val[:notifyStatusMax]
+			}
+			s.mu.Lock()
+			s.view.notifyStatus = string(val)
+			s.mu.Unlock()
+		case "MAINPID":
+			pid, err := strconv.Atoi(string(val))
+			if err != nil || !sb.SenderInSandbox(pid) {
+				s.log.WithField("mainpid", string(val)).Warn("sd_notify MAINPID refused: not a process of the sandbox")
+				continue
+			}
+			s.log.WithField("mainpid", pid).Debug("sd_notify MAINPID (shown only: the sandbox's init supervises the command)")
+		}
 	}
 }
 
-// notification is a message from the service's notify socket.
-type notification struct{ ready bool }
+// senderPid reads the sender's PID from a datagram's SCM_CREDENTIALS (0
+// if there are none).
+func senderPid(oob []byte) int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0
+	}
+	for _, m := range msgs {
+		if cred, err := unix.ParseUnixCredentials(&m); err == nil {
+			return int(cred.Pid)
+		}
+	}
+	return 0
+}
+
+// notification is a message from a sandbox's notify socket.
+type notification struct {
+	sb    *sandbox.Sandbox
+	ready bool
+}

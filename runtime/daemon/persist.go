@@ -63,6 +63,6 @@ func (sv *service) save(s savedService) {
 
 func sameSaved(a, b savedService) bool {
 	return a.Desired == b.Desired && a.Restarts == b.Restarts && a.Attempt == b.Attempt &&
-		a.Failures == b.Failures && slices.Equal(a.RecentFailures, b.RecentFailures) &&
+		a.Failures == b.Failures && slices.Equal(a.RecentFailures, b.RecentFailures) && a.Ready == b.Ready &&
 		reflect.DeepEqual(a.Exits, b.Exits) && maps.Equal(a.RestartsByKind, b.RestartsByKind) && a.OOMKills == b.OOMKills
 }

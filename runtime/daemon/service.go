@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -51,9 +50,8 @@ type service struct {
 	tracker    *health.Tracker
 	checksStop context.CancelFunc
 	probes     chan probeResult
-	// The sd_notify socket (services with notify) and its messages.
-	notifyConn *net.UnixConn
-	notes      chan notification
+	// Messages from the sd_notify socket of the sandbox (notify.go).
+	notes chan notification
 
 	mu   sync.Mutex // guards view
 	view view
@@ -137,6 +135,7 @@ func (s *service) adopt(sb *sandbox.Sandbox) {
 	s.mu.Lock()
 	s.view.pid, s.view.cgroup = pid, sb.CgroupPath()
 	s.mu.Unlock()
+	s.listenNotify(sb)
 	s.startChecks(sb)
 }
 
@@ -179,7 +178,6 @@ func (s *service) setNote(note string) {
 func (s *service) run(ctx context.Context) {
 	defer s.d.wg.Done()
 	defer s.stopChecks()
-	defer s.closeNotify()
 	var timerC <-chan time.Time
 	if s.timer != nil {
 		timerC = s.timer.C // armed by a step before the goroutine began
@@ -190,7 +188,7 @@ func (s *service) run(ctx context.Context) {
 		case r := <-s.probes:
 			timerC = s.observe(r, timerC)
 		case n := <-s.notes:
-			if n.ready && s.rec.AwaitingReady() {
+			if n.ready && n.sb == s.sb && s.rec.AwaitingReady() {
 				s.log.Info("ready (sd_notify)")
 				timerC = s.step(evReady(), timerC)
 			}
@@ -295,12 +293,6 @@ func (s *service) stopTimer() {
 // start makes and starts the service's sandbox and returns the event that
 // reports how it went.
 func (s *service) start() *supervisor.Event {
-	if s.unit.Service.Notify && s.notifyConn == nil {
-		if err := s.listenNotify(); err != nil {
-			s.recordExit(api.Exit{Time: time.Now(), Kind: api.ExitStartFailed, Reason: "failed to start: " + err.Error()})
-			return &supervisor.Event{Kind: supervisor.EvStartFailed, Reason: err.Error()}
-		}
-	}
 	sb, err := s.d.startSandbox(s.unit)
 	if err != nil {
 		s.log.WithError(err).Warn("start failed")

@@ -167,6 +167,11 @@ func (m *Manager) adopt(name string) (*Adopted, error) {
 	if !m.commandStarted(name) && !m.awaitCommand(name, fd) {
 		return nil, m.interrupted(sb)
 	}
+	if rec.NotifyFd > 0 {
+		if err := m.adoptNotify(sb); err != nil {
+			log.WithError(err).Warn("sd_notify socket not recovered: its messages are not read until the service restarts")
+		}
+	}
 	return a, nil
 }
 

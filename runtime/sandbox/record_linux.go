@@ -38,6 +38,9 @@ type record struct {
 	Started time.Time `json:"started,omitzero"`
 	// LogDir is where its init writes the command's output.
 	LogDir string `json:"log_dir,omitempty"`
+	// NotifyFd is the fd at which its init holds the sd_notify socket (0:
+	// none), for a successor to take it back.
+	NotifyFd int `json:"notify_fd,omitempty"`
 }
 
 func (r *record) save(path string) error {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -80,8 +81,9 @@ type Manager struct {
 	log      logrus.FieldLogger
 	self     int
 	selfAt   uint64
-	// exe is corral's own binary, bound into each sandbox as its init.
-	exe string
+	// exe is corral's own binary; init its execute-only copy in the state
+	// dir, bound into each sandbox as its init (see prepareInit).
+	exe, init string
 	// filters holds seccomp profiles compiled once to BPF: compiling one
 	// in every new sandbox would cost several ms per start.
 	filters *filter.Cache
@@ -133,6 +135,15 @@ func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger, kind K
 	if err := checkWritable(m.recordsDir()); err != nil {
 		return nil, err
 	}
+	unlock, err := m.lock()
+	if err != nil {
+		return nil, err
+	}
+	m.init, err = prepareInit(m.initDir(), m.exe)
+	unlock()
+	if err != nil {
+		return nil, err
+	}
 	if err := m.Sweep(); err != nil {
 		return nil, err
 	}
@@ -171,6 +182,9 @@ type Sandbox struct {
 	seccomp *rspec.LinuxSeccomp
 	// command is the service's command, for reports.
 	command string
+	// notify is the sd_notify socket of a service with notify (see
+	// notify_linux.go).
+	notify *net.UnixConn
 	// For an adopted sandbox (process is nil: its init is not our child):
 	// the init's PID and a pidfd that becomes readable when it ends.
 	initPid int
@@ -223,6 +237,15 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 	}
 	s := spec.RuntimeSpec(svc)
 	sb.root.Apply(s)
+	if svc.Notify {
+		conn, path, err := m.makeNotify(svc.Name)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", svc.Name, err)
+		}
+		sb.notify = conn
+		s.Mounts = append(s.Mounts, notifyMount(path))
+		s.Process.Env = append(s.Process.Env, notifyEnv())
+	}
 	if err := isolation.Harden(s, svc.Security); err != nil {
 		return nil, err
 	}
@@ -231,7 +254,7 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 	// runs the command; libcontainer only sees the init.
 	sb.seccomp, s.Linux.Seccomp = s.Linux.Seccomp, nil
 	s.Mounts = append(s.Mounts, rspec.Mount{
-		Destination: pid1.PathInSandbox, Source: m.exe, Type: "bind",
+		Destination: pid1.PathInSandbox, Source: m.init, Type: "bind",
 		Options: []string{"bind", "ro", "nosuid", "nodev"},
 	})
 	s.Linux.CgroupsPath = sb.rec.CgroupPath
@@ -384,8 +407,15 @@ func (sb *Sandbox) Start(stdio Stdio) (err error) {
 		}
 	}
 	if stdio.LogDir != "" {
-		if cfg.LogDir, err = open(os.Open(stdio.LogDir)); err != nil {
+		// The daemon made it; the sandbox's user owns it: never follow a
+		// symlink put in its place.
+		if cfg.LogDir, err = open(os.OpenFile(stdio.LogDir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)); err != nil {
 			return fmt.Errorf("sandbox %s: log dir: %w", sb.Name, err)
+		}
+	}
+	if sb.notify != nil {
+		if cfg.Keep, err = open(dupConn(sb.notify)); err != nil {
+			return fmt.Errorf("sandbox %s: notify socket: %w", sb.Name, err)
 		}
 	}
 	argv, env, extra := cfg.Wrap(p.Args)
@@ -413,6 +443,7 @@ func (sb *Sandbox) Start(stdio Stdio) (err error) {
 	}
 	sb.rec.Started = time.Now().UTC()
 	sb.rec.LogDir = stdio.LogDir
+	sb.rec.NotifyFd = cfg.KeepFd()
 	if sb.m.kind == Detached {
 		// The start time is what a successor reports; without it the
 		// sandbox still gets adopted, with the record's creation time.
@@ -602,6 +633,10 @@ func (sb *Sandbox) Destroy() error {
 		unix.Close(sb.pidfd)
 		sb.pidfd = -1
 	}
+	if sb.notify != nil {
+		sb.notify.Close()
+		sb.notify = nil
+	}
 	if sb.root != nil {
 		if err := sb.root.Remove(); err != nil {
 			errs = append(errs, err)
@@ -680,6 +715,9 @@ func (m *Manager) release(rec *record, claims []string, counted bool) error {
 		if err := m.cgroups.RemoveEmpty(cg); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := m.removeNotify(rec.Name); err != nil {
+		errs = append(errs, err)
 	}
 	if err := os.Remove(m.statusPath(rec.Name)); err != nil && !os.IsNotExist(err) {
 		errs = append(errs, err)

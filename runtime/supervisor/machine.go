@@ -364,6 +364,9 @@ type Saved struct {
 	Attempt        int         `json:"attempt,omitempty"`
 	Failures       int         `json:"failures,omitempty"`
 	RecentFailures []time.Time `json:"recent_failures,omitempty"`
+	// Ready: the running sandbox had said it is ready (a service with
+	// readiness that was running, not starting).
+	Ready bool `json:"ready,omitempty"`
 }
 
 // Save is what of rec to keep for the next daemon.
@@ -371,18 +374,24 @@ func (rec Record) Save() Saved {
 	return Saved{
 		Desired: rec.Desired, Restarts: rec.Restarts, Attempt: rec.Attempt,
 		Failures: rec.Failures, RecentFailures: rec.RecentFailures,
+		Ready: rec.State == Running,
 	}
 }
 
 // Resume is the record of a service whose sandbox, started at startedAt,
-// a new daemon adopted: it is running, as the earlier daemon left it. Feed
+// a new daemon adopted: it is running, as the earlier daemon left it, or
+// still starting if it has readiness and had not said it was ready. Feed
 // it EvExited if the sandbox ended meanwhile, EvStop if the operator's
 // stop was under way.
-func Resume(s Saved, startedAt time.Time) Record {
+func Resume(s Saved, startedAt time.Time, readiness bool) Record {
 	rec := Record{
 		State: Running, Desired: s.Desired, Message: "adopted after a daemon restart",
 		Restarts: s.Restarts, Attempt: s.Attempt, Failures: s.Failures,
 		RecentFailures: s.RecentFailures, StartedAt: startedAt, everStarted: true,
+	}
+	if readiness && !s.Ready {
+		rec.State, rec.up = Starting, true
+		rec.Message = "adopted after a daemon restart; waiting for it to say it is ready"
 	}
 	if rec.Desired == "" {
 		rec.Desired = Up

@@ -312,7 +312,7 @@ func TestResumeKeepsAccountingAcrossDaemons(t *testing.T) {
 	before := Record{State: Running, Desired: Up, Restarts: 3, Attempt: 2, Failures: 2,
 		RecentFailures: []time.Time{t0.Add(-time.Second)}, StartedAt: t0, everStarted: true}
 	saved := before.Save()
-	rec := Resume(saved, t0)
+	rec := Resume(saved, t0, false)
 	if rec.State != Running || rec.Desired != Up || rec.StartedAt != t0 || rec.Attempt != 2 || rec.Failures != 2 {
 		t.Fatalf("resumed record %+v", rec)
 	}
@@ -330,10 +330,34 @@ func TestResumeKeepsAccountingAcrossDaemons(t *testing.T) {
 	}
 }
 
+// TestResumeKeepsWaitingForReadiness: a service with readiness adopted
+// before it said it was ready is still starting (and becomes running on
+// EvReady); one that had said so is running.
+func TestResumeKeepsWaitingForReadiness(t *testing.T) {
+	p := testPolicy()
+	p.Readiness = true
+	starting := Record{State: Starting, Desired: Up, StartedAt: t0, everStarted: true, up: true}
+	rec := Resume(starting.Save(), t0, true)
+	if rec.State != Starting || !rec.AwaitingReady() {
+		t.Fatalf("adopted before ready: %+v, want starting and awaiting ready", rec)
+	}
+	rec, _ = Step(rec, Event{Kind: EvReady}, p, t0.Add(time.Second), noJitter)
+	if rec.State != Running {
+		t.Fatalf("after ready: %s, want running", rec.State)
+	}
+	if again := Resume(rec.Save(), t0, true); again.State != Running {
+		t.Fatalf("adopted after ready: %s, want running", again.State)
+	}
+	// Without readiness the saved flag does not matter.
+	if rec := Resume(starting.Save(), t0, false); rec.State != Running {
+		t.Fatalf("adopted without readiness: %s, want running", rec.State)
+	}
+}
+
 // TestResumeOfAStopInProgressStops: the operator's stop, under way when
 // the daemon died, is carried out by the next one.
 func TestResumeOfAStopInProgressStops(t *testing.T) {
-	rec := Resume(Saved{Desired: Down, Restarts: 1}, t0)
+	rec := Resume(Saved{Desired: Down, Restarts: 1}, t0, false)
 	rec, acts := Step(rec, Event{Kind: EvStop}, testPolicy(), t0, noJitter)
 	if rec.State != Stopping || !reflect.DeepEqual(kinds(acts), []ActionKind{ActSignal, ActSetTimer}) {
 		t.Fatalf("got %+v %v", rec, kinds(acts))
