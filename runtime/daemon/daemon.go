@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corral-dev/corral/runtime/alert"
+	"github.com/corral-dev/corral/rootfs/beneath"
 	"github.com/corral-dev/corral/runtime/api"
 	"github.com/corral-dev/corral/runtime/cgroup"
 	"github.com/corral-dev/corral/runtime/sandbox"
@@ -534,25 +535,45 @@ func hostname() string {
 
 // prepareLogDir makes the service's log directory and gives it, and the
 // log files in it, to the service's user: the sandbox's init writes and
-// rotates them as that user.
+// rotates them as that user. That user owns the directory, so what is in
+// it is hostile input: every step is relative to an open directory and
+// follows no symlink, ownership is changed on open files, and a file with
+// more than one link (a hard link to a file elsewhere) is left alone.
 func prepareLogDir(dir string, user spec.User) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return fmt.Errorf("log dir: %w", err)
 	}
-	uid, gid := int(user.UID), int(user.GID)
-	if err := os.Lchown(dir, uid, gid); err != nil {
-		return fmt.Errorf("log dir: %w", err)
-	}
-	entries, err := os.ReadDir(dir)
+	parent, err := beneath.OpenRoot(filepath.Dir(dir))
 	if err != nil {
 		return fmt.Errorf("log dir: %w", err)
 	}
-	for _, e := range entries {
+	defer parent.Close()
+	logs, err := parent.MkdirAll(filepath.Base(dir), 0o750)
+	if err != nil {
+		return fmt.Errorf("log dir: %w", err)
+	}
+	defer logs.Close()
+	uid, gid := int(user.UID), int(user.GID)
+	if err := logs.File().Chown(uid, gid); err != nil {
+		return fmt.Errorf("log dir: %w", err)
+	}
+	names, err := logs.File().Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("log dir: %w", err)
+	}
+	for _, name := range names {
 		// Files left by an earlier user of the service (its user changed).
-		if e.Type().IsRegular() {
-			if err := os.Lchown(filepath.Join(dir, e.Name()), uid, gid); err != nil {
-				return fmt.Errorf("log dir: %w", err)
-			}
+		f, err := logs.OpenFile(name)
+		if err != nil {
+			continue // not a regular file, or a symlink: not ours to chown
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err == nil && st.Nlink == 1 {
+			err = f.Chown(uid, gid)
+		}
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("log dir: %s: %w", name, err)
 		}
 	}
 	return nil

@@ -126,7 +126,7 @@ func (f *follower) check() error {
 	f.detached = false
 	for {
 		if f.cur == nil {
-			cur, err := os.Open(path)
+			cur, err := openLog(path)
 			if errors.Is(err, os.ErrNotExist) {
 				return f.checkDir()
 			}
@@ -138,7 +138,7 @@ func (f *follower) check() error {
 		if err := f.drain(); err != nil {
 			return err
 		}
-		now, err := os.Stat(path)
+		now, err := os.Lstat(path)
 		if errors.Is(err, os.ErrNotExist) {
 			// Renamed, and no new file yet: the old one may still grow.
 			f.detached = true
@@ -189,7 +189,7 @@ func successors(dir string, was os.FileInfo) ([]*os.File, error) {
 	// output.log first: if it is rotated while the others are looked
 	// at, it is found again among them, in its place.
 	var cur *logFile
-	f, err := os.Open(filepath.Join(dir, File))
+	f, err := openLog(filepath.Join(dir, File))
 	switch {
 	case err == nil:
 		fi, err := f.Stat()

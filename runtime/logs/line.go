@@ -11,8 +11,10 @@ package logs
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -69,4 +71,24 @@ func malformed(s, why string) error {
 // String is the record line of l, without a newline.
 func (l Line) String() string {
 	return l.Time.UTC().Format(TimeLayout) + " " + l.Stream + " " + l.Text
+}
+
+// openLog opens a log file for reading. The log dir belongs to the
+// service's user, so what is found there is not trusted: a symlink is not
+// followed (the daemon, root, would read whatever it names), a FIFO does
+// not block the open, and anything but a regular file is refused.
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file (%v)", path, fi.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }

@@ -62,7 +62,7 @@ func checkDir(dir string) error {
 // openCurrent opens dir's output.log and returns it and its size, or nil
 // if there is none.
 func openCurrent(dir string) (*os.File, int64, error) {
-	f, err := os.Open(filepath.Join(dir, File))
+	f, err := openLog(filepath.Join(dir, File))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, 0, nil
 	}
@@ -150,7 +150,7 @@ func rotatedFiles(dir string, skip []os.FileInfo) iter.Seq2[logFile, error] {
 	return func(yield func(logFile, error) bool) {
 		seen := slices.Clone(skip)
 		for k := 1; k <= maxRotated; k++ {
-			f, err := os.Open(rotated(dir, k))
+			f, err := openLog(rotated(dir, k))
 			if errors.Is(err, os.ErrNotExist) {
 				if _, err := os.Lstat(rotated(dir, k+1)); err == nil {
 					continue
