@@ -256,11 +256,11 @@ func (d *decoder) service(p pair, def *defaults, logDir string, stat func(string
 			d.add(l.node, l.field, fe.Err)
 		}
 	}
-	if stat != nil {
-		d.hostPaths(s, at, stat)
-	}
 	if !s.Security.UnsafeHostMounts {
 		d.unsafeMounts(s, at, logDir)
+	}
+	if stat != nil {
+		d.hostPaths(s, at, stat)
 	}
 	return u, deps
 }

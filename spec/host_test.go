@@ -262,6 +262,18 @@ func TestLoadRefusals(t *testing.T) {
 	}
 }
 
+// TestLoadRefusalBeforeExistence: a refused source is reported as
+// refused, whether or not it exists here.
+func TestLoadRefusalBeforeExistence(t *testing.T) {
+	h := fakeHost
+	h.Stat = func(string) (fs.FileInfo, error) { return nil, fs.ErrNotExist }
+	_, err := parse("corral.yaml", []byte("services:\n  web:\n    command: [/bin/true]\n    mounts: [\"/var/run/docker.sock:/d\", \"/srv/nothing:/n\"]\n"), h)
+	checkErrors(t, err, []wantError{
+		{4, 14, "services.web.mounts[0]", "is the container runtime socket /var/run/docker.sock; bind it only with unsafe_host_mounts: true"},
+		{4, 41, "services.web.mounts[1]", "mount source /srv/nothing does not exist on this host"},
+	})
+}
+
 // TestParseRefusesWithoutHost: Parse refuses by the paths as written, with
 // the default state dir.
 func TestParseRefusesWithoutHost(t *testing.T) {
