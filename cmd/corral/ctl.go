@@ -162,6 +162,9 @@ func printStatus(w io.Writer, st *api.ServiceDetail, now time.Time) {
 	}
 	fmt.Fprintf(w, "restarts:  %s\n", restarts)
 	fmt.Fprintf(w, "command:   %s\n", field(strings.Join(st.Command, " ")))
+	if len(st.Loosened) > 0 {
+		fmt.Fprintf(w, "loosened:  %s\n", field(strings.Join(st.Loosened, ", ")))
+	}
 	if st.Cgroup != "" {
 		fmt.Fprintf(w, "cgroup:    %s\n", field(st.Cgroup))
 	}

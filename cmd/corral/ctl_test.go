@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,5 +25,22 @@ func TestFormatEvent(t *testing.T) {
 		if got := formatEvent(tc.e); got != tc.want {
 			t.Errorf("formatEvent:\n got %q\nwant %q", got, tc.want)
 		}
+	}
+}
+
+// TestPrintStatusLoosened: status names the service's loosenings, and
+// prints no such line for a hardened one.
+func TestPrintStatusLoosened(t *testing.T) {
+	st := &api.ServiceDetail{Service: api.Service{Name: "web", State: "running", Desired: "up"}, Command: []string{"/bin/true"}}
+	var b bytes.Buffer
+	printStatus(&b, st, time.Now())
+	if strings.Contains(b.String(), "loosened:") {
+		t.Errorf("hardened service:\n%s", b.String())
+	}
+	st.Loosened = []string{"unsafe_host_mounts"}
+	b.Reset()
+	printStatus(&b, st, time.Now())
+	if !strings.Contains(b.String(), "\nloosened:  unsafe_host_mounts\n") {
+		t.Errorf("want a line loosened:  unsafe_host_mounts:\n%s", b.String())
 	}
 }

@@ -23,6 +23,25 @@ func (g *globalOptions) socketPath() string {
 	return filepath.Join(g.stateDir, "corral.sock")
 }
 
+// host is what a service file (or run's mounts) is checked against:
+// corral's own paths on this host.
+func (g *globalOptions) host() spec.Host {
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
+	}
+	h := spec.Host{StateDir: abs(g.stateDir), Socket: abs(g.socketPath()), Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks}
+	if exe, err := os.Executable(); err == nil {
+		if r, err := filepath.EvalSymlinks(exe); err == nil {
+			exe = r
+		}
+		h.Binary = exe
+	}
+	return h
+}
+
 func newDaemonCommand(g *globalOptions) *cobra.Command {
 	var config string
 	cmd := &cobra.Command{
@@ -49,6 +68,7 @@ carries on.`,
 			}
 			err := daemon.Run(context.Background(), daemon.Options{
 				ConfigPath: config, StateDir: g.stateDir, SocketPath: g.socketPath(), Log: logrus.StandardLogger(), Version: version,
+				Host: g.host(),
 			})
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("daemon: %w", err)}
@@ -60,13 +80,17 @@ carries on.`,
 	return cmd
 }
 
-func newValidateCommand() *cobra.Command {
+func newValidateCommand(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate FILE",
 		Short: "Check a service file without touching anything; exit 1 with every error found",
-		Args:  cobra.ExactArgs(1),
+		Long: `Check a service file as the daemon would at start or on reload, without
+touching anything, and print every error found, each with its file, line,
+column and field. Mounts are checked against this host and the state dir
+given with --state-dir (the daemon's).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := spec.Load(args[0])
+			cfg, err := spec.LoadOn(args[0], g.host())
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return &exitError{code: 1}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/corral-dev/corral/runtime/api"
 	"github.com/corral-dev/corral/runtime/sandbox"
+	"github.com/corral-dev/corral/spec"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -83,7 +84,7 @@ root. It must run as root.`,
 			return g.setupLogging()
 		},
 	}
-	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "/run/corral", "directory for corral's state (keep it on tmpfs, outside the binary's directory)")
+	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", spec.DefaultStateDir, "directory for corral's state (keep it on tmpfs, outside the binary's directory)")
 	root.PersistentFlags().StringVar(&g.socket, "socket", "", "the daemon's control socket (default: corral.sock in the state dir)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warning or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
@@ -93,7 +94,7 @@ root. It must run as root.`,
 	root.AddCommand(
 		newRunCommand(g),
 		newDaemonCommand(g),
-		newValidateCommand(),
+		newValidateCommand(g),
 		newPsCommand(g),
 		newStatusCommand(g),
 		newStatsCommand(g),

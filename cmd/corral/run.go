@@ -68,6 +68,7 @@ command is not executable, 127 the command was not found.`,
 	f.Var(envValue{&o.svc.Env}, "env", "set an environment variable KEY=VALUE (KEY alone copies it from here); repeatable")
 	f.StringVar(&o.svc.Workdir, "workdir", "/", "working directory inside the sandbox")
 	f.Var(mountsValue{&o.svc.Mounts}, "mount", "bind a host path: SRC:DST[:ro|rw], read-only unless rw; repeatable")
+	f.BoolVar(&o.svc.Security.UnsafeHostMounts, "unsafe-host-mounts", false, "allow --mount and --rootfs of host paths that hand the sandbox the host: /, /proc, /sys, /dev, /boot writable, corral's state dir and binary, container runtime sockets")
 	f.Var(capsValue{&o.svc.Security.CapAdd}, "cap-add", "give back a capability, e.g. NET_BIND_SERVICE, or ALL (default: none at all); repeatable")
 	f.BoolVar(&o.readOnly, "read-only", true, "make the root filesystem read-only (/tmp and /run are always writable)")
 	f.StringVar(&o.svc.Security.Seccomp, "seccomp", spec.SeccompDefault, "seccomp: default (Docker's profile, native architecture only), unconfined, or a profile FILE")
@@ -76,14 +77,17 @@ command is not executable, 127 the command was not found.`,
 	return cmd
 }
 
-// check completes and checks the options against this host, naming the
+// check completes and checks the options against this host h, naming the
 // flag at fault.
-func (o *runOptions) check() error {
+func (o *runOptions) check(h spec.Host) error {
 	if o.svc.Name == "" {
 		o.svc.Name = "run-" + randomSuffix()
 	}
 	if !filepath.IsAbs(o.cgroupParent) {
 		return fmt.Errorf("--cgroup-parent %q: must be an absolute cgroup path such as %s", o.cgroupParent, spec.DefaultCgroupParent)
+	}
+	if err := spec.CheckCgroupParent(o.cgroupParent); err != nil {
+		return fmt.Errorf("--cgroup-parent %s: %w", o.cgroupParent, err)
 	}
 	if n := runtime.NumCPU(); o.svc.Resources.CPUs > float64(n) {
 		return fmt.Errorf("--cpus %g: this host has %d CPUs; use a value from 0.01 to %d", o.svc.Resources.CPUs, n, n)
@@ -100,8 +104,14 @@ func (o *runOptions) check() error {
 			return fmt.Errorf("--rootfs %s: no such directory", o.svc.Rootfs)
 		}
 		o.svc.Rootfs = abs
+		if err := o.unsafeMount(h, spec.Mount{Source: abs, ReadOnly: o.readOnly}); err != nil {
+			return fmt.Errorf("--rootfs %s: %w", o.svc.Rootfs, err)
+		}
 	}
 	for _, m := range o.svc.Mounts {
+		if err := o.unsafeMount(h, m); err != nil {
+			return fmt.Errorf("--mount %s:%s: %w", m.Source, m.Destination, err)
+		}
 		if _, err := os.Stat(m.Source); err != nil {
 			return fmt.Errorf("--mount %s:%s: source %s does not exist", m.Source, m.Destination, m.Source)
 		}
@@ -118,6 +128,18 @@ func (o *runOptions) check() error {
 	}
 	if err := spec.Validate(&o.svc); err != nil {
 		return flagError(err)
+	}
+	return nil
+}
+
+// unsafeMount refuses a bind of m that would hand the sandbox the host,
+// unless --unsafe-host-mounts.
+func (o *runOptions) unsafeMount(h spec.Host, m spec.Mount) error {
+	if o.svc.Security.UnsafeHostMounts {
+		return nil
+	}
+	if err := h.UnsafeMount(m, ""); err != nil {
+		return fmt.Errorf("%w; bind it only with --unsafe-host-mounts", err)
 	}
 	return nil
 }
@@ -162,7 +184,7 @@ var forwarded = []os.Signal{unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT
 
 func (o *runOptions) run(g *globalOptions) error {
 	fail := func(err error) error { return &exitError{code: exitCorralError, err: fmt.Errorf("run: %w", err)} }
-	if err := o.check(); err != nil {
+	if err := o.check(g.host()); err != nil {
 		return fail(err)
 	}
 	if os.Geteuid() != 0 {

@@ -105,6 +105,10 @@ type ServiceDetail struct {
 	LogFile string   `json:"log_file"`
 	// Exits are the most recent ends of the service's sandbox, newest last.
 	Exits []Exit `json:"exits"`
+	// Loosened names the loosenings of the hardened sandbox the service
+	// asks for by name, as the service file spells their keys
+	// (unsafe_host_mounts).
+	Loosened []string `json:"loosened,omitempty"`
 }
 
 // Event is one state change of a service.

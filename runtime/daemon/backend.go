@@ -92,10 +92,14 @@ func (d *Daemon) Status(ctx context.Context, name string) (*api.ServiceDetail, e
 	v := s.snapshot()
 	d.mu.Lock()
 	logDir := filepath.Join(d.cfg.LogDir, name)
+	var loosened []string
+	if u := d.cfg.Unit(name); u != nil {
+		loosened = u.Service.Loosenings()
+	}
 	d.mu.Unlock()
 	return &api.ServiceDetail{
 		Service: d.describe(s, v), Command: v.command, Cgroup: v.cgroup,
-		LogFile: filepath.Join(logDir, "output.log"), Exits: v.exits,
+		LogFile: filepath.Join(logDir, "output.log"), Exits: v.exits, Loosened: loosened,
 	}, nil
 }
 
@@ -178,7 +182,7 @@ func (d *Daemon) Logs(ctx context.Context, req api.LogsRequest, w io.Writer) err
 func (d *Daemon) Reload(ctx context.Context, dryRun bool) (*api.Plan, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	next, err := spec.Load(d.opts.ConfigPath)
+	next, err := spec.LoadOn(d.opts.ConfigPath, d.opts.Host)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: the running configuration is unchanged:\n%w", api.ErrInvalid, d.opts.ConfigPath, err)
 	}

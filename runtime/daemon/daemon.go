@@ -48,6 +48,9 @@ type Options struct {
 	Log        logrus.FieldLogger
 	// Version is corral's build, for the metrics.
 	Version string
+	// Host is what the service file is checked against, at start and on
+	// each reload (spec.LoadOn): corral's own paths on this host.
+	Host spec.Host
 }
 
 // Daemon supervises the services of one service file.
@@ -83,7 +86,7 @@ func (d *Daemon) daemonDir() string { return filepath.Join(d.opts.StateDir, "dae
 // (stop every service, then exit) or SIGUSR2 (exit, leaving the services
 // running for the next daemon); SIGHUP reloads the service file.
 func Run(ctx context.Context, opts Options) error {
-	cfg, err := spec.Load(opts.ConfigPath)
+	cfg, err := spec.LoadOn(opts.ConfigPath, opts.Host)
 	if err != nil {
 		return err
 	}
