@@ -294,4 +294,13 @@ func TestLoosenings(t *testing.T) {
 	if got := s.Loosenings(); !slices.Equal(got, []string{"unsafe_host_mounts"}) {
 		t.Errorf("loosenings %v, want [unsafe_host_mounts]", got)
 	}
+	s = Service{
+		Network:  NetworkHost,
+		Mounts:   []Mount{{Source: "/srv", Destination: "/srv"}, {Source: "/a", Destination: "/b", ReadOnly: true}},
+		Security: Security{CapAdd: []string{"CAP_NET_ADMIN"}, Seccomp: SeccompUnconfined, WritableRoot: true},
+	}
+	want := []string{"capabilities: CAP_NET_ADMIN", "seccomp: unconfined", "read_only: false", "network: host", "rw mount: /srv:/srv"}
+	if got := s.Loosenings(); !slices.Equal(got, want) {
+		t.Errorf("loosenings %q, want %q", got, want)
+	}
 }

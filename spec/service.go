@@ -3,7 +3,10 @@
 // nothing here makes a syscall or touches the host.
 package spec
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Network modes.
 const (
@@ -107,7 +110,25 @@ type Security struct {
 // (corral status).
 func (s *Service) Loosenings() []string {
 	var out []string
-	if s.Security.UnsafeHostMounts {
+	sec := s.Security
+	if len(sec.CapAdd) > 0 {
+		out = append(out, "capabilities: "+strings.Join(sec.CapAdd, ","))
+	}
+	if sec.Seccomp != "" && sec.Seccomp != SeccompDefault {
+		out = append(out, "seccomp: "+sec.Seccomp)
+	}
+	if sec.WritableRoot {
+		out = append(out, "read_only: false")
+	}
+	if s.EffectiveNetwork() == NetworkHost {
+		out = append(out, "network: host")
+	}
+	for _, m := range s.Mounts {
+		if !m.ReadOnly {
+			out = append(out, "rw mount: "+m.Source+":"+m.Destination)
+		}
+	}
+	if sec.UnsafeHostMounts {
 		out = append(out, "unsafe_host_mounts")
 	}
 	return out
