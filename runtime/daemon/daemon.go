@@ -30,8 +30,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/corral-dev/corral/runtime/alert"
 	"github.com/corral-dev/corral/rootfs/beneath"
+	"github.com/corral-dev/corral/runtime/alert"
 	"github.com/corral-dev/corral/runtime/api"
 	"github.com/corral-dev/corral/runtime/cgroup"
 	"github.com/corral-dev/corral/runtime/sandbox"
@@ -142,23 +142,26 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	d.alerts = alert.New(d.log, hostname())
 	defer d.alerts.Close()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- api.NewServer(d, d.log).Serve(runCtx, opts.SocketPath) }()
-
 	d.log.WithFields(logrus.Fields{"config": cfg.Path, "services": len(cfg.Units), "cgroups": host.Mode}).Info("daemon started")
 	d.resume(cfg, adopted)
 	var all []string
 	for _, u := range cfg.Units {
 		all = append(all, u.Service.Name)
 	}
+	// Every service is known before the control socket answers: a client
+	// never hears "not found" for a configured service while the daemon
+	// starts.
+	d.reloadMu.Lock() // no reload before the first start-up is done
+	plan := d.register(cfg, all)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- api.NewServer(d, d.log).Serve(runCtx, opts.SocketPath) }()
 	// Start-up runs beside the signal loop: waiting for a dependency to be
 	// healthy may take a while, and a SIGTERM meanwhile must be heard.
 	started := make(chan struct{})
 	go func() {
 		defer close(started)
-		d.reloadMu.Lock() // no reload before the first start-up is done
 		defer d.reloadMu.Unlock()
-		d.startAll(cfg, all)
+		d.startWaves(cfg, plan)
 	}()
 
 	for {
@@ -309,9 +312,18 @@ func (d *Daemon) retire(a *sandbox.Adopted) {
 	}
 }
 
-// startAll creates a goroutine for each named unit of cfg and starts them in dependency waves: a wave starts once
-// every service of the previous one has left the starting state.
+// startAll creates a goroutine for each named unit of cfg and starts them
+// in dependency waves.
 func (d *Daemon) startAll(cfg *spec.Config, names []string) {
+	d.startWaves(cfg, d.register(cfg, names))
+}
+
+// startPlan is what register decided: the services it made, and those of
+// them that stay down (stopped by the operator before).
+type startPlan struct{ want, stayDown map[string]bool }
+
+// register makes a goroutine for each named unit of cfg that has none yet.
+func (d *Daemon) register(cfg *spec.Config, names []string) startPlan {
 	want := map[string]bool{}
 	stayDown := map[string]bool{}
 	for _, u := range cfg.Units {
@@ -335,6 +347,14 @@ func (d *Daemon) startAll(cfg *spec.Config, names []string) {
 			s.setNote("waiting for " + describeDeps(s.unit.DependsOn))
 		}
 	}
+	return startPlan{want: want, stayDown: stayDown}
+}
+
+// startWaves starts the services of plan in dependency waves: a wave
+// starts once every service of the previous one has left the starting
+// state.
+func (d *Daemon) startWaves(cfg *spec.Config, plan startPlan) {
+	want, stayDown := plan.want, plan.stayDown
 	for _, wave := range spec.StartOrder(cfg) {
 		var started []*service
 		for _, name := range wave {
