@@ -24,6 +24,10 @@ var (
 	hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
 )
 
+// ValidName reports whether name is a valid service name (Validate's
+// rule): also a plain file name and a cgroup name of one component.
+func ValidName(name string) bool { return nameRE.MatchString(name) }
+
 // Validate checks a Service and returns every problem found (each a
 // *FieldError), joined; nil when the service is valid. It checks the
 // service's own consistency only; whether paths exist on this host is the

@@ -183,6 +183,9 @@ func TestValidateName(t *testing.T) {
 			if !tc.ok && !slices.Equal(got, []string{"name"}) {
 				t.Errorf("name %q: got errors in %q, want [name]", tc.name, got)
 			}
+			if ValidName(tc.name) != tc.ok {
+				t.Errorf("ValidName(%q) = %v, want %v", tc.name, !tc.ok, tc.ok)
+			}
 		})
 	}
 }
