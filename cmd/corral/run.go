@@ -198,7 +198,7 @@ func (o *runOptions) run(g *globalOptions) error {
 		return fail(err)
 	}
 	log := logrus.WithField("sandbox", o.svc.Name)
-	mgr, err := sandbox.NewManager(g.stateDir, host, logrus.StandardLogger(), sandbox.Attached)
+	mgr, err := sandbox.NewManager(g.stateDir, host, logrus.StandardLogger(), sandbox.Attached, o.cgroupParent)
 	if err != nil {
 		return fail(err)
 	}

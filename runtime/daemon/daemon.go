@@ -112,7 +112,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer os.Remove(pidFile)
-	if d.mgr, err = sandbox.NewManager(opts.StateDir, host, opts.Log, sandbox.Detached); err != nil {
+	if d.mgr, err = sandbox.NewManager(opts.StateDir, host, opts.Log, sandbox.Detached, cfg.CgroupParent); err != nil {
 		return err
 	}
 	for _, dir := range []string{d.daemonDir(), d.savedDir()} {

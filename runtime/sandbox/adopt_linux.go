@@ -34,7 +34,9 @@ type Adopted struct {
 // Destroy work as on sandboxes it made), and so are those that ended
 // meanwhile, for their exit to be reported. Sandboxes caught half-made (a
 // daemon killed during a start) never ran their command and are removed.
-// Nothing that runs a command is killed here: the caller decides.
+// Nothing that runs a command is killed here: the caller decides. A
+// sandbox whose record or state does not check out (see inspect) is set
+// aside, untouched, and its service is as if it never ran.
 func (m *Manager) Adopt() ([]*Adopted, error) {
 	if m.kind != Detached {
 		return nil, errors.New("adopt: only a detached manager adopts sandboxes")
@@ -44,6 +46,10 @@ func (m *Manager) Adopt() ([]*Adopted, error) {
 		return nil, err
 	}
 	defer unlock()
+	t, err := m.loadTrust()
+	if err != nil {
+		return nil, fmt.Errorf("adopt: %w", err)
+	}
 	names, err := m.leftNames()
 	if err != nil {
 		return nil, fmt.Errorf("adopt: %w", err)
@@ -51,7 +57,7 @@ func (m *Manager) Adopt() ([]*Adopted, error) {
 	var found []*Adopted
 	var errs []error
 	for _, name := range names {
-		a, err := m.adopt(name)
+		a, err := m.adopt(t, name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("adopt sandbox %s: %w", name, err))
 			continue
@@ -88,8 +94,9 @@ func (m *Manager) leftNames() ([]string, error) {
 }
 
 // adopt takes over one sandbox, or returns nil if it is not a detached
-// sandbox left by a dead owner, or was removed as a half-made one.
-func (m *Manager) adopt(name string) (*Adopted, error) {
+// sandbox left by a dead owner, was removed as a half-made one, or was set
+// aside.
+func (m *Manager) adopt(t *trust, name string) (*Adopted, error) {
 	log := m.log.WithField("sandbox", name)
 	rec, err := loadRecord(m.recordPath(name))
 	switch {
@@ -109,12 +116,19 @@ func (m *Manager) adopt(name string) (*Adopted, error) {
 	if !rec.Detached || rec.ownerAlive() {
 		return nil, nil
 	}
-	c, err := libcontainer.Load(m.containersDir(), name)
+	c, err := m.inspect(t, name, rec)
+	if errors.Is(err, ErrUntrusted) {
+		m.setAside(name, err)
+		return nil, nil
+	}
 	if err != nil {
+		return nil, err
+	}
+	if c == nil {
 		// Killed before libcontainer saved its state: the command never
 		// ran; whatever is in the cgroup is a half-started init.
 		log.Info("removing a sandbox whose start was interrupted")
-		return nil, m.destroyLeftover(rec)
+		return nil, m.removeLeftover(t, rec, nil)
 	}
 	status, err := c.Status()
 	if err != nil {
@@ -124,7 +138,7 @@ func (m *Manager) adopt(name string) (*Adopted, error) {
 		// Its init waits for the go that a killed daemon never gave: the
 		// command was never executed.
 		log.Info("removing a sandbox whose start was interrupted")
-		return nil, m.destroyLeftover(rec)
+		return nil, m.removeLeftover(t, rec, c)
 	}
 	rec.OwnerPID, rec.OwnerStart = m.self, m.selfAt
 	if err := rec.save(m.recordPath(name)); err != nil {
@@ -215,11 +229,11 @@ func (m *Manager) interrupted(sb *Sandbox) error {
 // libcontainer's state. Its Service is unknown.
 func (m *Manager) rebuildRecord(name string) *record {
 	rec := &record{Name: name}
-	c, err := libcontainer.Load(m.containersDir(), name)
+	state, err := m.readState(name)
 	if err != nil {
 		return rec
 	}
-	cfg := c.Config()
+	cfg := state.Config
 	rec.Detached = slices.Contains(cfg.Labels, detachedLabel)
 	for _, l := range cfg.Labels {
 		if v, ok := strings.CutPrefix(l, createdCgroupsLabel); ok && v != "" {
@@ -232,10 +246,7 @@ func (m *Manager) rebuildRecord(name string) *record {
 	if root := filepath.Join(m.rootsDir(), name); cfg.Rootfs == root {
 		rec.RootDir = root
 	}
-	if state, err := c.State(); err == nil {
-		rec.Created = state.Created
-		rec.Started = state.Created
-	}
+	rec.Created, rec.Started = state.Created, state.Created
 	return rec
 }
 

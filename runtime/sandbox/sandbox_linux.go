@@ -37,6 +37,7 @@ import (
 	"github.com/corral-dev/corral/isolation"
 	"github.com/corral-dev/corral/isolation/filter"
 	"github.com/corral-dev/corral/rootfs"
+	"github.com/corral-dev/corral/rootfs/beneath"
 	"github.com/corral-dev/corral/runtime/cgroup"
 	"github.com/corral-dev/corral/runtime/pid1"
 	"github.com/corral-dev/corral/runtime/store"
@@ -94,6 +95,9 @@ type Manager struct {
 	// make it.
 	mu      sync.Mutex
 	parents map[string]int
+	// trusted are cgroup parents that the caller makes sandboxes under,
+	// trusted beside those recorded in the state dir (see loadTrust).
+	trusted []string
 }
 
 // Layout of the state dir.
@@ -108,8 +112,12 @@ func (m *Manager) statusPath(n string) string {
 }
 
 // NewManager prepares stateDir (mode 0700) and sweeps what killed corral
-// processes left in it.
-func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger, kind Kind) (*Manager, error) {
+// processes left in it. Sandboxes found there are trusted only under the
+// cgroup parents that the state dir records its sandboxes were made under
+// (Create records each new one) and under parents: the caller's own, such
+// as the daemon's configured one (a state dir of a corral that did not
+// record its parents has them from there).
+func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger, kind Kind, parents ...string) (*Manager, error) {
 	abs, err := filepath.Abs(stateDir)
 	if err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", stateDir, err)
@@ -127,9 +135,21 @@ func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger, kind K
 		filters: &filter.Cache{Dir: filepath.Join(abs, "seccomp")},
 		parents: map[string]int{},
 	}
+	for _, p := range parents {
+		if err := spec.CheckCgroupParent(p); err != nil {
+			return nil, fmt.Errorf("cgroup parent: %w", err)
+		}
+		m.trusted = append(m.trusted, p)
+	}
 	for _, d := range []string{m.stateDir, m.recordsDir(), m.rootsDir(), m.containersDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("make state dir: %w", err)
+		}
+		// What is removed below them is checked to be theirs by path: the
+		// directories themselves must be the state dir's own (the state
+		// dir is the caller's to choose).
+		if fi, err := os.Lstat(d); d != m.stateDir && (err != nil || !fi.IsDir()) {
+			return nil, fmt.Errorf("state dir: %s is not a directory", d)
 		}
 	}
 	if err := checkWritable(m.recordsDir()); err != nil {
@@ -302,15 +322,28 @@ func (m *Manager) reserve(svc *spec.Service, cgroupPath string) (*Sandbox, error
 		return nil, err
 	}
 	defer unlock()
+	// The parent is recorded before anything is made under it: what a
+	// killed corral leaves there is then recognized as its own.
+	if err := m.recordParent(filepath.Dir(cgroupPath)); err != nil {
+		return nil, err
+	}
+	t, err := m.loadTrust()
+	if err != nil {
+		return nil, err
+	}
 	if old, err := loadRecord(m.recordPath(name)); err == nil {
-		switch {
-		case old.ownerAlive():
-			return nil, fmt.Errorf("%w: sandbox %q is already running (corral pid %d)", ErrNameInUse, name, old.OwnerPID)
-		case old.Detached:
-			return nil, fmt.Errorf("%w: sandbox %q belongs to a corral daemon that is not running; start the daemon on this state dir to adopt it", ErrNameInUse, name)
-		}
-		if err := m.destroyLeftover(old); err != nil {
-			return nil, err
+		if err := t.checkRecord(old, name); err != nil {
+			m.setAside(name, err)
+		} else {
+			switch {
+			case old.ownerAlive():
+				return nil, fmt.Errorf("%w: sandbox %q is already running (corral pid %d)", ErrNameInUse, name, old.OwnerPID)
+			case old.Detached:
+				return nil, fmt.Errorf("%w: sandbox %q belongs to a corral daemon that is not running; start the daemon on this state dir to adopt it", ErrNameInUse, name)
+			}
+			if err := m.destroyLeftover(t, name, old); err != nil {
+				return nil, err
+			}
 		}
 	}
 	claims := m.claimParents(filepath.Dir(cgroupPath))
@@ -737,6 +770,10 @@ func (m *Manager) Sweep() error {
 		return err
 	}
 	defer unlock()
+	t, err := m.loadTrust()
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
 	// Half-written records of killed corral processes.
 	if _, err := store.SweepTemp(m.recordsDir()); err != nil {
 		m.log.WithError(err).Warn("sweep")
@@ -758,44 +795,63 @@ func (m *Manager) Sweep() error {
 			m.log.WithError(err).Warn("unreadable sandbox record; recovering it from what runs")
 			rec = m.rebuildRecord(name)
 		}
+		if err := t.checkRecord(rec, name); err != nil {
+			m.setAside(name, err)
+			continue
+		}
 		// A detached sandbox waits for a daemon to adopt it, whoever
 		// sweeps: its exit status is the daemon's to report.
 		if rec.ownerAlive() || rec.Detached {
 			live[rec.Name] = true
 			continue
 		}
-		if err := m.destroyLeftover(rec); err != nil {
+		if err := m.destroyLeftover(t, name, rec); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	// State without a record: made by a corral killed mid-way through
 	// Destroy, after the record's removal was reordered, or by hand.
-	errs = append(errs, m.sweepOrphanDirs(live)...)
+	errs = append(errs, m.sweepOrphanDirs(t, live)...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sweep leftovers: %w", err)
 	}
 	return nil
 }
 
-// destroyLeftover removes a sandbox whose owner is gone, killing it first
-// if it still runs.
-func (m *Manager) destroyLeftover(rec *record) error {
+// destroyLeftover removes the sandbox name, whose owner is gone, killing
+// it first if it still runs; or, if its record or state names what is not
+// one of this state dir's sandboxes, sets them aside untouched.
+func (m *Manager) destroyLeftover(t *trust, name string, rec *record) error {
+	c, err := m.inspect(t, name, rec)
+	if errors.Is(err, ErrUntrusted) {
+		m.setAside(name, err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %w", name, err)
+	}
+	return m.removeLeftover(t, rec, c)
+}
+
+// removeLeftover removes a sandbox that inspect passed, with c its
+// libcontainer state (nil: none).
+func (m *Manager) removeLeftover(t *trust, rec *record, c *libcontainer.Container) error {
 	log := m.log.WithField("sandbox", rec.Name)
 	var errs []error
-	if c, err := libcontainer.Load(m.containersDir(), rec.Name); err == nil {
+	if c != nil {
 		if status, _ := c.Status(); status != libcontainer.Stopped {
 			log.WithField("owner_pid", rec.OwnerPID).Warn("killing sandbox left running by a corral process that is gone")
 		}
 		if err := destroyContainer(c, nil); err != nil {
 			errs = append(errs, err)
 		}
-	} else if err := os.RemoveAll(filepath.Join(m.containersDir(), rec.Name)); err != nil {
+	} else if err := m.removeContainerDir(rec.Name); err != nil {
 		// Created but never started: libcontainer made its directory and
 		// saves no state in it until the start.
 		errs = append(errs, err)
 	}
 	if rec.CgroupPath != "" {
-		if err := m.killCgroup(rec.CgroupPath); err != nil {
+		if err := m.killCgroup(t, rec.CgroupPath); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -816,10 +872,25 @@ func (m *Manager) destroyLeftover(rec *record) error {
 	return nil
 }
 
+// removeContainerDir removes the libcontainer dir of the sandbox name,
+// never through a symlink.
+func (m *Manager) removeContainerDir(name string) error {
+	dir, err := beneath.OpenRoot(m.containersDir())
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.RemoveAll(name)
+}
+
 // killCgroup SIGKILLs the processes left in a cgroup that corral's record
 // says it made (a corral killed between creating the cgroup and writing
-// libcontainer's state), and waits for it to empty.
-func (m *Manager) killCgroup(path string) error {
+// libcontainer's state), and waits for it to empty. It kills only in a
+// sandbox's cgroup under the state dir's cgroup parents.
+func (m *Manager) killCgroup(t *trust, path string) error {
+	if err := t.checkCgroup(path); err != nil {
+		return err
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		pids, err := m.cgroups.Procs(path)
@@ -841,22 +912,32 @@ func (m *Manager) killCgroup(path string) error {
 
 // sweepOrphanDirs removes libcontainer state and built-in roots that have
 // no record and belong to no live sandbox.
-func (m *Manager) sweepOrphanDirs(live map[string]bool) []error {
+func (m *Manager) sweepOrphanDirs(t *trust, live map[string]bool) []error {
 	var errs []error
 	if entries, err := os.ReadDir(m.containersDir()); err == nil {
 		for _, e := range entries {
-			if live[e.Name()] {
+			name := e.Name()
+			if live[name] {
 				continue
 			}
-			if c, err := libcontainer.Load(m.containersDir(), e.Name()); err == nil {
-				if slices.Contains(c.Config().Labels, detachedLabel) {
-					continue // a daemon's, its record lost: Adopt rebuilds it
-				}
+			rec := m.rebuildRecord(name)
+			if rec.Detached {
+				continue // a daemon's, its record lost: Adopt rebuilds it
+			}
+			c, err := m.inspect(t, name, rec)
+			switch {
+			case errors.Is(err, ErrUntrusted):
+				m.setAside(name, err)
+			case err != nil:
+				errs = append(errs, fmt.Errorf("sandbox %s: %w", name, err))
+			case c != nil:
 				if err := destroyContainer(c, nil); err != nil {
-					errs = append(errs, fmt.Errorf("sandbox %s: %w", e.Name(), err))
+					errs = append(errs, fmt.Errorf("sandbox %s: %w", name, err))
 				}
-			} else if err := os.RemoveAll(filepath.Join(m.containersDir(), e.Name())); err != nil {
-				errs = append(errs, err)
+			default:
+				if err := m.removeContainerDir(name); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 	}
