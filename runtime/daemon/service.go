@@ -390,7 +390,6 @@ func (s *service) update(c command, timerC <-chan time.Time) <-chan time.Time {
 // publish updates the view and emits an event on a change of state.
 func (s *service) publish(before supervisor.Record, ev supervisor.Event) {
 	s.mu.Lock()
-	s.view.rec = s.rec
 	pid := s.view.pid
 	var last *api.Exit
 	if n := len(s.view.exits); n > 0 && ev.Kind == supervisor.EvExited {
@@ -407,6 +406,11 @@ func (s *service) publish(before supervisor.Record, ev supervisor.Event) {
 		saved.Desired = s.saved.Desired
 	}
 	s.save(saved)
+	// Shown only once saved: what a client saw is what a daemon killed
+	// now leaves for the next one.
+	s.mu.Lock()
+	s.view.rec = s.rec
+	s.mu.Unlock()
 	if before.State == s.rec.State && before.Message == s.rec.Message {
 		return
 	}
