@@ -45,6 +45,10 @@ type service struct {
 	keepIntent bool
 	// saved is what was last written to the state dir (see save).
 	saved savedService
+	// pid and cgroup are the current sandbox's; the view shows them with
+	// the state they go with, at the next publish.
+	pid    int
+	cgroup string
 	// Health checks of the current sandbox: their verdicts so far, how to
 	// stop them, and where their results arrive.
 	tracker    *health.Tracker
@@ -131,10 +135,8 @@ func evUnhealthy(why string) supervisor.Event {
 func (s *service) adopt(sb *sandbox.Sandbox) {
 	s.sb = sb
 	s.watch(sb)
-	pid, _ := sb.Pid()
-	s.mu.Lock()
-	s.view.pid, s.view.cgroup = pid, sb.CgroupPath()
-	s.mu.Unlock()
+	s.pid, _ = sb.Pid()
+	s.cgroup = sb.CgroupPath()
 	s.listenNotify(sb)
 	s.startChecks(sb)
 }
@@ -342,8 +344,8 @@ func (s *service) reap(r exitReport) supervisor.Event {
 		OOMKills: r.exit.Stats.OOMKills, PidsLimitHits: r.exit.Stats.PidsLimitHits,
 		Reason: reason, Ran: ran, Kind: kind, LastLines: s.lastLines(s.rec.StartedAt.Add(-time.Second)),
 	}
+	s.pid = 0
 	s.mu.Lock()
-	s.view.pid = 0
 	s.view.oomKills += r.exit.Stats.OOMKills
 	if r.exit.Stats.OOMGroupKills > 0 && r.exit.Stats.OOMKills == 0 {
 		s.view.oomKills++
@@ -390,7 +392,7 @@ func (s *service) update(c command, timerC <-chan time.Time) <-chan time.Time {
 // publish updates the view and emits an event on a change of state.
 func (s *service) publish(before supervisor.Record, ev supervisor.Event) {
 	s.mu.Lock()
-	pid := s.view.pid
+	pid := s.pid
 	var last *api.Exit
 	if n := len(s.view.exits); n > 0 && ev.Kind == supervisor.EvExited {
 		e := s.view.exits[n-1]
@@ -407,9 +409,14 @@ func (s *service) publish(before supervisor.Record, ev supervisor.Event) {
 	}
 	s.save(saved)
 	// Shown only once saved: what a client saw is what a daemon killed
-	// now leaves for the next one.
+	// now leaves for the next one. The sandbox's PID goes with the state
+	// it belongs to.
 	s.mu.Lock()
 	s.view.rec = s.rec
+	s.view.pid = s.pid
+	if s.cgroup != "" {
+		s.view.cgroup = s.cgroup
+	}
 	s.mu.Unlock()
 	if before.State == s.rec.State && before.Message == s.rec.Message {
 		return
