@@ -230,7 +230,7 @@ func (d *Daemon) resume(cfg *spec.Config, adopted []*sandbox.Adopted) {
 		rec := supervisor.Resume(saved.Saved, a.Started(), u.Readiness())
 		s := newService(d, u, rec, saved)
 		s.adopt(a.Sandbox)
-		log := s.log.WithField("pid", s.pid)
+		log := s.log.WithField("pid", s.view.pid)
 		if a.Running {
 			log.WithField("since", a.Started().Format(time.RFC3339)).Info("adopted running sandbox")
 		} else {

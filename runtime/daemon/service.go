@@ -45,10 +45,6 @@ type service struct {
 	keepIntent bool
 	// saved is what was last written to the state dir (see save).
 	saved savedService
-	// pid and cgroup are the current sandbox's; the view shows them with
-	// the state they go with, at the next publish.
-	pid    int
-	cgroup string
 	// Health checks of the current sandbox: their verdicts so far, how to
 	// stop them, and where their results arrive.
 	tracker    *health.Tracker
@@ -57,8 +53,11 @@ type service struct {
 	// Messages from the sd_notify socket of the sandbox (notify.go).
 	notes chan notification
 
-	mu   sync.Mutex // guards view
-	view view
+	mu sync.Mutex // guards view and shown
+	// view is the service as run changes it; shown is what readers see:
+	// view as of the last publish (once saved), with the fields that
+	// other goroutines set (health, notify status, note, done) live.
+	view, shown view
 }
 
 // view is what readers see of a service, updated by run after each step.
@@ -120,6 +119,9 @@ func newService(d *Daemon, u *spec.Unit, rec supervisor.Record, saved savedServi
 	if s.view.restarts == nil {
 		s.view.restarts = map[string]uint64{}
 	}
+	s.shown = s.view
+	s.shown.exits = append([]api.Exit(nil), s.view.exits...)
+	s.shown.restarts = maps.Clone(s.view.restarts)
 	return s
 }
 
@@ -135,8 +137,10 @@ func evUnhealthy(why string) supervisor.Event {
 func (s *service) adopt(sb *sandbox.Sandbox) {
 	s.sb = sb
 	s.watch(sb)
-	s.pid, _ = sb.Pid()
-	s.cgroup = sb.CgroupPath()
+	pid, _ := sb.Pid()
+	s.mu.Lock()
+	s.view.pid, s.view.cgroup = pid, sb.CgroupPath()
+	s.mu.Unlock()
 	s.listenNotify(sb)
 	s.startChecks(sb)
 }
@@ -163,7 +167,9 @@ func (s *service) send(ctx context.Context, c command) error {
 func (s *service) snapshot() view {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v := s.view
+	v := s.shown
+	v.health, v.healthDetail, v.notifyStatus = s.view.health, s.view.healthDetail, s.view.notifyStatus
+	v.note, v.done = s.view.note, s.view.done
 	v.exits = append([]api.Exit(nil), v.exits...)
 	v.restarts = maps.Clone(v.restarts)
 	return v
@@ -344,8 +350,8 @@ func (s *service) reap(r exitReport) supervisor.Event {
 		OOMKills: r.exit.Stats.OOMKills, PidsLimitHits: r.exit.Stats.PidsLimitHits,
 		Reason: reason, Ran: ran, Kind: kind, LastLines: s.lastLines(s.rec.StartedAt.Add(-time.Second)),
 	}
-	s.pid = 0
 	s.mu.Lock()
+	s.view.pid = 0
 	s.view.oomKills += r.exit.Stats.OOMKills
 	if r.exit.Stats.OOMGroupKills > 0 && r.exit.Stats.OOMKills == 0 {
 		s.view.oomKills++
@@ -392,7 +398,7 @@ func (s *service) update(c command, timerC <-chan time.Time) <-chan time.Time {
 // publish updates the view and emits an event on a change of state.
 func (s *service) publish(before supervisor.Record, ev supervisor.Event) {
 	s.mu.Lock()
-	pid := s.pid
+	pid := s.view.pid
 	var last *api.Exit
 	if n := len(s.view.exits); n > 0 && ev.Kind == supervisor.EvExited {
 		e := s.view.exits[n-1]
@@ -408,15 +414,14 @@ func (s *service) publish(before supervisor.Record, ev supervisor.Event) {
 		saved.Desired = s.saved.Desired
 	}
 	s.save(saved)
-	// Shown only once saved: what a client saw is what a daemon killed
-	// now leaves for the next one. The sandbox's PID goes with the state
-	// it belongs to.
+	// Shown only once saved, and all at once: what a client saw is what a
+	// daemon killed now leaves for the next one, and an exit is never
+	// shown beside the state and PID of the sandbox before it.
 	s.mu.Lock()
 	s.view.rec = s.rec
-	s.view.pid = s.pid
-	if s.cgroup != "" {
-		s.view.cgroup = s.cgroup
-	}
+	s.shown = s.view
+	s.shown.exits = append([]api.Exit(nil), s.view.exits...)
+	s.shown.restarts = maps.Clone(s.view.restarts)
 	s.mu.Unlock()
 	if before.State == s.rec.State && before.Message == s.rec.Message {
 		return
