@@ -58,10 +58,17 @@ down:
 	else echo "no corral daemon running on $(STATE_DIR)"; fi
 
 # The whole suite: unit tests, then real sandboxes driven through the
-# binary, on this host and then on a pure cgroup v2 kernel in a VM.
+# binary, on this host (a line per test as it goes) and then on a pure
+# cgroup v2 kernel in a VM. Both parts run whatever the first gave, and
+# the last line says how each went.
 test: build
-	CORRAL_BIN=$(CURDIR)/$(BIN) $(GO) test -tags '$(TAGS)' -count=1 ./...
-	$(MAKE) --no-print-directory test-cgroup2
+	@host=0; vm=0; \
+	$(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /integration) || host=1; \
+	CORRAL_BIN=$(CURDIR)/$(BIN) $(GO) test -tags '$(TAGS)' -count=1 -v ./integration/ || host=1; \
+	$(MAKE) --no-print-directory test-cgroup2 || vm=1; \
+	word() { [ $$1 = 0 ] && echo passed || echo FAILED; }; \
+	echo "make test: host part $$(word $$host), cgroup v2 VM part $$(word $$vm)"; \
+	[ $$host = 0 ] && [ $$vm = 0 ]
 
 unit:
 	$(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v /integration)
@@ -73,7 +80,7 @@ integration: build
 # under qemu (software emulation, no /dev/kvm needed), booted from an
 # initramfs holding busybox, bin/corral and the test binary. Installs
 # qemu-system-x86 with apt if missing and keeps the kernel in .cache/.
-# Root; about a minute. See integration/cgroup2vm/run.sh.
+# Root; about two minutes. See integration/cgroup2vm/run.sh.
 test-cgroup2: build
 	GO='$(GO)' TAGS='$(TAGS)' LDFLAGS='$(LDFLAGS)' CORRAL_BIN=$(CURDIR)/$(BIN) integration/cgroup2vm/run.sh
 
