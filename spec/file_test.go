@@ -137,6 +137,7 @@ func TestParseFull(t *testing.T) {
 		DependsOn: []Dependency{{Name: "db", Condition: DependStarted}},
 	}
 	cache.Service.Resources.CPUs = 2
+	cache.Service.Notify = true
 
 	bare := &Unit{Service: service("bare", "/bin/true"), Restart: defRestart, Stop: defStop, Logs: defLogs}
 
@@ -262,7 +263,7 @@ func TestParseForms(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text := "services:\n  a:\n    command: [x]\n" + indent(tc.yaml, "    ") +
-				"  b: {command: [x]}\n  c: {command: [x]}\n  d: {command: [x]}\n"
+				"  b: {command: [x]}\n  c: {command: [x]}\n  d: {command: [x], notify: true}\n"
 			tc.check(t, mustParse(t, text).Unit("a"))
 		})
 	}
@@ -696,6 +697,25 @@ func TestParseHealthErrors(t *testing.T) {
 	_, err := Parse("corral.yaml", []byte("daemon:\n  metrics: {listen: localhost:9101}\nservices:\n  a:\n    command: [/bin/true]\n"))
 	if err == nil || !strings.Contains(err.Error(), "daemon.metrics.listen:") || !strings.Contains(err.Error(), "IP address") {
 		t.Errorf("metrics listen on a name: %v", err)
+	}
+}
+
+// TestOneErrorPerMistake: a bad health port is one error (not also
+// "missing"); condition healthy on a service that can never say it is
+// ready is refused where it is written.
+func TestOneErrorPerMistake(t *testing.T) {
+	_, err := Parse("corral.yaml", []byte("services:\n  a:\n    command: [/bin/true]\n    health: {http: {port: 99999}}\n"))
+	if err == nil || strings.Count(err.Error(), "\n") != 0 || !strings.Contains(err.Error(), "99999 is not a port") {
+		t.Errorf("port 99999: %v; want one error saying it is not a port", err)
+	}
+	_, err = Parse("corral.yaml", []byte("services:\n  db:\n    command: [/bin/true]\n  app:\n    command: [/bin/true]\n    depends_on: [{service: db, condition: healthy}]\n"))
+	if err == nil || !strings.Contains(err.Error(), "corral.yaml:6:") || !strings.Contains(err.Error(), "db has no health check and no notify") {
+		t.Errorf("healthy on a service without a check: %v", err)
+	}
+	for _, ok := range []string{"health: {tcp: {port: 5432}}", "notify: true"} {
+		if _, err := Parse("corral.yaml", []byte("services:\n  db:\n    command: [/bin/true]\n    "+ok+"\n  app:\n    command: [/bin/true]\n    depends_on: [{service: db, condition: healthy}]\n")); err != nil {
+			t.Errorf("healthy on a service with %s: %v", ok, err)
+		}
 	}
 }
 

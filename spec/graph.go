@@ -10,9 +10,11 @@ import (
 // without a cycle. A cycle is reported at the entry that closes it.
 func (d *decoder) dependencies(units []*Unit, refs map[string][]dependRef) {
 	known := map[string]bool{}
+	ready := map[string]bool{} // has a way to say it is ready
 	var names []string
 	for _, u := range units {
 		known[u.Service.Name] = true
+		ready[u.Service.Name] = u.Readiness()
 		names = append(names, u.Service.Name)
 	}
 	// edges keeps the good entries, for the cycle search.
@@ -32,6 +34,9 @@ func (d *decoder) dependencies(units []*Unit, refs map[string][]dependRef) {
 				d.errorf(r.node, r.field, "unknown service %q%s", r.Name, hint)
 			case seen[r.Name]:
 				d.errorf(r.node, r.field, "%s is listed twice", r.Name)
+			case r.Condition == DependHealthy && !ready[r.Name]:
+				// It would be taken as ready at once: say so now.
+				d.errorf(r.node, r.field, "condition healthy, but %s has no health check and no notify: give it one, or use condition started", r.Name)
 			default:
 				seen[r.Name] = true
 				edges[name] = append(edges[name], r)

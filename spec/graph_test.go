@@ -35,7 +35,7 @@ func TestParseCycles(t *testing.T) {
 		{"two cycles", `services:
   a: {command: [x], depends_on: [b]}
   b: {command: [x], depends_on: [a]}
-  c: {command: [x], depends_on: [d]}
+  c: {command: [x], depends_on: [d], notify: true}
   d: {command: [x], depends_on: [{service: c, condition: healthy}]}
 `, []wantError{
 			{3, 34, "services.b.depends_on[0]", "dependency cycle: a -> b -> a"},

@@ -159,10 +159,11 @@ func (d *decoder) health(n *yaml.Node, field string) *Health {
 		case "http":
 			kinds = append(kinds, HealthHTTP)
 			h.Kind = HealthHTTP
+			portGiven := false
 			d.object(v, field, httpKeys, func(key string, v *yaml.Node, field string) {
 				switch key {
 				case "port":
-					h.Port = d.port(v, field)
+					h.Port, portGiven = d.port(v, field), true
 				case "path":
 					if p, ok := d.str(v, field); ok {
 						if u, err := url.Parse(p); err != nil || !strings.HasPrefix(p, "/") || u.Host != "" {
@@ -175,16 +176,17 @@ func (d *decoder) health(n *yaml.Node, field string) *Health {
 					d.statusRange(v, field, &h)
 				}
 			})
-			if h.Port == 0 {
+			if !portGiven { // a bad port was reported as such
 				d.errorf(resolve(v), join(field, "port"), "missing: the port the service listens on")
 			}
 		case "tcp":
 			kinds = append(kinds, HealthTCP)
 			h.Kind = HealthTCP
+			portGiven := false
 			d.object(v, field, tcpKeys, func(key string, v *yaml.Node, field string) {
-				h.Port = d.port(v, field)
+				h.Port, portGiven = d.port(v, field), true
 			})
-			if h.Port == 0 {
+			if !portGiven {
 				d.errorf(resolve(v), join(field, "port"), "missing: the port the service listens on")
 			}
 		case "interval":
