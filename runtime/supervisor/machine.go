@@ -192,10 +192,10 @@ func operatorStart(rec Record, restart bool, p Policy, now time.Time) (Record, [
 	case Stopped, Failed, "":
 		// The operator asked: start with a clean slate.
 		rec.Attempt, rec.Failures, rec.RecentFailures = 0, 0, nil
-		return startNow(rec)
+		return startNow(rec, false)
 	case Backoff, CrashLoop:
 		rec.NextAttempt = time.Time{}
-		rec, acts := startNow(rec)
+		rec, acts := startNow(rec, false)
 		return rec, append([]Action{{Kind: ActStopTimer}}, acts...)
 	case Running:
 		if restart {
@@ -258,8 +258,11 @@ func beginStop(rec Record, p Policy, msg string) (Record, []Action) {
 	}
 }
 
-func startNow(rec Record) (Record, []Action) {
-	if rec.everStarted {
+// startNow starts a sandbox. counted: a restart that the restart policy
+// (or a failed health check) made, which Restarts counts; the operator's
+// starts and restarts are not (as docker's RestartCount).
+func startNow(rec Record, counted bool) (Record, []Action) {
+	if counted && rec.everStarted {
 		rec.Restarts++
 	}
 	rec.everStarted = true
@@ -271,7 +274,7 @@ func timer(rec Record, p Policy, now time.Time) (Record, []Action) {
 	switch rec.State {
 	case Backoff, CrashLoop:
 		rec.NextAttempt = time.Time{}
-		return startNow(rec)
+		return startNow(rec, true)
 	case Stopping:
 		rec.killed = true
 		rec.Message = fmt.Sprintf("killing every process: still running %s after %s", p.Stop.Timeout, signalName(p.Stop.Signal))
@@ -298,8 +301,8 @@ func ended(rec Record, ev Event, p Policy, now time.Time, rnd func() float64) (R
 		if rec.killed {
 			how = fmt.Sprintf("killed after the stop timeout (%s)", p.Stop.Timeout)
 		}
-		if rec.Desired == Up {
-			rec, acts := startNow(rec)
+		if rec.Desired == Up { // the operator's restart
+			rec, acts := startNow(rec, false)
 			return rec, append([]Action{{Kind: ActStopTimer}}, acts...)
 		}
 		rec.State, rec.Message = Stopped, how
@@ -310,8 +313,9 @@ func ended(rec Record, ev Event, p Policy, now time.Time, rnd func() float64) (R
 	}
 	if ev.Permanent {
 		// The command could not even be executed (reported by the
-		// sandbox's init after it started): retrying cannot help.
-		rec.State, rec.Message = Failed, "failed to start: "+ev.Reason
+		// sandbox's init after it started): retrying cannot help. The
+		// exit's reason already says it failed to start.
+		rec.State, rec.Message = Failed, ev.Reason
 		return rec, nil
 	}
 	ran := now.Sub(rec.StartedAt)
@@ -328,7 +332,7 @@ func ended(rec Record, ev Event, p Policy, now time.Time, rnd func() float64) (R
 		return rec, nil
 	case d.Delay == 0 && !d.CrashLoop:
 		// Driven by the exit itself: no timer, no poll.
-		rec, acts := startNow(rec)
+		rec, acts := startNow(rec, true)
 		rec.Message = ev.Reason + "; restarted"
 		return rec, acts
 	}

@@ -124,8 +124,34 @@ func TestOperatorRestartStartsAgainWithoutBackoff(t *testing.T) {
 	rec := Record{State: Running, Desired: Up, StartedAt: t0, everStarted: true}
 	rec, _ = Step(rec, Event{Kind: EvRestart}, testPolicy(), t0, noJitter)
 	rec, acts := Step(rec, Event{Kind: EvExited, Reason: "killed by signal 15 (SIGTERM)", Failed: true}, testPolicy(), t0, noJitter)
-	if rec.State != Starting || !reflect.DeepEqual(kinds(acts), []ActionKind{ActStopTimer, ActStart}) || rec.Restarts != 1 || rec.Failures != 0 {
+	// The operator's restart is not the policy's: Restarts stays 0.
+	if rec.State != Starting || !reflect.DeepEqual(kinds(acts), []ActionKind{ActStopTimer, ActStart}) || rec.Restarts != 0 || rec.Failures != 0 {
 		t.Fatalf("restart: %+v %v", rec, kinds(acts))
+	}
+}
+
+// TestOperatorStartsAreNotRestarts: Restarts counts what the restart
+// policy did, not the operator's start after a stop or during a backoff.
+func TestOperatorStartsAreNotRestarts(t *testing.T) {
+	p := testPolicy() // on-failure
+	rec := Record{State: Running, Desired: Up, StartedAt: t0, everStarted: true}
+	rec, _ = Step(rec, Event{Kind: EvExited, Failed: true, Reason: "exited with code 1"}, p, t0.Add(time.Second), noJitter)
+	rec, _ = Step(rec, Event{Kind: EvTimer}, p, t0.Add(2*time.Second), noJitter)
+	if rec.State != Starting || rec.Restarts != 1 {
+		t.Fatalf("policy restart: %+v, want starting with 1 restart", rec)
+	}
+	rec, _ = Step(rec, Event{Kind: EvStarted}, p, t0.Add(2*time.Second), noJitter)
+	rec, _ = Step(rec, Event{Kind: EvStop}, p, t0.Add(3*time.Second), noJitter)
+	rec, _ = Step(rec, Event{Kind: EvExited, Reason: "killed by signal 15 (SIGTERM)"}, p, t0.Add(3*time.Second), noJitter)
+	rec, _ = Step(rec, Event{Kind: EvStart}, p, t0.Add(4*time.Second), noJitter)
+	if rec.State != Starting || rec.Restarts != 1 {
+		t.Fatalf("operator start: %+v, want starting, restarts still 1", rec)
+	}
+	rec, _ = Step(rec, Event{Kind: EvStarted}, p, t0.Add(4*time.Second), noJitter)
+	rec, _ = Step(rec, Event{Kind: EvExited, Failed: true, Reason: "exited with code 1"}, p, t0.Add(5*time.Second), noJitter)
+	rec, _ = Step(rec, Event{Kind: EvStart}, p, t0.Add(5*time.Second), noJitter) // during the backoff
+	if rec.State != Starting || rec.Restarts != 1 {
+		t.Fatalf("operator start in backoff: %+v, want starting, restarts still 1", rec)
 	}
 }
 
@@ -290,9 +316,12 @@ func TestCommandNotFoundAfterStartFailsWithoutRestart(t *testing.T) {
 	p := testPolicy()
 	p.Restart.Mode = spec.RestartAlways
 	rec := Record{State: Running, Desired: Up, StartedAt: t0}
-	rec, acts := Step(rec, Event{Kind: EvExited, Failed: true, Permanent: true, Reason: `command "/nope" not found`}, p, t0, noJitter)
-	if rec.State != Failed || len(acts) != 0 || !strings.HasPrefix(rec.Message, "failed to start: ") {
-		t.Fatalf("got %s %q %v, want failed at once", rec.State, rec.Message, acts)
+	// The exit's reason (the sandbox's) already says it failed to start:
+	// the message does not say it twice.
+	reason := `failed to start: command "/nope" not found`
+	rec, acts := Step(rec, Event{Kind: EvExited, Failed: true, Permanent: true, Reason: reason}, p, t0, noJitter)
+	if rec.State != Failed || len(acts) != 0 || rec.Message != reason {
+		t.Fatalf("got %s %q %v, want failed at once with %q", rec.State, rec.Message, acts, reason)
 	}
 }
 
