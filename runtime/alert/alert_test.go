@@ -451,6 +451,30 @@ func TestExecHook(t *testing.T) {
 		}
 	})
 
+	t.Run("one alert per line", func(t *testing.T) {
+		d, _ := newDispatcher(t)
+		file := filepath.Join(t.TempDir(), "alerts.json")
+		s := settings("")
+		s.Exec = []string{"/usr/bin/tee", "-a", file}
+		d.Observe(problem(s, spec.AlertFailed, time.Time{}))
+		d.Observe(problem(s, spec.AlertOOM, time.Time{}))
+		waitFor(t, "two deliveries", func() bool { return d.Counts().Sent == 2 })
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+		if len(lines) != 2 || !strings.HasSuffix(string(b), "\n") {
+			t.Fatalf("the file holds %d lines, want 2 JSON lines:\n%s", len(lines), b)
+		}
+		for _, l := range lines {
+			var a Alert
+			if err := json.Unmarshal([]byte(l), &a); err != nil {
+				t.Errorf("line %q: %v", l, err)
+			}
+		}
+	})
+
 	t.Run("killed on timeout", func(t *testing.T) {
 		d, _ := newDispatcher(t)
 		pidFile := filepath.Join(t.TempDir(), "pid")

@@ -223,12 +223,14 @@ func (c *webhookClient) post(ctx context.Context, rawURL string, body []byte) er
 
 func (c *webhookClient) closeIdle() { c.http.CloseIdleConnections() }
 
-// runHook runs argv (no shell) with body on its stdin and
-// CORRAL_ALERT_KIND and CORRAL_ALERT_SERVICE in its environment; exit
-// status 0 is success. When ctx ends, the hook's process group is killed.
+// runHook runs argv (no shell) with body on its stdin, as one line
+// (NDJSON: a hook that appends its stdin to a file keeps one alert per
+// line), and CORRAL_ALERT_KIND and CORRAL_ALERT_SERVICE in its
+// environment; exit status 0 is success. When ctx ends, the hook's process
+// group is killed.
 func runHook(ctx context.Context, argv []string, a Alert, body []byte) error {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Stdin = bytes.NewReader(body)
+	cmd.Stdin = io.MultiReader(bytes.NewReader(body), strings.NewReader("\n"))
 	cmd.Env = append(os.Environ(), "CORRAL_ALERT_KIND="+a.Kind, "CORRAL_ALERT_SERVICE="+a.Service)
 	out := &capped{max: maxErrorOutput}
 	cmd.Stdout, cmd.Stderr = out, out
