@@ -21,9 +21,14 @@ BENCH_DEPS := runc crun supervisor s6
 
 all: build
 
+# apt only when a package is missing: `make up` stays quick and offline
+# once the machine has them.
 deps:
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEPS)
+	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "build and test packages present: $(DEPS)"; fi
 
 build:
 	CGO_ENABLED=1 $(GO) build -tags '$(TAGS)' -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/corral
@@ -85,8 +90,7 @@ test-cgroup2: build
 	GO='$(GO)' TAGS='$(TAGS)' LDFLAGS='$(LDFLAGS)' CORRAL_BIN=$(CURDIR)/$(BIN) integration/cgroup2vm/run.sh
 
 bench-deps:
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEPS)
+	@$(MAKE) --no-print-directory deps DEPS='$(BENCH_DEPS)'
 
 # Cold start-to-exit of /bin/true, corral beside runc in interleaved rounds.
 bench: build bench-deps
