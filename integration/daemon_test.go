@@ -1,9 +1,13 @@
 package integration
 
 import (
+	"bytes"
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -374,6 +378,57 @@ func TestDaemonLogs(t *testing.T) {
 		t.Errorf("logs of an unknown service: %s", r)
 	}
 	d.stop()
+}
+
+// TestLogsFollowStartsWithARecentTail: `logs -f` prints the last 10 lines
+// of the history, then follows (as journalctl -f), unless --tail says.
+func TestLogsFollowStartsWithARecentTail(t *testing.T) {
+	d := newDaemon(t, `
+  counter:
+    command: ["/bin/sh", "-c", "i=1; while [ $i -le 30 ]; do echo line$i; i=$((i+1)); done; sleep 1000"]
+`).start()
+	d.waitRunning("counter")
+	d.waitLogged("counter", "line30")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, corralBin, "--state-dir", d.stateDir, "logs", "-f", "counter")
+	var out syncBuffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), " line30\n") {
+		if time.Now().After(deadline) {
+			t.Fatalf("logs -f printed no line30 within 10s:\n%s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	_ = cmd.Wait()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 10 || !strings.HasSuffix(lines[0], " line21") {
+		t.Errorf("logs -f printed %d lines before following, from %q; want the last 10, from line21", len(lines), lines[0])
+	}
+	d.stop()
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestValidateReportsEveryError(t *testing.T) {

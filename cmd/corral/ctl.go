@@ -208,6 +208,10 @@ func newActionCommand(g *globalOptions, verb, short string, do func(c *api.Clien
 	}
 }
 
+// followTail is how many past lines `logs -f` prints before it follows,
+// unless --tail says otherwise.
+const followTail = 10
+
 func newLogsCommand(g *globalOptions) *cobra.Command {
 	var req api.LogsRequest
 	var raw bool
@@ -226,6 +230,10 @@ or a file, and with --raw, its bytes are printed as they are.`,
 			ctx, cancel := signalContext()
 			defer cancel()
 			req.Name = args[0]
+			if req.Follow && !cmd.Flags().Changed("tail") {
+				// As journalctl -f: the recent past, then what comes.
+				req.Tail = followTail
+			}
 			var out io.Writer = os.Stdout
 			if !raw && isTerminal(os.Stdout) {
 				tw := newTextWriter(os.Stdout)
@@ -240,7 +248,7 @@ or a file, and with --raw, its bytes are printed as they are.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&req.Follow, "follow", "f", false, "keep printing new lines")
-	cmd.Flags().IntVar(&req.Tail, "tail", -1, "print only the last N lines (default: all)")
+	cmd.Flags().IntVar(&req.Tail, "tail", -1, fmt.Sprintf("print only the last N lines (default: all; with -f, %d; -1: all)", followTail))
 	cmd.Flags().BoolVar(&raw, "raw", false, "print the service's bytes as they are, even on a terminal")
 	return cmd
 }
