@@ -56,7 +56,7 @@ func newPsCommand(g *globalOptions) *cobra.Command {
 			if asJSON {
 				return printJSON(list)
 			}
-			printServices(os.Stdout, list, time.Now())
+			printServices(os.Stdout, list, time.Now(), terminalWidth(os.Stdout))
 			return nil
 		},
 	}
@@ -64,7 +64,15 @@ func newPsCommand(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-func printServices(w io.Writer, list []api.Service, now time.Time) {
+// printServices prints the ps table. With width > 0 (a terminal's), each
+// row is cut to it, ending in "…": the last exit's reason is the long
+// column, and `corral status` has it whole.
+func printServices(w io.Writer, list []api.Service, now time.Time, width int) {
+	if width > 0 {
+		cw := &cutWriter{w: w, width: width}
+		defer cw.flush()
+		w = cw
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tSTATE\tPID\tUPTIME\tRESTARTS\tMEMORY\tCPU\tLAST EXIT")
 	for _, s := range list {
@@ -368,4 +376,46 @@ func formatEvent(e api.Event) string {
 		reason = "[" + e.Exit.Kind + "] " + reason
 	}
 	return field(fmt.Sprintf("%s  %-16s %s  %s", at, e.Service, change, reason))
+}
+
+// terminalWidth is the width of the terminal f is, 0 if it is none.
+func terminalWidth(f *os.File) int {
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err != nil || ws.Col == 0 {
+		return 0
+	}
+	return int(ws.Col)
+}
+
+// cutWriter cuts each line written through it to width characters.
+type cutWriter struct {
+	w     io.Writer
+	width int
+	line  []byte
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	for _, b := range p {
+		if b != '\n' {
+			c.line = append(c.line, b)
+			continue
+		}
+		if err := c.flush(); err != nil {
+			return 0, err
+		}
+		if _, err := io.WriteString(c.w, "\n"); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (c *cutWriter) flush() error {
+	line := []rune(string(c.line))
+	c.line = c.line[:0]
+	if len(line) > c.width {
+		line = append(line[:c.width-1], '…')
+	}
+	_, err := io.WriteString(c.w, string(line))
+	return err
 }

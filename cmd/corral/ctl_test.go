@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/corral-dev/corral/runtime/api"
 )
@@ -42,5 +43,29 @@ func TestPrintStatusLoosened(t *testing.T) {
 	printStatus(&b, st, time.Now())
 	if !strings.Contains(b.String(), "\nloosened:  unsafe_host_mounts\n") {
 		t.Errorf("want a line loosened:  unsafe_host_mounts:\n%s", b.String())
+	}
+}
+
+// TestPsFitsTheTerminal: on a terminal each ps row is cut to its width;
+// elsewhere the rows are whole.
+func TestPsFitsTheTerminal(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	list := []api.Service{{
+		Name: "web", State: "backoff", Restarts: 3, NextAttempt: now.Add(time.Second),
+		LastExit: &api.Exit{Reason: "stopped for failing its health check (GET http://127.0.0.1:8080/healthz: 500 Internal Server Error): killed by signal 15 (SIGTERM)"},
+	}}
+	var cut, whole bytes.Buffer
+	printServices(&cut, list, now, 80)
+	printServices(&whole, list, now, 0)
+	for i, line := range strings.Split(strings.TrimSuffix(cut.String(), "\n"), "\n") {
+		if n := utf8.RuneCountInString(line); n > 80 {
+			t.Errorf("row %d is %d characters on an 80-column terminal: %q", i, n, line)
+		}
+	}
+	if !strings.Contains(cut.String(), "…") || !strings.Contains(whole.String(), "(SIGTERM)") {
+		t.Errorf("cut:\n%s\nwhole:\n%s", cut.String(), whole.String())
+	}
+	if strings.Count(cut.String(), "\n") != 2 {
+		t.Errorf("rows lost:\n%s", cut.String())
 	}
 }

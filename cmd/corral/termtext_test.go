@@ -285,8 +285,8 @@ func TestPrintServicesEscapesServiceText(t *testing.T) {
 	unhealthy.State = "running"
 	list := []api.Service{s, waiting, unhealthy}
 	var out, plain bytes.Buffer
-	printServices(&out, list, t0.Add(time.Minute))
-	printServices(&plain, plainOf(list), t0.Add(time.Minute))
+	printServices(&out, list, t0.Add(time.Minute), 0)
+	printServices(&plain, plainOf(list), t0.Add(time.Minute), 0)
 	assertEscapedRecords(t, "ps", out.String(), plain.String(), escapeField)
 	// No column forged: every row has the header's columns, and the
 	// hostile tab is shown as \t.
