@@ -20,6 +20,7 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--cpus", "0"}, `invalid argument "0" for "--cpus" flag`},
 		{[]string{"--cpus", "1000"}, "--cpus 1000: this host has"},
 		{[]string{"--pids", "0"}, "--pids 0: use a positive number"},
+		{[]string{"--stop-timeout", "-1s"}, "--stop-timeout -1s: use a duration longer than 0"},
 		{[]string{"--cgroup-parent", "corral"}, `--cgroup-parent "corral": must be an absolute cgroup path`},
 		{[]string{"--rootfs", "/no/such/rootfs"}, "--rootfs /no/such/rootfs: no such directory"},
 		{[]string{"--network", "bridge"}, `--network: unknown mode "bridge": use "none" or "host"`},

@@ -95,6 +95,9 @@ func (o *runOptions) check(h spec.Host) error {
 	if o.svc.Resources.Pids < 1 {
 		return fmt.Errorf("--pids %d: use a positive number of processes and threads", o.svc.Resources.Pids)
 	}
+	if o.stopTimeout <= 0 {
+		return fmt.Errorf("--stop-timeout %s: use a duration longer than 0, e.g. 10s", o.stopTimeout)
+	}
 	if o.svc.Rootfs != "" {
 		abs, err := filepath.Abs(o.svc.Rootfs)
 		if err != nil {
