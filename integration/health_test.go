@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/corral-dev/corral/runtime/api"
+	"github.com/corral-dev/corral/runtime/cgroup"
 )
 
 // pyServer is a python3 one-liner HTTP server on 127.0.0.1:8080 (inside
@@ -445,5 +447,46 @@ func TestDeadWebhookDoesNotDelayRestarts(t *testing.T) {
 		}
 		_ = st
 	}
+	d.stop()
+}
+
+// TestChildOOMKillsAreCountedAndAlertedAsTheyHappen: a service whose
+// child is OOM-killed again and again while the service runs on (cgroup
+// v1; on v2 the whole sandbox goes, oom.group) has the kills counted in
+// status and metrics, and alerted, while it runs: not only when it ends.
+func TestChildOOMKillsAreCountedAndAlertedAsTheyHappen(t *testing.T) {
+	sink := newAlertSink(t)
+	d := newDaemon(t, `
+  memhog:
+    command: ["/bin/sh", "-c", "while :; do head -c 104857600 /dev/zero | tail > /dev/null; echo tried; sleep 0.2; done"]
+    resources: {memory: 16M}
+    alerts: {webhook: "`+sink.url+`", cooldown: 1h}
+`)
+	port := freePort(t)
+	d.writeDaemon(fmt.Sprintf("  metrics: {listen: \"127.0.0.1:%d\"}\n", port))
+	d.start()
+	first := d.waitFor("memhog", 10*time.Second, "started", func(st *api.ServiceDetail) bool { return st.PID != 0 })
+	st := d.waitFor("memhog", 30*time.Second, "counting OOM kills", func(st *api.ServiceDetail) bool { return st.OOMKillsTotal >= 2 })
+	if host.Mode != cgroup.Unified && (st.PID != first.PID || st.State != "running") {
+		t.Errorf("on cgroup v1 the service runs on: pid %d (was %d), state %s", st.PID, first.PID, st.State)
+	}
+	m := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if got := m[`corral_service_oom_kills_total{service="memhog"}`]; got < 2 {
+		t.Errorf("corral_service_oom_kills_total = %v; status counts %d", got, st.OOMKillsTotal)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(sink.kinds(), "oom") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no oom alert while the service runs: alerts %v", sink.kinds())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sink.mu.Lock()
+	for _, a := range sink.alerts {
+		if a["kind"] == "oom" && !strings.Contains(fmt.Sprint(a["reason"]), "OOM killer") {
+			t.Errorf("oom alert reason %q", a["reason"])
+		}
+	}
+	sink.mu.Unlock()
 	d.stop()
 }

@@ -66,6 +66,7 @@ vm_tests=(
 	# health, exit kinds and metrics read from cgroup2
 	TestExecHealthCheckRunsInsideTheSandbox
 	TestDaemonReportsChildOOMAndPidsLimitWithLastLines
+	TestChildOOMKillsAreCountedAndAlertedAsTheyHappen
 	TestMetricsMatchTheCgroup
 	# the hardening, on this kernel
 	TestPIDNamespaceShowsOnlyOwnProcesses

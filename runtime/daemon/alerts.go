@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -16,7 +17,9 @@ import (
 // is ready and healthy), which closes an incident once it lasts. None with
 // fine=false: in between (backoff, stopping, stopped by the operator).
 func alertProblems(v view, exit *api.Exit) (problems []string, fine bool) {
-	if exit != nil && (exit.Kind == api.ExitOOM || exit.OOMKills > 0) {
+	// OOM kills in a sandbox that runs on are alerted as they happen
+	// (alertOOM); an exit alerts for the OOM kill that ended it.
+	if exit != nil && exit.Kind == api.ExitOOM {
 		problems = append(problems, spec.AlertOOM)
 	}
 	switch {
@@ -67,4 +70,24 @@ func (d *Daemon) observeAlert(s *service, v view, exit *api.Exit) {
 		}
 		d.alerts.Observe(o)
 	}
+}
+
+// alertOOM alerts that the OOM killer killed n processes of the service's
+// running sandbox.
+func (d *Daemon) alertOOM(s *service, v view, n, limit uint64) {
+	if d.alerts == nil {
+		return
+	}
+	what := fmt.Sprintf("%d processes", n)
+	if n == 1 {
+		what = "a process"
+	}
+	reason := "the kernel OOM killer killed " + what + " in the sandbox"
+	if limit > 0 {
+		reason += " (memory limit " + spec.FormatBytes(int64(limit)) + ")"
+	}
+	d.alerts.Observe(alert.Observation{
+		Service: s.name, Settings: s.unit.Alerts, State: string(v.rec.State), Reason: reason,
+		Time: time.Now(), Problem: spec.AlertOOM,
+	})
 }

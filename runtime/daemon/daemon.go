@@ -229,7 +229,12 @@ func (d *Daemon) resume(cfg *spec.Config, adopted []*sandbox.Adopted) {
 		saved := d.loadSaved(a.Name)
 		rec := supervisor.Resume(saved.Saved, a.Started(), u.Readiness())
 		s := newService(d, u, rec, saved)
+		s.liveOOM = saved.SandboxOOMKills // the rest happened while no daemon ran
 		s.adopt(a.Sandbox)
+		select { // count them once the service's goroutine runs
+		case s.ooms <- a.Sandbox:
+		default:
+		}
 		log := s.log.WithField("pid", s.view.pid)
 		if a.Running {
 			log.WithField("since", a.Started().Format(time.RFC3339)).Info("adopted running sandbox")

@@ -24,6 +24,10 @@ type savedService struct {
 	// RestartsByKind and OOMKills keep the metrics' counters going.
 	RestartsByKind map[string]uint64 `json:"restarts_by_kind,omitempty"`
 	OOMKills       uint64            `json:"oom_kills,omitempty"`
+	// SandboxOOMKills is how many of the running sandbox's OOM kills
+	// OOMKills holds already (counted as they happened), so that a daemon
+	// that adopts it counts only the ones after.
+	SandboxOOMKills uint64 `json:"sandbox_oom_kills,omitempty"`
 }
 
 func (d *Daemon) savedDir() string { return filepath.Join(d.daemonDir(), "services") }
@@ -64,5 +68,6 @@ func (sv *service) save(s savedService) {
 func sameSaved(a, b savedService) bool {
 	return a.Desired == b.Desired && a.Restarts == b.Restarts && a.Attempt == b.Attempt &&
 		a.Failures == b.Failures && slices.Equal(a.RecentFailures, b.RecentFailures) && a.Ready == b.Ready &&
-		reflect.DeepEqual(a.Exits, b.Exits) && maps.Equal(a.RestartsByKind, b.RestartsByKind) && a.OOMKills == b.OOMKills
+		reflect.DeepEqual(a.Exits, b.Exits) && maps.Equal(a.RestartsByKind, b.RestartsByKind) && a.OOMKills == b.OOMKills &&
+		a.SandboxOOMKills == b.SandboxOOMKills
 }

@@ -52,6 +52,10 @@ type service struct {
 	probes     chan probeResult
 	// Messages from the sd_notify socket of the sandbox (notify.go).
 	notes chan notification
+	// ooms says the kernel OOM killer acted in a sandbox; liveOOM is how
+	// many of the current sandbox's OOM kills were counted so far.
+	ooms    chan *sandbox.Sandbox
+	liveOOM uint64
 
 	mu sync.Mutex // guards view and shown
 	// view is the service as run changes it; shown is what readers see:
@@ -114,6 +118,7 @@ func newService(d *Daemon, u *spec.Unit, rec supervisor.Record, saved savedServi
 		saved:  saved,
 		probes: make(chan probeResult),
 		notes:  make(chan notification),
+		ooms:   make(chan *sandbox.Sandbox, 1),
 	}
 	s.view = view{rec: rec, command: u.Service.Command, exits: saved.Exits, restarts: maps.Clone(saved.RestartsByKind), oomKills: saved.OOMKills}
 	if s.view.restarts == nil {
@@ -142,7 +147,48 @@ func (s *service) adopt(sb *sandbox.Sandbox) {
 	s.view.pid, s.view.cgroup = pid, sb.CgroupPath()
 	s.mu.Unlock()
 	s.listenNotify(sb)
+	s.watchOOM(sb)
 	s.startChecks(sb)
+}
+
+// watchOOM hands each OOM kill in sb's cgroup to the service's goroutine
+// (countOOM), as it happens: a child killed while the sandbox runs on is
+// counted, shown and alerted then, not when the sandbox ends.
+func (s *service) watchOOM(sb *sandbox.Sandbox) {
+	ch, err := sb.NotifyOOM()
+	if err != nil {
+		// An adopted sandbox that ended already has no cgroup to watch.
+		s.log.WithError(err).Debug("OOM kills are counted when the sandbox ends only")
+		return
+	}
+	go func() {
+		for range ch {
+			select {
+			case s.ooms <- sb:
+			default: // one pending look counts them all
+			}
+		}
+	}()
+}
+
+// countOOM counts the OOM kills of the current sandbox not counted yet,
+// saves them, and alerts.
+func (s *service) countOOM() {
+	if s.sb == nil {
+		return
+	}
+	st, err := s.d.host.Usage(s.sb.CgroupPath())
+	if err != nil || st.OOMKills <= s.liveOOM {
+		return
+	}
+	n := st.OOMKills - s.liveOOM
+	s.liveOOM = st.OOMKills
+	s.mu.Lock()
+	s.view.oomKills += n
+	s.mu.Unlock()
+	s.log.WithField("oom_kills", n).Warn("the OOM killer killed in the sandbox")
+	s.publish(s.rec, supervisor.Event{})
+	s.d.alertOOM(s, s.snapshot(), n, st.MemoryLimit)
 }
 
 // watch reports the sandbox's end on s.exited.
@@ -195,6 +241,10 @@ func (s *service) run(ctx context.Context) {
 		select {
 		case r := <-s.probes:
 			timerC = s.observe(r, timerC)
+		case sb := <-s.ooms:
+			if sb == s.sb {
+				s.countOOM()
+			}
 		case n := <-s.notes:
 			if n.ready && n.sb == s.sb && s.rec.AwaitingReady() {
 				s.log.Info("ready (sd_notify)")
@@ -352,11 +402,14 @@ func (s *service) reap(r exitReport) supervisor.Event {
 	}
 	s.mu.Lock()
 	s.view.pid = 0
-	s.view.oomKills += r.exit.Stats.OOMKills
+	if r.exit.Stats.OOMKills > s.liveOOM { // those not counted as they happened
+		s.view.oomKills += r.exit.Stats.OOMKills - s.liveOOM
+	}
 	if r.exit.Stats.OOMGroupKills > 0 && r.exit.Stats.OOMKills == 0 {
 		s.view.oomKills++
 	}
 	s.mu.Unlock()
+	s.liveOOM = 0
 	s.recordExit(e)
 	s.log.WithField("reason", reason).Info("sandbox ended")
 	return supervisor.Event{
@@ -407,6 +460,7 @@ func (s *service) publish(before supervisor.Record, ev supervisor.Event) {
 	saved := savedService{
 		Saved: s.rec.Save(), Exits: append([]api.Exit(nil), s.view.exits...),
 		RestartsByKind: maps.Clone(s.view.restarts), OOMKills: s.view.oomKills,
+		SandboxOOMKills: s.liveOOM,
 	}
 	s.mu.Unlock()
 	if s.keepIntent {

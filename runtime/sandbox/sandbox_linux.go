@@ -978,6 +978,21 @@ func (sb *Sandbox) UpdateResources(r spec.Resources) error {
 	return nil
 }
 
+// NotifyOOM returns a channel that receives a value each time the kernel
+// OOM killer acts in the sandbox's cgroup (a child killed while the
+// sandbox runs on, as well as the sandbox's end), and is closed when the
+// cgroup goes away.
+func (sb *Sandbox) NotifyOOM() (<-chan struct{}, error) {
+	if sb.container == nil {
+		return nil, ErrNotRunning
+	}
+	ch, err := sb.container.NotifyOOM()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: watch OOM kills: %w", sb.Name, err)
+	}
+	return ch, nil
+}
+
 // KillAll sends SIGKILL to the sandbox's init, which ends every process in
 // its PID namespace, and to anything else still in its cgroup.
 func (sb *Sandbox) KillAll() error {
