@@ -7,29 +7,37 @@ import (
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// cpuPeriod is the CFS period the CPU quota is expressed in (100 ms, the
+// CPUPeriod is the CFS period the CPU quota is expressed in (100 ms, the
 // kernel's default), so that --cpus 0.5 means 50 ms of CPU per 100 ms.
-const cpuPeriod uint64 = 100000
+const CPUPeriod uint64 = 100000
+
+// LinuxResources is the one conversion of a service's resources to cgroup
+// settings, used when a sandbox is made and when its limits change in
+// place. Memory comes with swap equal to the limit (memory+swap ==
+// memory: no swap, so the limit holds on hosts that have swap too); CPUs
+// become a CFS quota per CPUPeriod; pids is always set (DefaultPids
+// without a value). A zero memory or CPU value sets no limit (nil).
+func LinuxResources(r Resources) *rspec.LinuxResources {
+	pids := r.EffectivePids()
+	res := &rspec.LinuxResources{Pids: &rspec.LinuxPids{Limit: &pids}}
+	if memory := r.Memory; memory > 0 {
+		swap := memory
+		res.Memory = &rspec.LinuxMemory{Limit: &memory, Swap: &swap}
+	}
+	if r.CPUs > 0 {
+		quota := CPUQuota(r.CPUs)
+		period := CPUPeriod
+		res.CPU = &rspec.LinuxCPU{Quota: &quota, Period: &period}
+	}
+	return res
+}
 
 // RuntimeSpec converts a Service into the parts of an OCI runtime-spec that
 // the service itself decides: the process, hostname, resource limits,
 // namespaces and bind mounts. The root, the standard mounts and the
 // hardening are added by the rootfs and isolation packages.
 func RuntimeSpec(s *Service) *rspec.Spec {
-	memory := s.Resources.Memory
-	pids := s.Resources.EffectivePids()
-	res := &rspec.LinuxResources{Pids: &rspec.LinuxPids{Limit: &pids}}
-	if memory > 0 {
-		// Swap equal to the limit means memory+swap == memory: no swap,
-		// so the limit holds on hosts that have swap too.
-		swap := memory
-		res.Memory = &rspec.LinuxMemory{Limit: &memory, Swap: &swap}
-	}
-	if s.Resources.CPUs > 0 {
-		quota := CPUQuota(s.Resources.CPUs)
-		period := cpuPeriod
-		res.CPU = &rspec.LinuxCPU{Quota: &quota, Period: &period}
-	}
+	res := LinuxResources(s.Resources)
 
 	namespaces := []rspec.LinuxNamespace{
 		{Type: rspec.PIDNamespace},
@@ -74,9 +82,9 @@ func RuntimeSpec(s *Service) *rspec.Spec {
 	}
 }
 
-// CPUQuota is the CFS quota, per 100 ms period, for a CPU share.
+// CPUQuota is the CFS quota, per CPUPeriod, for a CPU share.
 func CPUQuota(cpus float64) int64 {
-	return int64(cpus*float64(cpuPeriod) + 0.5)
+	return int64(cpus*float64(CPUPeriod) + 0.5)
 }
 
 // environment is the service's environment with PATH, HOME and HOSTNAME

@@ -300,3 +300,22 @@ func TestRuntimeSpecHugeCPUs(t *testing.T) {
 		}
 	}
 }
+
+// TestLinuxResourcesIsTheOneConversion: what a sandbox is made with and
+// what an in-place update sets come from here.
+func TestLinuxResourcesIsTheOneConversion(t *testing.T) {
+	none := LinuxResources(Resources{})
+	if none.Memory != nil || none.CPU != nil || none.Pids == nil || *none.Pids.Limit != DefaultPids {
+		t.Errorf("no limits: %+v, want only pids %d", none, DefaultPids)
+	}
+	r := LinuxResources(Resources{Memory: 64 << 20, CPUs: 0.5, Pids: 10})
+	if *r.Memory.Limit != 64<<20 || *r.Memory.Swap != 64<<20 {
+		t.Errorf("memory %d swap %d: want the limit and no swap beyond it", *r.Memory.Limit, *r.Memory.Swap)
+	}
+	if *r.CPU.Quota != 50000 || *r.CPU.Period != CPUPeriod || *r.Pids.Limit != 10 {
+		t.Errorf("cpu %d/%d pids %d", *r.CPU.Quota, *r.CPU.Period, *r.Pids.Limit)
+	}
+	if s := RuntimeSpec(&Service{Name: "a", Command: []string{"x"}, Resources: Resources{Memory: 64 << 20}}); *s.Linux.Resources.Memory.Limit != 64<<20 {
+		t.Errorf("RuntimeSpec does not use it: %+v", s.Linux.Resources)
+	}
+}

@@ -958,16 +958,18 @@ func (m *Manager) sweepOrphanDirs(t *trust, live map[string]bool) []error {
 func (sb *Sandbox) UpdateResources(r spec.Resources) error {
 	cfg := sb.container.Config()
 	res := *cfg.Cgroups.Resources
+	// The settings Create gave (through specconv), from the same
+	// conversion; an absent limit is -1, "none", for libcontainer.
+	want := spec.LinuxResources(r)
 	res.Memory, res.MemorySwap = -1, -1
-	if r.Memory > 0 {
-		res.Memory, res.MemorySwap = r.Memory, r.Memory
+	if m := want.Memory; m != nil {
+		res.Memory, res.MemorySwap = *m.Limit, *m.Swap
 	}
-	res.CpuQuota, res.CpuPeriod = -1, 100000
-	if r.CPUs > 0 {
-		res.CpuQuota = spec.CPUQuota(r.CPUs)
+	res.CpuQuota, res.CpuPeriod = -1, spec.CPUPeriod
+	if c := want.CPU; c != nil {
+		res.CpuQuota, res.CpuPeriod = *c.Quota, *c.Period
 	}
-	pids := r.EffectivePids()
-	res.PidsLimit = &pids
+	res.PidsLimit = want.Pids.Limit
 	cg := *cfg.Cgroups
 	cg.Resources = &res
 	cfg.Cgroups = &cg
