@@ -34,12 +34,10 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// Exit codes of corral's own failures, as docker run uses them.
-const (
-	exitCorralError   = 125 // corral itself failed, or bad usage
-	exitNotExecutable = 126
-	exitNotFound      = 127
-)
+// exitCorralError is corral's exit when it failed itself, or on bad
+// usage: 125, as docker run; 126 and 127 (a command that cannot be run)
+// come from sandbox.StartFailedCode.
+const exitCorralError = sandbox.CodeStartFailed
 
 type globalOptions struct {
 	stateDir  string

@@ -279,11 +279,5 @@ func (o *runOptions) supervise(sb *sandbox.Sandbox, signals chan os.Signal, log 
 
 // startFailure maps a failure to start to the exit code docker run uses.
 func startFailure(err error) error {
-	switch {
-	case errors.Is(err, sandbox.ErrCommandNotFound):
-		return &exitError{code: exitNotFound, err: err}
-	case errors.Is(err, sandbox.ErrCommandNotExecutable):
-		return &exitError{code: exitNotExecutable, err: err}
-	}
-	return &exitError{code: exitCorralError, err: err}
+	return &exitError{code: sandbox.StartFailedCode(err), err: err}
 }

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"errors"
 	"slices"
 	"syscall"
 	"testing"
@@ -78,11 +77,5 @@ func TestReadyTimeoutCoversTheChecks(t *testing.T) {
 	}
 	if got := readyTimeout(&spec.Unit{Service: spec.Service{Notify: true}}); got != 90*time.Second {
 		t.Errorf("notify readyTimeout %s", got)
-	}
-}
-
-func TestStartFailedCode(t *testing.T) {
-	if startFailedCode(sandbox.ErrCommandNotFound) != 127 || startFailedCode(sandbox.ErrCommandNotExecutable) != 126 || startFailedCode(errors.New("x")) != 125 {
-		t.Error("start failure codes")
 	}
 }

@@ -354,7 +354,7 @@ func (s *service) start() *supervisor.Event {
 	sb, err := s.d.startSandbox(s.unit)
 	if err != nil {
 		s.log.WithError(err).Warn("start failed")
-		s.recordExit(api.Exit{Time: time.Now(), Code: startFailedCode(err), Kind: api.ExitStartFailed, Reason: "failed to start: " + err.Error()})
+		s.recordExit(api.Exit{Time: time.Now(), Code: sandbox.StartFailedCode(err), Kind: api.ExitStartFailed, Reason: "failed to start: " + err.Error()})
 		return &supervisor.Event{Kind: supervisor.EvStartFailed, Reason: err.Error(), Permanent: permanent(err)}
 	}
 	s.adopt(sb)
@@ -562,17 +562,6 @@ func (s *service) countRestart(ev supervisor.Event) {
 		kind = s.view.exits[n-1].Kind
 	}
 	s.view.restarts[kind]++
-}
-
-// startFailedCode is the shell's code for a command that could not be run.
-func startFailedCode(err error) int {
-	switch {
-	case errors.Is(err, sandbox.ErrCommandNotFound):
-		return 127
-	case errors.Is(err, sandbox.ErrCommandNotExecutable):
-		return 126
-	}
-	return 125
 }
 
 // permanent tells start errors that retrying cannot fix.

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -259,19 +257,8 @@ func (sb *Sandbox) descendants(root int) []int {
 	return out
 }
 
-// parentPid reads a process's parent from /proc/PID/stat (field 4).
+// parentPid is a process's parent.
 func parentPid(pid int) (int, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	if len(fields) < 2 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	return strconv.Atoi(fields[1])
+	st, err := readProcStat(pid)
+	return st.ppid, err
 }

@@ -39,13 +39,33 @@ type Exit struct {
 	StatsErr error
 }
 
+// Exit codes of a command that could not be run, as shells and docker
+// run give them.
+const (
+	CodeStartFailed   = 125 // the sandbox (or corral) failed before the command
+	CodeNotExecutable = 126 // found, but it could not be executed
+	CodeNotFound      = 127 // not found
+)
+
+// StartFailedCode is the exit code for err, a failure to start a command
+// (from Start, or an Exit's ExecErr): the one mapping of the three.
+func StartFailedCode(err error) int {
+	switch {
+	case errors.Is(err, ErrCommandNotFound):
+		return CodeNotFound
+	case errors.Is(err, ErrCommandNotExecutable):
+		return CodeNotExecutable
+	}
+	return CodeStartFailed
+}
+
 // ExitCode is the shell convention: the code, or 128+N if killed by signal N.
 func (e Exit) ExitCode() int {
-	switch {
-	case errors.Is(e.ExecErr, ErrCommandNotFound):
-		return 127
-	case e.ExecErr != nil:
-		return 126
+	if e.ExecErr != nil {
+		if code := StartFailedCode(e.ExecErr); code != CodeStartFailed {
+			return code
+		}
+		return CodeNotExecutable // the init found it but could not run it
 	}
 	if e.Signal != 0 {
 		return 128 + int(e.Signal)

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"fmt"
 	"syscall"
 	"testing"
 
@@ -173,5 +174,25 @@ func TestPlural(t *testing.T) {
 		if got := plural(tc.n, "fork", "forks"); got != tc.want {
 			t.Errorf("plural(%d) = %q, want %q", tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestStartFailedCode: the one mapping of start failures to 125/126/127,
+// wrapped errors included, and Exit.ExitCode uses it.
+func TestStartFailedCode(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{fmt.Errorf("start: %w", ErrCommandNotFound), CodeNotFound},
+		{fmt.Errorf("start: %w", ErrCommandNotExecutable), CodeNotExecutable},
+		{errors.New("cgroup busy"), CodeStartFailed},
+	} {
+		if got := StartFailedCode(tc.err); got != tc.want {
+			t.Errorf("StartFailedCode(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+	if got := (Exit{ExecErr: ErrCommandNotFound}).ExitCode(); got != CodeNotFound {
+		t.Errorf("exit of a missing command: %d", got)
 	}
 }

@@ -73,8 +73,11 @@ func processStartTime(pid int) (uint64, error) {
 	return st.start, err
 }
 
+// procStat is what corral reads of /proc/PID/stat; readProcStat is its
+// one parser.
 type procStat struct {
 	state byte   // field 3: R, S, D, Z (zombie), X (dead), ...
+	ppid  int    // field 4: the parent
 	start uint64 // field 22: start time
 }
 
@@ -98,5 +101,9 @@ func readProcStat(pid int) (procStat, error) {
 	if err != nil {
 		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
 	}
-	return procStat{state: fields[0][0], start: start}, nil
+	ppid, err := strconv.Atoi(fields[1])
+	if err != nil {
+		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	return procStat{state: fields[0][0], ppid: ppid, start: start}, nil
 }
