@@ -66,8 +66,6 @@ extern char **environ;
 #define EXIT_NOTFOUND 127 /* the command was not found */
 
 #define LOG_NAME "output.log"
-#define LOG_MAX_DEFAULT 10485760LL
-#define LOG_FILES_DEFAULT 3
 #define LOG_FILES_MAX 1000
 #define LOG_LINE_MAX 16384     /* longer lines are cut into records of this size */
 #define LOG_IDLE_MS 100        /* a partial line is written after this long without new output */
@@ -81,7 +79,7 @@ static struct {
 	int keep;    /* fd of a socket held open for the sandbox's life, or -1 */
 	long long logmax;
 	int logfiles;
-} cfg = { -1, -1, -1, -1, LOG_MAX_DEFAULT, LOG_FILES_DEFAULT };
+} cfg = { -1, -1, -1, -1, -1, -1 }; /* logmax and logfiles come with logdir: their defaults are spec's */
 
 /* The command. */
 static pid_t child = -1;
@@ -322,6 +320,8 @@ static void parse_config(const char *spec)
 		cfg.logfiles = (int)val[LOGFILES];
 	if (seen[KEEP])
 		cfg.keep = (int)val[KEEP];
+	if (seen[LOGDIR] && !(seen[LOGMAX] && seen[LOGFILES]))
+		die("%s=\"%s\": logdir= needs logmax= and logfiles=", ENV_NAME, spec);
 
 	int fds[] = { cfg.status, cfg.seccomp, cfg.logdir, cfg.keep };
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)

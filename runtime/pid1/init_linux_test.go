@@ -236,14 +236,16 @@ func TestBadConfig(t *testing.T) {
 		{"status=3,logmax=-5", "logmax=-5: want a number from 1 to"},
 		{"status=3,logmax=99999999999999999999", "logmax=99999999999999999999: want a number from 1 to"},
 		{"status=3,logfiles=1001", "logfiles=1001: want a number from 1 to 1000"},
+		{"status=3,logdir=4", "logdir= needs logmax= and logfiles="},
+		{"status=3,logdir=4,logmax=100", "logdir= needs logmax= and logfiles="},
 		{"status=9", "status=9: Bad file descriptor"},
 		{"status=4", "status=4: not a regular file"},
 		{"status=5", "status=5: not open for writing"},
-		{"status=3,logdir=3", "must be different fds"},
-		{"status=3,logdir=5", "logdir=5: not a directory"},
+		{"status=3,logdir=3,logmax=1,logfiles=1", "must be different fds"},
+		{"status=3,logdir=5,logmax=1,logfiles=1", "logdir=5: not a directory"},
 		{"status=3,seccomp=4", "seccomp=4: not a regular file"},
 		{"status=3,keep=5", "keep=5: not a socket"},
-		{"status=3,logdir=4,keep=4", "must be different fds"},
+		{"status=3,logdir=4,keep=4,logmax=1,logfiles=1", "must be different fds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.value, func(t *testing.T) {
@@ -596,7 +598,7 @@ func texts(records []record, stream string) []string {
 // logConfig returns a Config that logs into a new directory.
 func logConfig(t *testing.T) (Config, string) {
 	dir := t.TempDir()
-	return Config{LogDir: openFile(t, dir, os.O_RDONLY|syscall.O_DIRECTORY)}, dir
+	return Config{LogDir: openFile(t, dir, os.O_RDONLY|syscall.O_DIRECTORY), LogMaxSize: 10 << 20, LogMaxFiles: 3}, dir
 }
 
 func TestLogLines(t *testing.T) {
@@ -815,7 +817,7 @@ func TestLogLostInStatus(t *testing.T) {
 			t.Errorf("unmount %s: %v", dir, err)
 		}
 	})
-	cfg := Config{LogDir: openFile(t, dir, os.O_RDONLY|syscall.O_DIRECTORY)}
+	cfg := Config{LogDir: openFile(t, dir, os.O_RDONLY|syscall.O_DIRECTORY), LogMaxSize: 10 << 20, LogMaxFiles: 3}
 	fill(t, dir, "filler")
 
 	// The last record is larger than a page: it needs a new one even if

@@ -18,9 +18,10 @@
 //	             of struct sock_filter (8 bytes each, native endian), 1 to
 //	             4096 instructions, applied to the command just before exec
 //	logdir=FD    a directory: the command's stdout and stderr are logged there
-//	logmax=N     bytes per log file (DefaultLogMaxSize)
-//	logfiles=N   log files kept, the current one included, 1 to 1000
-//	             (DefaultLogMaxFiles)
+//	logmax=N     bytes per log file; required with logdir
+//	logfiles=N   log files kept, the current one included, 1 to 1000;
+//	             required with logdir (the defaults are the service file's,
+//	             spec.DefaultLogMaxSize and DefaultLogMaxFiles)
 //	keep=FD      a socket the init holds open, unread, until it exits (the
 //	             sandbox's sd_notify socket: it outlives the daemon that made
 //	             it, and the next daemon takes it from the init with
@@ -103,12 +104,6 @@ const EnvVar = "_CORRAL_PID1"
 // PathInSandbox is where corral binds its own binary inside each sandbox.
 const PathInSandbox = "/dev/.corral-init"
 
-// Defaults of the init's logging.
-const (
-	DefaultLogMaxSize  = 10 << 20
-	DefaultLogMaxFiles = 3
-)
-
 // Config is what the init is given.
 type Config struct {
 	// Status is required: the init writes the command's state and end
@@ -120,11 +115,10 @@ type Config struct {
 	// timestamped, rotated files there instead of the init's own stdout
 	// and stderr.
 	LogDir *os.File
-	// LogMaxSize is the size at which a log file is rotated; 0 or less:
-	// DefaultLogMaxSize.
-	LogMaxSize int64
-	// LogMaxFiles is how many log files are kept, the current one
-	// included, at most 1000; 0 or less: DefaultLogMaxFiles.
+	// LogMaxSize is the size at which a log file is rotated, and
+	// LogMaxFiles how many log files are kept, the current one included
+	// (at most 1000): both required with LogDir.
+	LogMaxSize  int64
 	LogMaxFiles int
 	// Keep, if set, is a socket the init holds open until it exits.
 	Keep *os.File
@@ -148,10 +142,14 @@ func (c Config) KeepFd() int {
 
 // Wrap returns the argv, the extra environment entry, and the ExtraFiles
 // (in fd order 3, 4, ...) to start command under the init. The files must
-// come first in the process's ExtraFiles. Wrap panics if c.Status is nil.
+// come first in the process's ExtraFiles. Wrap panics if c.Status is nil,
+// or if LogDir is set without LogMaxSize and LogMaxFiles.
 func (c Config) Wrap(command []string) (argv []string, env string, extraFiles []*os.File) {
 	if c.Status == nil {
 		panic("pid1: Config.Status is required")
+	}
+	if c.LogDir != nil && (c.LogMaxSize <= 0 || c.LogMaxFiles <= 0) {
+		panic("pid1: Config.LogDir needs LogMaxSize and LogMaxFiles")
 	}
 	argv = append([]string{PathInSandbox}, command...)
 	extraFiles = []*os.File{c.Status}

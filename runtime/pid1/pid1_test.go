@@ -20,9 +20,9 @@ func TestWrap(t *testing.T) {
 		{"seccomp", Config{Status: status, Seccomp: seccomp}, EnvVar + "=status=3,seccomp=4", []*os.File{status, seccomp}},
 		{"logs", Config{Status: status, LogDir: logDir, LogMaxSize: 200, LogMaxFiles: 5},
 			EnvVar + "=status=3,logdir=4,logmax=200,logfiles=5", []*os.File{status, logDir}},
-		{"everything", Config{Status: status, Seccomp: seccomp, LogDir: logDir},
-			EnvVar + "=status=3,seccomp=4,logdir=5", []*os.File{status, seccomp, logDir}},
-		{"negative sizes are defaults", Config{Status: status, LogMaxSize: -1, LogMaxFiles: -1},
+		{"everything", Config{Status: status, Seccomp: seccomp, LogDir: logDir, LogMaxSize: 4096, LogMaxFiles: 1},
+			EnvVar + "=status=3,seccomp=4,logdir=5,logmax=4096,logfiles=1", []*os.File{status, seccomp, logDir}},
+		{"sizes without a log dir are left out", Config{Status: status, LogMaxSize: -1, LogMaxFiles: -1},
 			EnvVar + "=status=3", []*os.File{status}},
 	}
 	for _, tt := range tests {
