@@ -254,7 +254,7 @@ func TestCheckInit(t *testing.T) {
 func TestCheckProcessOfAHostProcess(t *testing.T) {
 	cmd := exec.Command("sleep", "100")
 	if err := cmd.Start(); err != nil {
-		t.Skip("cannot run sleep:", err)
+		t.Fatal("cannot run sleep:", err)
 	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
@@ -266,7 +266,7 @@ func TestCheckProcessOfAHostProcess(t *testing.T) {
 	}
 	host, err := cgroup.Detect()
 	if err != nil {
-		t.Skip("no cgroups:", err)
+		t.Fatal("no cgroups:", err)
 	}
 	tr := &trust{parents: []string{"/corral"}, roots: host.Roots, mode: host.Mode}
 	if err := tr.checkProcess(cmd.Process.Pid, start, "/corral/web"); !errors.Is(err, ErrUntrusted) {
@@ -461,7 +461,7 @@ func TestSweepLeavesForeignThingsAlone(t *testing.T) {
 	m, log := testManager(t, "/corral")
 	victim := exec.Command("sleep", "100")
 	if err := victim.Start(); err != nil {
-		t.Skip("cannot run sleep:", err)
+		t.Fatal("cannot run sleep:", err)
 	}
 	t.Cleanup(func() {
 		_ = victim.Process.Kill()
