@@ -3,6 +3,7 @@ package rootfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"testing"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/corral-dev/corral/internal/testenv"
 )
 
 func hostBind(t *testing.T, opt HostBindOptions) *Root {
@@ -311,16 +314,12 @@ const mountNSEnv = "CORRAL_ROOTFS_TEST_MOUNTNS"
 // process, with dir passed on; it fails t if the child fails.
 func inMountNS(t *testing.T, test, dir string) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("mounting needs root")
-	}
+	testenv.NeedRoot(t, "it mounts")
 	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), mountNSEnv+"="+dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	out, err := cmd.CombinedOutput()
-	if errors.Is(err, os.ErrPermission) {
-		t.Skip("cannot make a mount namespace:", err)
-	}
+	testenv.Need(t, !errors.Is(err, os.ErrPermission), fmt.Sprintf("cannot make a mount namespace: %v", err))
 	if err != nil {
 		t.Fatalf("%s in a mount namespace: %v\n%s", test, err, out)
 	}

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/corral-dev/corral/internal/testenv"
 	"github.com/corral-dev/corral/isolation"
 )
 
@@ -511,9 +512,7 @@ func TestFlagsDoNotChangeTheProgram(t *testing.T) {
 // for verdict over a grid of syscalls, ABIs and arguments.
 func TestMatchesLibcontainer(t *testing.T) {
 	a := nativeABI(t)
-	if os.Geteuid() != 0 {
-		t.Skip("reading a filter back with ptrace needs CAP_SYS_ADMIN; run as root")
-	}
+	testenv.NeedRoot(t, "reading a filter back with ptrace needs CAP_SYS_ADMIN")
 	enosys, eacces := uint(unix.ENOSYS), uint(unix.EACCES)
 	arch := []rspec.Arch{nativeSpecArch(t)}
 	multiArch := defaultProfile(t)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/corral-dev/corral/internal/testenv"
 )
 
 func root(t *testing.T) (*Dir, string) {
@@ -148,12 +150,7 @@ func TestRemoveAllRemovesLinksNotTargets(t *testing.T) {
 }
 
 func TestRemoveAllStopsAtAMountPoint(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI runs as root, yet this test is not root")
-		}
-		t.Skip("needs root: it makes a bind mount")
-	}
+	testenv.NeedRoot(t, "it makes a bind mount")
 	d, dir := root(t)
 	mnt := filepath.Join(dir, "root", "usr")
 	if err := os.MkdirAll(mnt, 0o755); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/corral-dev/corral/internal/testenv"
 	"github.com/corral-dev/corral/runtime/api"
 	"github.com/corral-dev/corral/runtime/api/apitest"
 )
@@ -160,9 +161,7 @@ func TestUnreachable(t *testing.T) {
 // A caller who is neither root nor the daemon's user is kept out by the
 // socket's mode and, should that be loosened, by the peer check.
 func TestPeerOtherUserRefused(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs a client as uid 65534")
-	}
+	testenv.NeedRoot(t, "it runs a client as uid 65534")
 	dir := t.TempDir()
 	// The child must reach its binary and the socket.
 	for _, d := range []string{filepath.Dir(dir), dir} {

@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/corral-dev/corral/runtime/internal/testenv"
+	"github.com/corral-dev/corral/internal/testenv"
 )
 
 // serveEnv makes the test binary a small HTTP server on 127.0.0.1 in its

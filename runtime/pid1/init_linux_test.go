@@ -29,7 +29,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/corral-dev/corral/runtime/internal/testenv"
+	"github.com/corral-dev/corral/internal/testenv"
 )
 
 // initProc is a run of the init.
@@ -419,9 +419,7 @@ func TestPIDNamespaceInit(t *testing.T) {
 	defer r.Close()
 	p.Stdout = w
 	if err := p.Start(); err != nil {
-		if errors.Is(err, syscall.EPERM) {
-			t.Skip("making a PID namespace needs root (CAP_SYS_ADMIN)")
-		}
+		testenv.Need(t, !errors.Is(err, syscall.EPERM), "making a PID namespace needs root (CAP_SYS_ADMIN)")
 		t.Fatal(err)
 	}
 	w.Close()

@@ -15,8 +15,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/sirupsen/logrus"
 
+	"github.com/corral-dev/corral/internal/testenv"
 	"github.com/corral-dev/corral/runtime/cgroup"
-	"github.com/corral-dev/corral/runtime/internal/testenv"
 	"github.com/corral-dev/corral/runtime/pid1"
 	"github.com/corral-dev/corral/spec"
 )
