@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
@@ -43,6 +44,32 @@ type Cache struct {
 	// Dir holds the programs and the lock file; Open creates it (mode
 	// 0700) if needed.
 	Dir string
+
+	// loaded keeps each program this process verified, sealed, by path,
+	// with the identity of the file it came from: while the file is
+	// unchanged, Open hands out a new read-only open of the same memfd
+	// instead of reading and hashing the file again (every sandbox start
+	// and every exec health check opens one).
+	mu     sync.Mutex
+	loaded map[string]loadedProgram
+}
+
+type loadedProgram struct {
+	file  fileID
+	memfd *os.File
+}
+
+// fileID tells a stored program file from any other, or from itself
+// changed: where it is, its size, times, owner, mode and links.
+type fileID struct {
+	dev, ino, size, nlink uint64
+	mtime, ctime          unix.Timespec
+	uid, mode             uint32
+}
+
+func idOf(st *unix.Stat_t) fileID {
+	return fileID{dev: st.Dev, ino: st.Ino, size: uint64(st.Size), nlink: st.Nlink,
+		mtime: st.Mtim, ctime: st.Ctim, uid: st.Uid, mode: st.Mode}
 }
 
 // Open returns the compiled program for profile in a sealed memfd at
@@ -59,7 +86,10 @@ func (c *Cache) Open(profile *rspec.LinuxSeccomp) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f, err := loadSealed(path); !needsBuild(err) {
+	if f := c.reuse(path); f != nil {
+		return f, nil
+	}
+	if f, err := c.load(path); !needsBuild(err) {
 		return f, err
 	}
 
@@ -69,7 +99,7 @@ func (c *Cache) Open(profile *rspec.LinuxSeccomp) (*os.File, error) {
 	}
 	defer unlock()
 	// Another goroutine or process may have stored it while we waited.
-	if f, err := loadSealed(path); !needsBuild(err) {
+	if f, err := c.load(path); !needsBuild(err) {
 		return f, err
 	}
 	prog, err := compile(profile)
@@ -79,7 +109,60 @@ func (c *Cache) Open(profile *rspec.LinuxSeccomp) (*os.File, error) {
 	if err := store(path, prog); err != nil {
 		return nil, err
 	}
-	return loadSealed(path)
+	return c.load(path)
+}
+
+// reuse returns a new read-only open of the memfd loaded from path, if
+// the file is still the one it was loaded from; nil otherwise.
+func (c *Cache) reuse(path string) *os.File {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.loaded[path]
+	if !ok || p.file != idOf(&st) {
+		return nil
+	}
+	f, err := reopen(p.memfd)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// load reads, verifies and seals the program at path, keeps it for
+// reuse, and returns a read-only open of it.
+func (c *Cache) load(path string) (*os.File, error) {
+	memfd, id, err := loadSealed(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := reopen(memfd)
+	if err != nil {
+		memfd.Close()
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.loaded[path]; ok {
+		old.memfd.Close()
+	}
+	if c.loaded == nil {
+		c.loaded = map[string]loadedProgram{}
+	}
+	c.loaded[path] = loadedProgram{file: id, memfd: memfd}
+	return f, nil
+}
+
+// reopen opens memfd again, read-only, with an offset of its own (at 0).
+func reopen(memfd *os.File) (*os.File, error) {
+	f, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", memfd.Fd()), os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp program memfd: %w", err)
+	}
+	return f, nil
 }
 
 // needsBuild tells whether openProgram's error means "compile it".
@@ -165,50 +248,51 @@ const headerSize = len(fileMagic) + sha256.Size
 // short by a crash or a full disk, or changed since it was written) match
 // fs.ErrNotExist or errCorrupt; a file with the wrong owner or mode is
 // refused outright: someone else has been writing in the cache.
-func loadSealed(path string) (*os.File, error) {
-	prog, err := readProgram(path)
+func loadSealed(path string) (*os.File, fileID, error) {
+	prog, id, err := readProgram(path)
 	if err != nil {
-		return nil, err
+		return nil, id, err
 	}
-	return sealed(filepath.Base(path), prog)
+	f, err := sealed(filepath.Base(path), prog)
+	return f, id, err
 }
 
 // readProgram opens a stored program without following a symlink, checks
 // the file's owner, mode and links, reads it whole and verifies its hash
 // and its instructions.
-func readProgram(path string) ([]byte, error) {
+func readProgram(path string) ([]byte, fileID, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if errors.Is(err, unix.ELOOP) {
 		// Only a symlink gives ELOOP with O_NOFOLLOW: we never make one.
-		return nil, fmt.Errorf("%w: %s is a symlink", errCorrupt, path)
+		return nil, fileID{}, fmt.Errorf("%w: %s is a symlink", errCorrupt, path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open cached seccomp program: %w", err)
+		return nil, fileID{}, fmt.Errorf("open cached seccomp program: %w", err)
 	}
 	defer f.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, fmt.Errorf("cached seccomp program %s: %w", path, err)
+		return nil, fileID{}, fmt.Errorf("cached seccomp program %s: %w", path, err)
 	}
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		return nil, fmt.Errorf("cached seccomp program %s: %w: not a regular file", path, errCorrupt)
+		return nil, fileID{}, fmt.Errorf("cached seccomp program %s: %w: not a regular file", path, errCorrupt)
 	case int(st.Uid) != os.Geteuid() || st.Mode&0o077 != 0 || st.Nlink != 1:
-		return nil, fmt.Errorf("cached seccomp program %s: owner %d, mode %#o, %d links: want ours (%d), 0600, 1 link; refusing a program someone else may have written",
+		return nil, fileID{}, fmt.Errorf("cached seccomp program %s: owner %d, mode %#o, %d links: want ours (%d), 0600, 1 link; refusing a program someone else may have written",
 			path, st.Uid, st.Mode&0o7777, st.Nlink, os.Geteuid())
 	case st.Size > int64(headerSize+maxInsns*insnSize):
 		// Check the size before reading, so a huge file is not read in.
-		return nil, fmt.Errorf("cached seccomp program %s: %w: %d bytes, more than the kernel's %d instructions", path, errCorrupt, st.Size, maxInsns)
+		return nil, fileID{}, fmt.Errorf("cached seccomp program %s: %w: %d bytes, more than the kernel's %d instructions", path, errCorrupt, st.Size, maxInsns)
 	}
 	buf := make([]byte, st.Size)
 	if _, err := io.ReadFull(f, buf); err != nil {
-		return nil, fmt.Errorf("cached seccomp program %s: %w: %v", path, errCorrupt, err)
+		return nil, fileID{}, fmt.Errorf("cached seccomp program %s: %w: %v", path, errCorrupt, err)
 	}
 	prog, err := checkProgram(buf)
 	if err != nil {
-		return nil, fmt.Errorf("cached seccomp program %s: %w", path, err)
+		return nil, fileID{}, fmt.Errorf("cached seccomp program %s: %w", path, err)
 	}
-	return prog, nil
+	return prog, idOf(&st), nil
 }
 
 // checkProgram verifies a stored file's header and hash and that its
