@@ -98,6 +98,9 @@ type Manager struct {
 	// trusted are cgroup parents that the caller makes sandboxes under,
 	// trusted beside those recorded in the state dir (see loadTrust).
 	trusted []string
+	// recorded are the parents this manager saw in the state dir's list
+	// (recordParent): once there, they stay, so it is read once each.
+	recorded map[string]bool
 }
 
 // Layout of the state dir.
@@ -327,11 +330,12 @@ func (m *Manager) reserve(svc *spec.Service, cgroupPath string) (*Sandbox, error
 	if err := m.recordParent(filepath.Dir(cgroupPath)); err != nil {
 		return nil, err
 	}
-	t, err := m.loadTrust()
-	if err != nil {
-		return nil, err
-	}
 	if old, err := loadRecord(m.recordPath(name)); err == nil {
+		// Only a leftover of the name needs the state dir's trust read.
+		t, err := m.loadTrust()
+		if err != nil {
+			return nil, err
+		}
 		if err := t.checkRecord(old, name); err != nil {
 			m.setAside(name, err)
 		} else {

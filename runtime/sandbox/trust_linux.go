@@ -86,16 +86,30 @@ func (m *Manager) recordedParents() ([]string, error) {
 // recordParent adds parent to the state dir's cgroup parents, if it is
 // new, before a sandbox is made under it. Call it under the state lock.
 func (m *Manager) recordParent(parent string) error {
+	m.mu.Lock()
+	known := m.recorded[parent]
+	m.mu.Unlock()
+	if known {
+		return nil // no file read on every start
+	}
 	listed, err := m.recordedParents()
-	if err != nil || slices.Contains(listed, parent) {
+	if err != nil {
 		return err
 	}
-	if err := spec.CheckCgroupParent(parent); err != nil {
-		return fmt.Errorf("cgroup parent: %w", err)
+	if !slices.Contains(listed, parent) {
+		if err := spec.CheckCgroupParent(parent); err != nil {
+			return fmt.Errorf("cgroup parent: %w", err)
+		}
+		if err := store.WriteJSON(m.parentsPath(), parentsFile{CgroupParents: append(listed, parent)}); err != nil {
+			return fmt.Errorf("record cgroup parent %s: %w", parent, err)
+		}
 	}
-	if err := store.WriteJSON(m.parentsPath(), parentsFile{CgroupParents: append(listed, parent)}); err != nil {
-		return fmt.Errorf("record cgroup parent %s: %w", parent, err)
+	m.mu.Lock()
+	if m.recorded == nil {
+		m.recorded = map[string]bool{}
 	}
+	m.recorded[parent] = true
+	m.mu.Unlock()
 	return nil
 }
 
