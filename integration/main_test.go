@@ -222,8 +222,16 @@ func startRun(t *testing.T, name string, args ...string) *started {
 	go func() { s.done <- s.cmd.Wait() }()
 	t.Cleanup(func() {
 		if s.cmd.ProcessState == nil {
-			_ = s.cmd.Process.Kill()
-			<-s.done
+			// SIGTERM, so that corral removes its sandbox itself: a
+			// killed corral leaves it for the next run's sweep, and the
+			// test would depend on another test running after it.
+			_ = s.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-s.done:
+			case <-time.After(15 * time.Second):
+				_ = s.cmd.Process.Kill()
+				<-s.done
+			}
 		}
 		s.stdout.Close()
 		s.stderr.Close()
