@@ -15,6 +15,9 @@ import (
 // datagram is dropped.
 const notifyMax = 4096
 
+// notifyRate bounds the messages a second looked at from one sandbox.
+const notifyRate = 100
+
 // notifyStatusMax bounds the STATUS= text kept for `corral status`.
 const notifyStatusMax = 256
 
@@ -37,7 +40,8 @@ func (s *service) listenNotify(sb *sandbox.Sandbox) {
 	go func() {
 		buf := make([]byte, notifyMax)
 		oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
-		var warned time.Time
+		var warned, window time.Time
+		taken := 0
 		for {
 			n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
 			if err != nil {
@@ -45,6 +49,15 @@ func (s *service) listenNotify(sb *sandbox.Sandbox) {
 					continue
 				}
 				return // closed
+			}
+			// Each message costs a look at the sandbox's cgroup: a
+			// sandbox that floods its socket gets notifyRate a second
+			// looked at, the rest read and dropped.
+			if now := time.Now(); now.Sub(window) >= time.Second {
+				window, taken = now, 0
+			}
+			if taken++; taken > notifyRate {
+				continue
 			}
 			pid := senderPid(oob[:oobn])
 			if !sb.SenderInSandbox(pid) {
