@@ -454,12 +454,15 @@ func TestDeadWebhookDoesNotDelayRestarts(t *testing.T) {
 // child is OOM-killed again and again while the service runs on (cgroup
 // v1; on v2 the whole sandbox goes, oom.group) has the kills counted in
 // status and metrics, and alerted, while it runs: not only when it ends.
+// The service waits a moment first, so that the sandbox's start (and its
+// runc init, larger than the shell) is over when the OOM killer picks a
+// victim: tail, which holds the whole input.
 func TestChildOOMKillsAreCountedAndAlertedAsTheyHappen(t *testing.T) {
 	sink := newAlertSink(t)
 	d := newDaemon(t, `
   memhog:
-    command: ["/bin/sh", "-c", "while :; do head -c 104857600 /dev/zero | tail > /dev/null; echo tried; sleep 0.2; done"]
-    resources: {memory: 16M}
+    command: ["/bin/sh", "-c", "sleep 0.3; while :; do head -c 104857600 /dev/zero | tail > /dev/null; echo tried; sleep 0.2; done"]
+    resources: {memory: 24M}
     alerts: {webhook: "`+sink.url+`", cooldown: 1h}
 `)
 	port := freePort(t)
@@ -468,7 +471,7 @@ func TestChildOOMKillsAreCountedAndAlertedAsTheyHappen(t *testing.T) {
 	first := d.waitFor("memhog", 10*time.Second, "started", func(st *api.ServiceDetail) bool { return st.PID != 0 })
 	st := d.waitFor("memhog", 30*time.Second, "counting OOM kills", func(st *api.ServiceDetail) bool { return st.OOMKillsTotal >= 2 })
 	if host.Mode != cgroup.Unified && (st.PID != first.PID || st.State != "running") {
-		t.Errorf("on cgroup v1 the service runs on: pid %d (was %d), state %s", st.PID, first.PID, st.State)
+		t.Errorf("on cgroup v1 the service runs on: pid %d (was %d), state %s; exits %+v", st.PID, first.PID, st.State, st.Exits)
 	}
 	m := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	if got := m[`corral_service_oom_kills_total{service="memhog"}`]; got < 2 {
