@@ -194,14 +194,26 @@ func (d *Dir) RemoveAll(name string) error {
 	if parent != d {
 		defer parent.Close()
 	}
-	if err := removeAt(parent.Fd(), base); err != nil {
+	if err := removeAt(parent.Fd(), base, 0); err != nil {
 		return fmt.Errorf("remove %s: %w", filepath.Join(d.Name(), name), err)
 	}
 	return nil
 }
 
-// removeAt removes base in the directory dirfd, recursively.
-func removeAt(dirfd int, base string) error {
+// maxDepth bounds RemoveAll's descent: each level holds an open
+// directory, and a tree a sandbox built may be deeper than any path.
+const maxDepth = 256
+
+// ErrTooDeep: RemoveAll met a tree deeper than maxDepth and removed none
+// of what lies below that depth.
+var ErrTooDeep = errors.New("nested too deep to remove")
+
+// removeAt removes base in the directory dirfd, recursively; depth is
+// base's level below the name RemoveAll was given.
+func removeAt(dirfd int, base string, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("more than %d levels: %w", maxDepth, ErrTooDeep)
+	}
 	var st unix.Statx_t
 	err := unix.Statx(dirfd, base, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_TYPE, &st)
 	if errors.Is(err, unix.ENOENT) {
@@ -232,8 +244,11 @@ func removeAt(dirfd int, base string) error {
 	for {
 		names, err := sub.Readdirnames(256)
 		for _, n := range names {
-			if err := removeAt(fd, n); err != nil {
-				return fmt.Errorf("%s/%w", base, err)
+			if err := removeAt(fd, n, depth+1); err != nil {
+				if depth > 0 || errors.Is(err, ErrTooDeep) {
+					return err // named once, at the top: not once per level
+				}
+				return fmt.Errorf("%s/%s: %w", base, n, err)
 			}
 		}
 		if err != nil || len(names) == 0 {

@@ -212,3 +212,30 @@ func TestProcPathBindsASocketInTheOpenDirAndChmod(t *testing.T) {
 		t.Fatal("Chmod followed a symlink")
 	}
 }
+
+// TestRemoveAllStopsAtADepth: a tree deeper than maxDepth is refused with
+// ErrTooDeep, holding at most maxDepth directories open, with a short
+// error.
+func TestRemoveAllStopsAtADepth(t *testing.T) {
+	d, dir := root(t)
+	cur, err := d.MkdirAll("deep", 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < maxDepth+10; i++ {
+		next, err := cur.MkdirAll("a", 0o755)
+		cur.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur = next
+	}
+	cur.Close()
+	err = d.RemoveAll("deep")
+	if !errors.Is(err, ErrTooDeep) || len(err.Error()) > 300 {
+		t.Fatalf("RemoveAll of a too deep tree: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "deep")); err != nil {
+		t.Fatalf("the too deep tree's top was removed: %v", err)
+	}
+}
