@@ -24,12 +24,9 @@ func (m *Manager) initDir() string { return filepath.Join(m.stateDir, "init") }
 
 // prepareInit makes sure the state dir holds an execute-only copy of
 // corral's binary (exe) and returns its path. The copy is made once per
-// binary: it is kept while exe's identity (device, inode, size, mtime) is
-// unchanged, and replaced (by rename: running sandboxes keep theirs)
-// when corral is upgraded. Call it under the state lock.
+// binary, named by exe's identity (device, inode, size, mtime); an
+// upgrade makes a new one beside it. Call it under the state lock.
 func prepareInit(dir, exe string) (string, error) {
-	path := filepath.Join(dir, "corral-init")
-	idPath := path + ".id"
 	src, err := os.Open(exe)
 	if err != nil {
 		return "", fmt.Errorf("open own binary: %w", err)
@@ -39,8 +36,11 @@ func prepareInit(dir, exe string) (string, error) {
 	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
 		return "", fmt.Errorf("stat own binary: %w", err)
 	}
-	id := fmt.Sprintf("%d %d %d %d.%09d\n", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
-	if data, err := os.ReadFile(idPath); err == nil && string(data) == id && initCopyOK(path, st.Size) {
+	// One copy per binary, named by its identity: a daemon and a corral
+	// run of another build on the same state dir each bind their own
+	// init, whose protocol is their own.
+	path := filepath.Join(dir, fmt.Sprintf("corral-init-%d-%d-%d-%d.%09d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec))
+	if initCopyOK(path, st.Size) {
 		return path, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -60,9 +60,6 @@ func prepareInit(dir, exe string) (string, error) {
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
-	}
-	if err == nil {
-		err = os.WriteFile(idPath, []byte(id), 0o600)
 	}
 	if err != nil {
 		return "", fmt.Errorf("copy own binary to %s: %w", path, err)
