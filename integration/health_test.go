@@ -456,12 +456,16 @@ func TestDeadWebhookDoesNotDelayRestarts(t *testing.T) {
 // status and metrics, and alerted, while it runs: not only when it ends.
 // The service waits a moment first, so that the sandbox's start (and its
 // runc init, larger than the shell) is over when the OOM killer picks a
-// victim: tail, which holds the whole input.
+// victim: tail, which holds the whole input. The pipeline runs in a
+// subshell that raises its own oom_score_adj (no privilege needed to
+// raise it): a second OOM while tail's memory is still being reaped (seen
+// on a slow host) then takes head or the subshell, never the service's
+// own shell.
 func TestChildOOMKillsAreCountedAndAlertedAsTheyHappen(t *testing.T) {
 	sink := newAlertSink(t)
 	d := newDaemon(t, `
   memhog:
-    command: ["/bin/sh", "-c", "sleep 0.3; while :; do head -c 104857600 /dev/zero | tail > /dev/null; echo tried; sleep 0.2; done"]
+    command: ["/bin/sh", "-c", "sleep 0.3; while :; do (echo 1000 > /proc/self/oom_score_adj; head -c 104857600 /dev/zero | tail > /dev/null); echo tried; sleep 0.2; done"]
     resources: {memory: 24M}
     alerts: {webhook: "`+sink.url+`", cooldown: 1h}
 `)
