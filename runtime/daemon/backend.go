@@ -6,10 +6,12 @@ import (
 	"io"
 	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/corral-dev/corral/runtime/api"
 	"github.com/corral-dev/corral/runtime/logs"
+	"github.com/corral-dev/corral/runtime/service"
 	"github.com/corral-dev/corral/runtime/supervisor"
 	"github.com/corral-dev/corral/spec"
 )
@@ -17,10 +19,10 @@ import (
 // The daemon is the API's backend.
 var _ api.Backend = (*Daemon)(nil)
 
-func (d *Daemon) sorted() []*service {
+func (d *Daemon) sorted() []*service.Actor {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var out []*service
+	var out []*service.Actor
 	for _, u := range d.cfg.Units {
 		if s, ok := d.services[u.Service.Name]; ok {
 			out = append(out, s)
@@ -32,51 +34,52 @@ func (d *Daemon) sorted() []*service {
 // List is `corral ps`.
 func (d *Daemon) List(ctx context.Context) ([]api.Service, error) {
 	var out []api.Service
-	for _, s := range d.sorted() {
-		out = append(out, d.describe(s, s.snapshot()))
+	for _, a := range d.sorted() {
+		out = append(out, d.describe(a.Name(), a.Snapshot()))
 	}
 	return out, nil
 }
 
-func (d *Daemon) describe(s *service, v view) api.Service {
+func (d *Daemon) describe(name string, v service.View) api.Service {
 	a := api.Service{
-		Name: s.name, State: string(v.rec.State), Desired: string(v.rec.Desired), PID: v.pid,
-		Restarts: v.rec.Restarts, Message: v.rec.Message, NextAttempt: v.rec.NextAttempt,
-	}
-	if a.State == "" {
-		a.State = string(supervisor.Stopped)
+		Name: name, State: string(v.Shown()), Desired: string(v.Rec.Desired), PID: v.PID,
+		Restarts: v.Rec.Restarts, Message: v.Rec.Message, NextAttempt: v.Rec.NextAttempt,
 	}
 	if a.Message == "" {
-		a.Message = v.note
+		a.Message = v.Note
 	}
-	a.Health, a.HealthDetail, a.NotifyStatus = v.health, v.healthDetail, v.notifyStatus
-	a.OOMKillsTotal = v.oomKills
-	if len(v.restarts) > 0 {
-		a.RestartsByKind = maps.Clone(v.restarts)
+	a.Health, a.HealthDetail, a.NotifyStatus = v.Health, v.HealthDetail, v.NotifyStatus
+	a.OOMKillsTotal = v.OOMKills
+	if len(v.Restarts) > 0 {
+		a.RestartsByKind = maps.Clone(v.Restarts)
 	}
-	if v.rec.State == supervisor.Running || v.rec.State == supervisor.Stopping || v.rec.AwaitingReady() {
-		a.StartedAt = v.rec.StartedAt
+	if v.Rec.State == supervisor.Running || v.Rec.State == supervisor.Stopping || v.Rec.AwaitingReady() {
+		a.StartedAt = v.Rec.StartedAt
 	}
-	if n := len(v.exits); n > 0 {
-		e := v.exits[n-1]
+	if n := len(v.Exits); n > 0 {
+		e := v.Exits[n-1]
 		a.LastExit = &e
 	}
-	if v.pid != 0 && v.cgroup != "" {
-		if st, err := d.host.Usage(v.cgroup); err == nil {
-			a.MemoryUsage, a.MemoryLimit = st.MemoryUsage, st.MemoryLimit
-			a.CPUUsage, a.PidsCurrent, a.PidsLimit = st.CPUUsage, st.PidsCurrent, st.PidsLimit
-			a.CPUThrottled = st.CPUThrottled
+	if v.PID != 0 && v.Cgroup != "" {
+		if d.deps.usage != nil {
+			if st, err := d.deps.usage(v.Cgroup); err == nil {
+				a.MemoryUsage, a.MemoryLimit = st.MemoryUsage, st.MemoryLimit
+				a.CPUUsage, a.PidsCurrent, a.PidsLimit = st.CPUUsage, st.PidsCurrent, st.PidsLimit
+				a.CPUThrottled = st.CPUThrottled
+			}
 		}
-		lost, failing := d.mgr.LogLoss(s.name)
-		a.LogLinesLost = lost
-		if failing != 0 {
-			a.LogError = failing.Error()
+		if d.deps.logLoss != nil {
+			lost, failing := d.deps.logLoss(name)
+			a.LogLinesLost = lost
+			if failing != 0 {
+				a.LogError = failing.Error()
+			}
 		}
 	}
 	return a
 }
 
-func (d *Daemon) lookup(name string) (*service, error) {
+func (d *Daemon) lookup(name string) (*service.Actor, error) {
 	if s := d.service(name); s != nil {
 		return s, nil
 	}
@@ -89,17 +92,17 @@ func (d *Daemon) Status(ctx context.Context, name string) (*api.ServiceDetail, e
 	if err != nil {
 		return nil, err
 	}
-	v := s.snapshot()
+	v := s.Snapshot()
 	d.mu.Lock()
-	logDir := filepath.Join(d.cfg.LogDir, name)
+	dir := logDir(d.cfg, name)
 	var loosened []string
 	if u := d.cfg.Unit(name); u != nil {
 		loosened = u.Service.Loosenings()
 	}
 	d.mu.Unlock()
 	return &api.ServiceDetail{
-		Service: d.describe(s, v), Command: v.command, Cgroup: v.cgroup,
-		LogFile: filepath.Join(logDir, "output.log"), Exits: v.exits, Loosened: loosened,
+		Service: d.describe(name, v), Command: v.Command, Cgroup: v.Cgroup,
+		LogFile: filepath.Join(dir, "output.log"), Exits: v.Exits, Loosened: loosened,
 	}, nil
 }
 
@@ -107,23 +110,17 @@ func (d *Daemon) each(ctx context.Context, names []string, kind supervisor.Event
 	if len(names) == 0 {
 		return fmt.Errorf("%w: no service named", api.ErrInvalid)
 	}
-	var ss []*service
+	var as []*service.Actor
 	for _, n := range names {
-		s, err := d.lookup(n)
+		a, err := d.lookup(n)
 		if err != nil {
 			return err
 		}
-		ss = append(ss, s)
+		as = append(as, a)
 	}
-	for _, s := range ss {
-		reply := make(chan error, 1)
-		if err := s.send(ctx, command{kind: cmdEvent, ev: supervisor.Event{Kind: kind}, reply: reply}); err != nil {
+	for _, a := range as {
+		if err := a.Send(ctx, kind, true); err != nil {
 			return err
-		}
-		select {
-		case <-reply:
-		case <-ctx.Done():
-			return ctx.Err()
 		}
 	}
 	return nil
@@ -159,9 +156,7 @@ func (d *Daemon) Logs(ctx context.Context, req api.LogsRequest, w io.Writer) err
 	if _, err := d.lookup(req.Name); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	dir := filepath.Join(d.cfg.LogDir, req.Name)
-	d.mu.Unlock()
+	dir := logDir(d.config(), req.Name)
 	if req.Follow {
 		return logs.Follow(ctx, dir, req.Tail, w)
 	}
@@ -203,50 +198,22 @@ func (d *Daemon) Reload(ctx context.Context, dryRun bool) (*api.Plan, error) {
 	}).Info("reloading")
 
 	// Removed services stop first, dependents before dependencies.
-	removed := map[string]bool{}
-	for _, n := range p.Remove {
-		removed[n] = true
-	}
-	for _, wave := range spec.StopOrder(cur) {
-		var ss []*service
-		for _, n := range wave {
-			if removed[n] {
-				s := d.service(n)
-				_ = s.send(ctx, command{kind: cmdRemove, shutdown: true, forget: true})
-				ss = append(ss, s)
-			}
-		}
-		waitDone(ss)
-	}
+	d.removeWaves(cur, func(name string) bool { return slices.Contains(p.Remove, name) }, true)
 	d.mu.Lock()
-	for n := range removed {
+	for _, n := range p.Remove {
 		delete(d.services, n)
 	}
 	d.cfg = next
 	d.mu.Unlock()
 
-	restart := map[string]bool{}
-	for _, n := range p.Restart {
-		restart[n] = true
-	}
 	for _, u := range next.Units {
 		name := u.Service.Name
-		if s := d.service(name); s != nil && (restart[name] || contains(p.Update, name) || contains(p.PolicyChanged, name)) {
-			_ = s.send(ctx, command{kind: cmdUpdate, unit: u, restart: restart[name]})
-		} else if s != nil {
-			// Unchanged: the same unit, so later diffs compare like with like.
-			_ = s.send(ctx, command{kind: cmdUpdate, unit: u})
+		if a := d.service(name); a != nil {
+			// Unchanged ones get the new unit too: later diffs then
+			// compare like with like.
+			_ = a.Update(ctx, u, logDir(next, name), slices.Contains(p.Restart, name))
 		}
 	}
-	d.startAll(next, p.Add)
+	d.startWaves(next, d.register(next, p.Add))
 	return plan, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -9,10 +9,10 @@
 // adopts them, learns how those that ended meanwhile ended, and carries
 // on supervising.
 //
-// Beside the supervision: health checks and sd_notify readiness
-// (health.go, notify.go), alerts on failures and recoveries (alerts.go),
-// the Prometheus endpoint (metrics.go), and what survives a restart of the
-// daemon (persist.go).
+// Each service is an actor (runtime/service) built from the daemon's
+// collaborators (deps): the daemon owns the start order, reloads,
+// shutdown, the control API (backend.go) and the Prometheus endpoint
+// (metrics.go). Tests build a daemon over fakes (newDaemon).
 package daemon
 
 import (
@@ -22,11 +22,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
@@ -35,6 +38,7 @@ import (
 	"github.com/corral-dev/corral/runtime/api"
 	"github.com/corral-dev/corral/runtime/cgroup"
 	"github.com/corral-dev/corral/runtime/sandbox"
+	"github.com/corral-dev/corral/runtime/service"
 	"github.com/corral-dev/corral/runtime/store"
 	"github.com/corral-dev/corral/runtime/supervisor"
 	"github.com/corral-dev/corral/spec"
@@ -57,30 +61,99 @@ type Options struct {
 type Daemon struct {
 	opts   Options
 	log    logrus.FieldLogger
-	host   *cgroup.Host
-	mgr    *sandbox.Manager
+	deps   deps
 	events *broadcaster
 	wg     sync.WaitGroup
 	ctx    context.Context
 
 	mu       sync.Mutex // guards cfg and services
 	cfg      *spec.Config
-	services map[string]*service
+	services map[string]*service.Actor
 	reloadMu sync.Mutex // one reload at a time
 
 	// cleanStart: the previous daemon stopped its services on its way out
 	// (or there was none), rather than dying or leaving them running.
 	cleanStart bool
-	// stopping: the daemon is shutting down; start-up starts nothing more.
+	// stopping: the daemon is shutting down; start-up starts nothing more
+	// and stops waiting. stopC is closed then.
 	stopping atomic.Bool
-	// alerts sends the services' alerts (nil until Run sets it up).
-	alerts *alert.Dispatcher
+	stopC    chan struct{}
+	stopOnce sync.Once
+	// alerts sends the services' alerts (nil: none).
+	alerts service.Alerts
 }
+
+// savedStore keeps each service's saved state (service.Files on disk).
+type savedStore interface {
+	service.Store
+	Load(name string) (service.Saved, error)
+}
+
+// deps are the daemon's collaborators: the host's in Run, fakes in tests.
+type deps struct {
+	launcher service.Launcher
+	store    savedStore
+	clock    clockwork.Clock
+	// rand and probe are nil for the real ones (see service.Deps).
+	rand  func() float64
+	probe service.ProbeFunc
+	// usage reads a running sandbox's cgroup, logLoss its log's losses,
+	// for ps, status and the metrics; removeParent removes the cgroup
+	// parent once every sandbox is gone. Each may be nil.
+	usage        func(cgroupPath string) (cgroup.Stats, error)
+	logLoss      func(name string) (uint64, syscall.Errno)
+	removeParent func(parent string) error
+}
+
+// newDaemon is a daemon of cfg over deps, with no service yet.
+func newDaemon(ctx context.Context, opts Options, cfg *spec.Config, dp deps) *Daemon {
+	if opts.Log == nil {
+		opts.Log = logrus.StandardLogger()
+	}
+	if dp.clock == nil {
+		dp.clock = clockwork.NewRealClock()
+	}
+	return &Daemon{
+		opts: opts, log: opts.Log, deps: dp, events: newBroadcaster(), cfg: cfg,
+		services: map[string]*service.Actor{}, ctx: ctx, stopC: make(chan struct{}),
+	}
+}
+
+// actorDeps are what each service's actor is built with.
+func (d *Daemon) actorDeps() service.Deps {
+	return service.Deps{
+		Launcher: d.deps.launcher, Store: d.deps.store, Events: d.events, Alerts: d.alerts,
+		Clock: d.deps.clock, Rand: d.deps.rand, Probe: d.deps.probe, Log: d.log,
+	}
+}
+
+// logDir is the service's own log directory under cfg's.
+func logDir(cfg *spec.Config, name string) string { return filepath.Join(cfg.LogDir, name) }
 
 // ErrLocked is returned when another daemon holds the state dir.
 var ErrLocked = errors.New("another corral daemon is using this state dir")
 
-func (d *Daemon) daemonDir() string { return filepath.Join(d.opts.StateDir, "daemon") }
+// cleanStopPath marks a daemon that stopped its services on the way out
+// (SIGTERM), as opposed to one that was killed or left them running.
+func (d *Daemon) cleanStopPath() string {
+	return filepath.Join(d.opts.StateDir, "daemon", "stopped-services")
+}
+
+// beginStop says the daemon is shutting down: start-up starts nothing
+// more and stops waiting.
+func (d *Daemon) beginStop() {
+	d.stopOnce.Do(func() {
+		d.stopping.Store(true)
+		close(d.stopC)
+	})
+}
+
+// config is the configuration in force.
+func (d *Daemon) config() *spec.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
 
 // Run runs the daemon until ctx ends or it receives SIGTERM or SIGINT
 // (stop every service, then exit) or SIGUSR2 (exit, leaving the services
@@ -97,34 +170,30 @@ func Run(ctx context.Context, opts Options) error {
 	if err := host.CheckParent(cfg.CgroupParent); err != nil {
 		return err
 	}
-	d := &Daemon{opts: opts, log: opts.Log, host: host, events: newBroadcaster(), cfg: cfg, services: map[string]*service{}}
-	if err := os.MkdirAll(d.savedDir(), 0o700); err != nil {
+	daemonDir := filepath.Join(opts.StateDir, "daemon")
+	files := service.Files{Dir: filepath.Join(daemonDir, "services")}
+	if err := os.MkdirAll(files.Dir, 0o700); err != nil {
 		return fmt.Errorf("state dir %s: %w", opts.StateDir, err)
 	}
-	unlock, err := lockFile(filepath.Join(d.daemonDir(), "lock"))
+	unlock, err := lockFile(filepath.Join(daemonDir, "lock"))
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	// The pid file lets scripts (make down) signal the daemon.
-	pidFile := filepath.Join(d.daemonDir(), "pid")
+	pidFile := filepath.Join(daemonDir, "pid")
 	if err := store.WriteFile(pidFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
 		return err
 	}
 	defer os.Remove(pidFile)
-	if d.mgr, err = sandbox.NewManager(opts.StateDir, host, opts.Log, sandbox.Detached, cfg.CgroupParent); err != nil {
+	mgr, err := sandbox.NewManager(opts.StateDir, host, opts.Log, sandbox.Detached, cfg.CgroupParent)
+	if err != nil {
 		return err
 	}
-	for _, dir := range []string{d.daemonDir(), d.savedDir()} {
+	for _, dir := range []string{daemonDir, files.Dir} {
 		if _, err := store.SweepTemp(dir); err != nil {
-			d.log.WithError(err).Warn("sweep")
+			opts.Log.WithError(err).Warn("sweep")
 		}
-	}
-	d.cleanStart = d.takeCleanStop()
-	adopted, err := d.mgr.Adopt()
-	if err != nil {
-		// Those it could not take over stay as they are, untouched.
-		d.log.WithError(err).Error("some sandboxes of the previous daemon could not be adopted")
 	}
 
 	// Signals are caught before anything is started, so that a SIGTERM
@@ -136,12 +205,24 @@ func Run(ctx context.Context, opts Options) error {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	d.ctx = runCtx
+	l := &launcher{mgr: mgr}
+	d := newDaemon(runCtx, opts, cfg, deps{
+		launcher: l, store: files,
+		usage: host.Usage, logLoss: mgr.LogLoss, removeParent: host.RemoveEmpty,
+	})
+	l.cfg = d.config
+	d.cleanStart = takeCleanStop(files.Dir, d.cleanStopPath())
+	adopted, err := mgr.Adopt()
+	if err != nil {
+		// Those it could not take over stay as they are, untouched.
+		d.log.WithError(err).Error("some sandboxes of the previous daemon could not be adopted")
+	}
 	if err := d.serveMetrics(runCtx); err != nil {
 		return err
 	}
-	d.alerts = alert.New(d.log, hostname())
-	defer d.alerts.Close()
+	dispatcher := alert.New(d.log, hostname())
+	defer dispatcher.Close()
+	d.alerts = dispatcher
 	d.log.WithFields(logrus.Fields{"config": cfg.Path, "services": len(cfg.Units), "cgroups": host.Mode}).Info("daemon started")
 	d.resume(cfg, adopted)
 	var all []string
@@ -180,15 +261,15 @@ func Run(ctx context.Context, opts Options) error {
 				return nil
 			}
 			d.log.WithField("signal", sig).Info("shutting down")
-			d.stopping.Store(true)
+			d.beginStop()
 			<-started
 			return d.shutdown(cancel, serveErr)
 		case <-ctx.Done():
-			d.stopping.Store(true)
+			d.beginStop()
 			<-started
 			return d.shutdown(cancel, serveErr)
 		case err := <-serveErr:
-			d.stopping.Store(true)
+			d.beginStop()
 			<-started
 			d.shutdownServices()
 			return fmt.Errorf("control socket: %w", err)
@@ -208,11 +289,24 @@ func (d *Daemon) shutdown(cancel context.CancelFunc, serveErr chan error) error 
 }
 
 // takeCleanStop reports (and clears) whether the previous daemon stopped
-// its services on its way out. No previous daemon counts as clean.
-func (d *Daemon) takeCleanStop() bool {
-	entries, _ := os.ReadDir(d.savedDir())
-	err := os.Remove(d.cleanStopPath())
+// its services on its way out. No previous daemon (nothing saved) counts
+// as clean.
+func takeCleanStop(savedDir, marker string) bool {
+	entries, _ := os.ReadDir(savedDir)
+	err := os.Remove(marker)
 	return err == nil || len(entries) == 0
+}
+
+// loadSaved reads a service's saved state. A corrupt file is reported and
+// ignored: what runs (adopted sandboxes) then decides, and nothing is
+// killed for it.
+func (d *Daemon) loadSaved(name string) service.Saved {
+	s, err := d.deps.store.Load(name)
+	if err != nil {
+		d.log.WithError(err).WithField("service", name).Warn("saved service state unreadable; going by what runs")
+		return service.Saved{}
+	}
+	return s
 }
 
 // resume takes over the sandboxes the previous daemon left: those of
@@ -226,57 +320,28 @@ func (d *Daemon) resume(cfg *spec.Config, adopted []*sandbox.Adopted) {
 			go d.retire(a)
 			continue
 		}
-		saved := d.loadSaved(a.Name)
-		rec := supervisor.Resume(saved.Saved, a.Started(), u.Readiness())
-		s := newService(d, u, rec, saved)
-		s.liveOOM = saved.SandboxOOMKills // the rest happened while no daemon ran
-		s.adopt(a.Sandbox)
-		select { // count them once the service's goroutine runs
-		case s.ooms <- a.Sandbox:
-		default:
-		}
-		log := s.log.WithField("pid", s.view.pid)
-		if a.Running {
-			log.WithField("since", a.Started().Format(time.RFC3339)).Info("adopted running sandbox")
-		} else {
-			log.Info("adopted sandbox that ended while no daemon was running")
-		}
-		d.mu.Lock()
-		d.services[a.Name] = s
-		d.mu.Unlock()
-		// The first event says it was adopted; from "" as on a first start.
-		s.publish(supervisor.Record{}, supervisor.Event{Kind: supervisor.EvStarted})
-		if rec.Desired == supervisor.Down {
-			// The operator's stop was under way when the daemon died:
-			// carry it out before the sandbox's end can be taken for a
-			// failure to restart.
-			s.step(supervisor.Event{Kind: supervisor.EvStop}, nil)
-		}
-		d.wg.Add(1)
-		go s.run(d.ctx)
-		change := d.compareAdopted(cfg, u, a)
-		switch {
-		case rec.Desired == supervisor.Down:
-		case !a.Running:
-			// Its exit, already on s.exited, drives the restart policy.
-		case change == spec.Reshaped:
-			log.Info("configuration changed while no daemon was running: restarting it")
-			_ = s.send(d.ctx, command{kind: cmdEvent, ev: supervisor.Event{Kind: supervisor.EvRestart}})
-		case change == spec.LimitsOnly:
-			if err := a.UpdateResources(u.Service.Resources); err != nil {
-				log.WithError(err).Error("update limits in place")
-			} else {
-				log.Info("limits changed while no daemon was running: updated in place")
-			}
-		}
+		ad := service.Adoption{Sandbox: a.Sandbox, Running: a.Running, Change: compareAdopted(cfg, u, a)}
+		d.add(service.Adopt(u, logDir(cfg, a.Name), d.loadSaved(a.Name), ad, d.actorDeps()))
 	}
+}
+
+// add registers the actor and runs it.
+func (d *Daemon) add(a *service.Actor) {
+	d.mu.Lock()
+	d.services[a.Name()] = a
+	d.mu.Unlock()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		a.Run(d.ctx)
+	}()
 }
 
 // compareAdopted says how an adopted sandbox differs from what its unit
 // would make now: a new cgroup parent or log dir reshapes it too. A
 // sandbox whose record was lost (Service unknown) is taken to match: it is
 // never restarted on a guess.
-func (d *Daemon) compareAdopted(cfg *spec.Config, u *spec.Unit, a *sandbox.Adopted) spec.Change {
+func compareAdopted(cfg *spec.Config, u *spec.Unit, a *sandbox.Adopted) spec.Change {
 	if a.Service == nil {
 		return spec.Same
 	}
@@ -304,7 +369,7 @@ func (d *Daemon) retire(a *sandbox.Adopted) {
 		}
 		select {
 		case <-done:
-		case <-time.After(spec.DefaultStopTimeout):
+		case <-d.deps.clock.After(spec.DefaultStopTimeout):
 			_ = a.KillAll()
 			<-done
 		}
@@ -312,45 +377,35 @@ func (d *Daemon) retire(a *sandbox.Adopted) {
 	if err := a.Destroy(); err != nil {
 		log.WithError(err).Error("remove sandbox")
 	}
-	if err := os.Remove(d.savedPath(a.Name)); err != nil && !os.IsNotExist(err) {
+	if err := d.deps.store.Remove(a.Name); err != nil {
 		log.WithError(err).Warn("remove saved state")
 	}
-}
-
-// startAll creates a goroutine for each named unit of cfg and starts them
-// in dependency waves.
-func (d *Daemon) startAll(cfg *spec.Config, names []string) {
-	d.startWaves(cfg, d.register(cfg, names))
 }
 
 // startPlan is what register decided: the services it made, and those of
 // them that stay down (stopped by the operator before).
 type startPlan struct{ want, stayDown map[string]bool }
 
-// register makes a goroutine for each named unit of cfg that has none yet.
+// register makes an actor for each named unit of cfg that has none yet.
 func (d *Daemon) register(cfg *spec.Config, names []string) startPlan {
 	want := map[string]bool{}
 	stayDown := map[string]bool{}
 	for _, u := range cfg.Units {
-		if contains(names, u.Service.Name) && d.service(u.Service.Name) == nil {
-			want[u.Service.Name] = true
-			saved := d.loadSaved(u.Service.Name)
-			// The operator's stop holds across a daemon's death; across a
-			// clean stop only for unless-stopped (as Docker's policies).
-			stayDown[u.Service.Name] = saved.Desired == supervisor.Down &&
-				(!d.cleanStart || u.Restart.Mode == spec.RestartUnlessStopped)
-			s := newService(d, u, supervisor.Restore(saved.Saved), saved)
-			d.mu.Lock()
-			d.services[u.Service.Name] = s
-			d.mu.Unlock()
-			d.wg.Add(1)
-			go s.run(d.ctx)
+		name := u.Service.Name
+		if !slices.Contains(names, name) || d.service(name) != nil {
+			continue
 		}
-	}
-	for name := range want {
-		if s := d.service(name); !stayDown[name] && len(s.unit.DependsOn) > 0 {
-			s.setNote("waiting for " + describeDeps(s.unit.DependsOn))
+		want[name] = true
+		saved := d.loadSaved(name)
+		// The operator's stop holds across a daemon's death; across a
+		// clean stop only for unless-stopped (as Docker's policies).
+		stayDown[name] = saved.Desired == supervisor.Down &&
+			(!d.cleanStart || u.Restart.Mode == spec.RestartUnlessStopped)
+		a := service.New(u, logDir(cfg, name), saved, d.actorDeps())
+		if !stayDown[name] && len(u.DependsOn) > 0 {
+			a.SetNote("waiting for " + describeDeps(u.DependsOn))
 		}
+		d.add(a)
 	}
 	return startPlan{want: want, stayDown: stayDown}
 }
@@ -361,50 +416,69 @@ func (d *Daemon) register(cfg *spec.Config, names []string) startPlan {
 func (d *Daemon) startWaves(cfg *spec.Config, plan startPlan) {
 	want, stayDown := plan.want, plan.stayDown
 	for _, wave := range spec.StartOrder(cfg) {
-		var started []*service
+		var started []*service.Actor
 		for _, name := range wave {
 			if !want[name] || d.stopping.Load() {
 				continue
 			}
-			s := d.service(name)
+			a := d.service(name)
 			if stayDown[name] {
 				d.log.WithField("service", name).Info("stays stopped: stopped by the operator before")
 				continue
 			}
-			if dep, why := d.unreadyDependency(cfg, s.unit); dep != "" {
+			if dep, why := d.unreadyDependency(cfg.Unit(name)); dep != "" {
 				d.log.WithFields(logrus.Fields{"service": name, "dependency": dep}).Warn("not started: " + why)
-				s.setNote("not started: " + why + "; start it with corral start once " + dep + " is healthy")
+				a.SetNote("not started: " + why + "; start it with corral start once " + dep + " is healthy")
 				continue
 			}
-			_ = s.send(d.ctx, command{kind: cmdEvent, ev: supervisor.Event{Kind: supervisor.EvStart}})
-			started = append(started, s)
+			_ = a.Send(d.ctx, supervisor.EvStart, false)
+			started = append(started, a)
 		}
 		d.waitStarted(cfg, started)
 	}
 }
 
-// waitStarted waits until each service of ss has done what its dependents
+// waitStarted waits until each service of as has done what its dependents
 // wait for: started (its sandbox runs, or it failed to), or, for those a
-// dependent needs healthy, ready.
-func (d *Daemon) waitStarted(cfg *spec.Config, ss []*service) {
-	for _, s := range ss {
-		needReady := dependedOnHealthy(cfg, s.name)
-		deadline := time.Now().Add(30 * time.Second)
+// dependent needs healthy, ready. Restarts on the way (backoff) are waited
+// through, within the deadline.
+func (d *Daemon) waitStarted(cfg *spec.Config, as []*service.Actor) {
+	for _, a := range as {
+		needReady := dependedOnHealthy(cfg, a.Name())
+		timeout := 30 * time.Second
 		if needReady {
-			deadline = time.Now().Add(readyTimeout(s.unit))
+			timeout = readyTimeout(cfg.Unit(a.Name()))
 		}
-		for !d.stopping.Load() && time.Now().Before(deadline) {
-			v := s.snapshot()
-			if v.done || !needReady && (v.rec.State != supervisor.Starting && v.rec.State != "" || v.rec.AwaitingReady()) {
-				break
+		d.waitFor(a, timeout, func(v service.View) bool {
+			if needReady {
+				return v.Done || v.Rec.State == supervisor.Running && v.Health != service.HealthUnhealthy ||
+					v.Rec.State == supervisor.Failed || v.Rec.State == supervisor.Stopped
 			}
-			// Ready; or given up on. Restarts on the way (backoff) are
-			// waited through, within the deadline.
-			if needReady && (v.rec.State == supervisor.Running && v.health != healthUnhealthy ||
-				v.rec.State == supervisor.Failed || v.rec.State == supervisor.Stopped) {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
+			return v.Done || v.Rec.State != supervisor.Starting && v.Rec.State != supervisor.Unstarted || v.Rec.AwaitingReady()
+		})
+	}
+}
+
+// waitFor waits until a's view meets cond, or (with a timeout; 0 is
+// none) until the timeout passes or the daemon begins to stop.
+func (d *Daemon) waitFor(a *service.Actor, timeout time.Duration, cond func(service.View) bool) {
+	var deadline <-chan time.Time
+	var stopping <-chan struct{}
+	if timeout > 0 {
+		deadline = d.deps.clock.After(timeout)
+		stopping = d.stopC
+	}
+	for {
+		changed := a.Changed()
+		if cond(a.Snapshot()) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return
+		case <-stopping:
+			return
 		}
 	}
 }
@@ -433,98 +507,76 @@ func readyTimeout(u *spec.Unit) time.Duration {
 
 // unreadyDependency names a dependency of u with condition healthy that is
 // not running and ready, and says why ("" if none).
-func (d *Daemon) unreadyDependency(cfg *spec.Config, u *spec.Unit) (string, string) {
+func (d *Daemon) unreadyDependency(u *spec.Unit) (string, string) {
 	for _, dep := range u.DependsOn {
 		if dep.Condition != spec.DependHealthy {
 			continue
 		}
-		s := d.service(dep.Name)
-		if s == nil {
+		a := d.service(dep.Name)
+		if a == nil {
 			continue
 		}
-		v := s.snapshot()
-		if v.rec.State != supervisor.Running || v.health == healthUnhealthy {
-			return dep.Name, fmt.Sprintf("dependency %s is %s, not healthy", dep.Name, describeState(v))
+		v := a.Snapshot()
+		if v.Rec.State != supervisor.Running || v.Health == service.HealthUnhealthy {
+			return dep.Name, fmt.Sprintf("dependency %s is %s, not healthy", dep.Name, v.Describe())
 		}
 	}
 	return "", ""
 }
 
-func describeState(v view) string {
-	switch {
-	case v.rec.AwaitingReady():
-		return "not ready"
-	case v.health == healthUnhealthy:
-		return "unhealthy"
-	case v.rec.State == "":
-		return string(supervisor.Stopped)
-	}
-	return string(v.rec.State)
-}
-
-// waitLeft waits until no service in ss is in state st (or timeout).
-func (d *Daemon) waitLeft(ss []*service, st supervisor.State, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for _, s := range ss {
-		for {
-			v := s.snapshot()
-			if v.rec.State != st && v.rec.State != "" || v.done || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
-}
-
 // shutdownServices stops every service, dependents before their
 // dependencies and each wave in parallel, then ends their goroutines.
 func (d *Daemon) shutdownServices() {
-	d.mu.Lock()
-	cfg := d.cfg
-	d.mu.Unlock()
+	cfg := d.config()
+	d.removeWaves(cfg, func(string) bool { return true }, false)
+	d.wg.Wait()
+	if d.deps.removeParent != nil {
+		if err := d.deps.removeParent(cfg.CgroupParent); err != nil {
+			d.log.WithError(err).Warn("remove cgroup parent")
+		}
+	}
+}
+
+// removeWaves removes the services of cfg that pick says, dependents
+// before their dependencies, each wave in parallel; forget drops their
+// saved state (they left the configuration).
+func (d *Daemon) removeWaves(cfg *spec.Config, pick func(string) bool, forget bool) {
 	for _, wave := range spec.StopOrder(cfg) {
-		var ss []*service
+		var as []*service.Actor
 		for _, name := range wave {
-			if s := d.service(name); s != nil {
-				_ = s.send(context.Background(), command{kind: cmdRemove, shutdown: true})
-				ss = append(ss, s)
+			if a := d.service(name); a != nil && pick(name) {
+				_ = a.Remove(context.Background(), true, forget)
+				as = append(as, a)
 			}
 		}
-		waitDone(ss)
-	}
-	d.wg.Wait()
-	if err := d.host.RemoveEmpty(cfg.CgroupParent); err != nil {
-		d.log.WithError(err).Warn("remove cgroup parent")
-	}
-}
-
-// waitDone waits until the goroutines of ss have ended.
-func waitDone(ss []*service) {
-	for _, s := range ss {
-		for !s.snapshot().done {
-			time.Sleep(2 * time.Millisecond)
+		for _, a := range as {
+			d.waitFor(a, 0, func(v service.View) bool { return v.Done })
 		}
 	}
 }
 
-func (d *Daemon) service(name string) *service {
+func (d *Daemon) service(name string) *service.Actor {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.services[name]
 }
 
-// startSandbox creates and starts a sandbox for the unit, its output going
-// to its log directory.
-func (d *Daemon) startSandbox(u *spec.Unit) (*sandbox.Sandbox, error) {
-	d.mu.Lock()
-	cfg := d.cfg
-	d.mu.Unlock()
-	logDir := filepath.Join(cfg.LogDir, u.Service.Name)
-	if err := prepareLogDir(logDir, u.Service.User); err != nil {
+// launcher starts real sandboxes: the actors' service.Launcher.
+type launcher struct {
+	mgr *sandbox.Manager
+	cfg func() *spec.Config
+}
+
+// Launch creates and starts a sandbox for the unit, its output going to
+// its log directory.
+func (l *launcher) Launch(u *spec.Unit) (service.Sandbox, error) {
+	cfg := l.cfg()
+	dir := logDir(cfg, u.Service.Name)
+	if err := prepareLogDir(dir, u.Service.User); err != nil {
 		return nil, err
 	}
 	svc := u.Service
-	sb, err := d.mgr.Create(&svc, cfg.CgroupParent)
+	sb, err := l.mgr.Create(&svc, cfg.CgroupParent)
 	if err != nil {
 		return nil, err
 	}
@@ -536,7 +588,7 @@ func (d *Daemon) startSandbox(u *spec.Unit) (*sandbox.Sandbox, error) {
 		return nil, errors.Join(err, sb.Destroy())
 	}
 	defer devnull.Close()
-	if err := sb.Start(sandbox.Stdio{Stdin: devnull, Stdout: devnull, Stderr: devnull, LogDir: logDir, LogMaxSize: u.Logs.MaxSize, LogMaxFiles: u.Logs.MaxFiles}); err != nil {
+	if err := sb.Start(sandbox.Stdio{Stdin: devnull, Stdout: devnull, Stderr: devnull, LogDir: dir, LogMaxSize: u.Logs.MaxSize, LogMaxFiles: u.Logs.MaxFiles}); err != nil {
 		return nil, errors.Join(err, sb.Destroy())
 	}
 	return sb, nil

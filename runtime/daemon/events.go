@@ -32,7 +32,8 @@ func (b *broadcaster) subscribe() (<-chan api.Event, func()) {
 	}
 }
 
-func (b *broadcaster) publish(e api.Event) {
+// Publish sends e to every subscriber (service.Events).
+func (b *broadcaster) Publish(e api.Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for ch := range b.subs {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/corral-dev/corral/runtime/metrics"
-	"github.com/corral-dev/corral/runtime/supervisor"
 )
 
 // serveMetrics starts the Prometheus endpoint if the configuration asks
@@ -33,27 +32,28 @@ func (d *Daemon) serveMetrics(ctx context.Context) error {
 // per service).
 func (d *Daemon) metricsSnapshot() []metrics.Service {
 	var out []metrics.Service
-	for _, s := range d.sorted() {
-		v := s.snapshot()
+	for _, a := range d.sorted() {
+		v := a.Snapshot()
 		m := metrics.Service{
-			Name: s.name, State: string(v.rec.State), Up: v.pid != 0,
-			Restarts: v.restarts, OOMKills: v.oomKills, Health: v.health,
+			Name: a.Name(), State: string(v.Shown()), Up: v.PID != 0,
+			Restarts: v.Restarts, OOMKills: v.OOMKills, Health: v.Health,
 		}
-		if m.State == "" {
-			m.State = string(supervisor.Stopped)
+		if n := len(v.Exits); n > 0 {
+			m.LastExitCode, m.HasExited = v.Exits[n-1].Code, true
 		}
-		if n := len(v.exits); n > 0 {
-			m.LastExitCode, m.HasExited = v.exits[n-1].Code, true
-		}
-		if v.pid != 0 && v.cgroup != "" {
-			if st, err := d.host.Usage(v.cgroup); err == nil {
-				m.HasCgroup = true
-				m.CPUSeconds = st.CPUUsage.Seconds()
-				m.MemoryBytes, m.MemoryLimitBytes = st.MemoryUsage, st.MemoryLimit
-				m.PidsCurrent, m.PidsLimit = st.PidsCurrent, st.PidsLimit
-				m.CPUThrottledSeconds = st.CPUThrottled.Seconds()
+		if v.PID != 0 && v.Cgroup != "" {
+			if d.deps.usage != nil {
+				if st, err := d.deps.usage(v.Cgroup); err == nil {
+					m.HasCgroup = true
+					m.CPUSeconds = st.CPUUsage.Seconds()
+					m.MemoryBytes, m.MemoryLimitBytes = st.MemoryUsage, st.MemoryLimit
+					m.PidsCurrent, m.PidsLimit = st.PidsCurrent, st.PidsLimit
+					m.CPUThrottledSeconds = st.CPUThrottled.Seconds()
+				}
 			}
-			m.LogLinesLost, _ = d.mgr.LogLoss(s.name)
+			if d.deps.logLoss != nil {
+				m.LogLinesLost, _ = d.deps.logLoss(a.Name())
+			}
 		}
 		out = append(out, m)
 	}

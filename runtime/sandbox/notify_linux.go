@@ -1,15 +1,19 @@
 package sandbox
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/corral-dev/corral/rootfs/beneath"
@@ -29,7 +33,7 @@ import (
 //     the socket back from the init with pidfd_getfd.
 //   - Destroy closes it and removes its file.
 //
-// Whoever reads it must check each sender (SenderInSandbox): the path is
+// Notes reads it and checks each sender (SenderInSandbox): the path is
 // root's only, but the sandbox may run anything.
 
 // NotifySocket is where a sandbox finds its sd_notify socket, as
@@ -117,10 +121,134 @@ func notifyMount(path string) rspec.Mount {
 	}
 }
 
-// Notify is the sandbox's sd_notify socket, nil if its service has none
-// (or an adopted sandbox's could not be taken back from its init). It is
-// closed by Destroy.
-func (sb *Sandbox) Notify() *net.UnixConn { return sb.notify }
+// notifyMax is the largest sd_notify message read; the rest of a longer
+// datagram is dropped.
+const notifyMax = 4096
+
+// notifyRate bounds the messages a second looked at from one sandbox.
+const notifyRate = 100
+
+// NotifyStatusMax bounds the STATUS= text a Note carries.
+const NotifyStatusMax = 256
+
+// Note is one sd_notify message of the sandbox's own processes, as far as
+// corral acts on it.
+type Note struct {
+	Ready bool // READY=1
+	// Status is the STATUS= text, cut at NotifyStatusMax; HasStatus says
+	// the message had one.
+	Status    string
+	HasStatus bool
+}
+
+// Notes reads the sandbox's sd_notify socket and delivers what its own
+// processes say, until Destroy. It is nil for a sandbox without one (its
+// service has no notify, or an adopted sandbox's socket could not be
+// taken back from its init). Call it once: it starts the one reader.
+//
+// Every datagram carries its sender's credentials (SO_PASSCRED): one
+// whose sender is not a process of this sandbox's cgroup (a host process,
+// another sandbox, a process that lies about its PID, which needs
+// CAP_SYS_ADMIN) is dropped. MAINPID= is accepted only when it names a
+// process of the sandbox, and only logged: corral's init is the sandbox's
+// supervisor of record, never a PID a message names.
+func (sb *Sandbox) Notes() <-chan Note {
+	if sb.notify == nil {
+		return nil
+	}
+	if sb.notes == nil {
+		sb.notes = make(chan Note, 16)
+		sb.notesDone = make(chan struct{})
+		go sb.readNotify(sb.notify, sb.notes, sb.notesDone)
+	}
+	return sb.notes
+}
+
+func (sb *Sandbox) readNotify(conn *net.UnixConn, out chan<- Note, done <-chan struct{}) {
+	defer close(out)
+	log := sb.m.log.WithField("sandbox", sb.Name)
+	buf := make([]byte, notifyMax)
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+	var warned, window time.Time
+	taken := 0
+	for {
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			return // closed by Destroy
+		}
+		// Each message costs a look at the sandbox's cgroup: a sandbox
+		// that floods its socket gets notifyRate a second looked at, the
+		// rest read and dropped.
+		if now := time.Now(); now.Sub(window) >= time.Second {
+			window, taken = now, 0
+		}
+		if taken++; taken > notifyRate {
+			continue
+		}
+		pid := senderPid(oob[:oobn])
+		if !sb.SenderInSandbox(pid) {
+			if time.Since(warned) > 10*time.Second { // a flood costs one line per 10 s
+				warned = time.Now()
+				log.WithField("sender_pid", pid).Warn("sd_notify message from outside the sandbox dropped")
+			}
+			continue
+		}
+		note, ok := sb.parseNote(log, buf[:n])
+		if !ok {
+			continue
+		}
+		select {
+		case out <- note:
+		case <-done:
+			return
+		}
+	}
+}
+
+// parseNote reads one message of the sandbox's own processes; ok is
+// false when it says nothing corral acts on.
+func (sb *Sandbox) parseNote(log logrus.FieldLogger, msg []byte) (note Note, ok bool) {
+	for _, line := range bytes.Split(msg, []byte("\n")) {
+		key, val, _ := bytes.Cut(line, []byte("="))
+		switch string(key) {
+		case "READY":
+			if string(val) == "1" {
+				note.Ready, ok = true, true
+			}
+		case "STATUS":
+			if len(val) > NotifyStatusMax {
+				val = val[:NotifyStatusMax]
+			}
+			note.Status, note.HasStatus, ok = string(val), true, true
+		case "MAINPID":
+			pid, err := strconv.Atoi(string(val))
+			if err != nil || !sb.SenderInSandbox(pid) {
+				log.WithField("mainpid", string(val)).Warn("sd_notify MAINPID refused: not a process of the sandbox")
+				continue
+			}
+			log.WithField("mainpid", pid).Debug("sd_notify MAINPID (logged only: the sandbox's init supervises the command)")
+		}
+	}
+	return note, ok
+}
+
+// senderPid reads the sender's PID from a datagram's SCM_CREDENTIALS (0
+// if there are none).
+func senderPid(oob []byte) int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0
+	}
+	for _, m := range msgs {
+		if cred, err := unix.ParseUnixCredentials(&m); err == nil {
+			return int(cred.Pid)
+		}
+	}
+	return 0
+}
 
 // removeNotify removes the notify socket of the sandbox name, if any.
 func (m *Manager) removeNotify(name string) error {

@@ -208,6 +208,10 @@ type Sandbox struct {
 	// notify is the sd_notify socket of a service with notify (see
 	// notify_linux.go).
 	notify *net.UnixConn
+	// notes delivers what its processes say on it (Notes) until
+	// notesDone is closed by Destroy.
+	notes     chan Note
+	notesDone chan struct{}
 	// For an adopted sandbox (process is nil: its init is not our child):
 	// the init's PID and a pidfd that becomes readable when it ends.
 	initPid int
@@ -652,6 +656,12 @@ func (sb *Sandbox) Stats() (cgroup.Stats, error) {
 	return sb.m.cgroups.Stats(sb.rec.CgroupPath)
 }
 
+// Usage reads the sandbox's cgroup's counters the cheap way (see
+// cgroup.Host.Usage): what a look at a running sandbox needs.
+func (sb *Sandbox) Usage() (cgroup.Stats, error) {
+	return sb.m.cgroups.Usage(sb.rec.CgroupPath)
+}
+
 // CgroupPath is the sandbox's cgroup, relative to each hierarchy's root.
 func (sb *Sandbox) CgroupPath() string { return sb.rec.CgroupPath }
 
@@ -673,6 +683,10 @@ func (sb *Sandbox) Destroy() error {
 	if sb.notify != nil {
 		sb.notify.Close()
 		sb.notify = nil
+	}
+	if sb.notesDone != nil {
+		close(sb.notesDone)
+		sb.notesDone = nil
 	}
 	if sb.root != nil {
 		if err := sb.root.Remove(); err != nil {

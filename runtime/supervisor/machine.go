@@ -22,6 +22,18 @@ const (
 	Failed    State = "failed"    // ended, and the policy (or the error) says not to retry
 )
 
+// Unstarted is the state of a service this daemon has not started, nor
+// found running: the zero Record's. It is shown as Stopped.
+const Unstarted State = ""
+
+// Shown is the state as people see it: Unstarted is Stopped.
+func (s State) Shown() State {
+	if s == Unstarted {
+		return Stopped
+	}
+	return s
+}
+
 // States lists every state, for tests and documentation.
 var States = []State{Stopped, Starting, Running, Backoff, CrashLoop, Stopping, Failed}
 
@@ -189,7 +201,7 @@ func Step(rec Record, ev Event, p Policy, now time.Time, rnd func() float64) (Re
 func operatorStart(rec Record, restart bool, p Policy, now time.Time) (Record, []Action) {
 	rec.Desired = Up
 	switch rec.State {
-	case Stopped, Failed, "":
+	case Stopped, Failed, Unstarted:
 		// The operator asked: start with a clean slate.
 		rec.Attempt, rec.Failures, rec.RecentFailures = 0, 0, nil
 		return startNow(rec, false)

@@ -1,9 +1,8 @@
-package daemon
+package service
 
 import (
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/corral-dev/corral/runtime/alert"
 	"github.com/corral-dev/corral/runtime/api"
@@ -16,28 +15,28 @@ import (
 // led here, if any), unhealthy. None with fine=true: the service runs (and
 // is ready and healthy), which closes an incident once it lasts. None with
 // fine=false: in between (backoff, stopping, stopped by the operator).
-func alertProblems(v view, exit *api.Exit) (problems []string, fine bool) {
+func alertProblems(v View, exit *api.Exit) (problems []string, fine bool) {
 	// OOM kills in a sandbox that runs on are alerted as they happen
 	// (alertOOM); an exit alerts for the OOM kill that ended it.
 	if exit != nil && exit.Kind == api.ExitOOM {
 		problems = append(problems, spec.AlertOOM)
 	}
 	switch {
-	case v.health == healthUnhealthy:
+	case v.Health == HealthUnhealthy:
 		problems = append(problems, spec.AlertUnhealthy)
-	case v.rec.State == supervisor.Failed:
+	case v.Rec.State == supervisor.Failed:
 		problems = append(problems, spec.AlertFailed)
-	case v.rec.State == supervisor.CrashLoop:
+	case v.Rec.State == supervisor.CrashLoop:
 		problems = append(problems, spec.AlertCrashLoop)
 	}
-	fine = len(problems) == 0 && v.rec.State == supervisor.Running
+	fine = len(problems) == 0 && v.Rec.State == supervisor.Running
 	return problems, fine
 }
 
-// observeAlert hands the service's change to the alert dispatcher. It runs
-// on the service's goroutine and never blocks on a sink.
-func (d *Daemon) observeAlert(s *service, v view, exit *api.Exit) {
-	if d.alerts == nil {
+// observeAlert hands the service's change to the alert sink. It runs on
+// the actor's goroutine and never blocks on a sink.
+func (a *Actor) observeAlert(v View, exit *api.Exit) {
+	if a.deps.Alerts == nil {
 		return // disabled settings still go through: they end an open incident
 	}
 	problems, fine := alertProblems(v, exit)
@@ -46,21 +45,21 @@ func (d *Daemon) observeAlert(s *service, v view, exit *api.Exit) {
 	}
 	// The dispatcher keeps the last few exits and lines.
 	o := alert.Observation{
-		Service: s.name, Settings: s.unit.Alerts, State: string(v.rec.State), Reason: v.rec.Message,
-		Time: time.Now(), Exits: slices.Clone(v.exits),
+		Service: a.name, Settings: a.unit.Alerts, State: string(v.Rec.State), Reason: v.Rec.Message,
+		Time: a.clock.Now(), Exits: slices.Clone(v.Exits),
 	}
 	// The newest exit's lines go once, as the alert's last_lines.
 	for i := range o.Exits {
 		o.Exits[i].LastLines = nil
 	}
-	if n := len(v.exits); n > 0 {
-		o.LastLines = v.exits[n-1].LastLines
+	if n := len(v.Exits); n > 0 {
+		o.LastLines = v.Exits[n-1].LastLines
 	}
-	if v.health == healthUnhealthy && v.healthDetail != "" {
-		o.Reason = "health check: " + v.healthDetail
+	if v.Health == HealthUnhealthy && v.HealthDetail != "" {
+		o.Reason = "health check: " + v.HealthDetail
 	}
 	if fine {
-		d.alerts.Observe(o)
+		a.deps.Alerts.Observe(o)
 		return
 	}
 	for _, p := range problems {
@@ -68,14 +67,14 @@ func (d *Daemon) observeAlert(s *service, v view, exit *api.Exit) {
 		if p == spec.AlertOOM && exit != nil {
 			o.Reason = exit.Reason
 		}
-		d.alerts.Observe(o)
+		a.deps.Alerts.Observe(o)
 	}
 }
 
 // alertOOM alerts that the OOM killer killed n processes of the service's
 // running sandbox.
-func (d *Daemon) alertOOM(s *service, v view, n, limit uint64) {
-	if d.alerts == nil {
+func (a *Actor) alertOOM(v View, n, limit uint64) {
+	if a.deps.Alerts == nil {
 		return
 	}
 	what := fmt.Sprintf("%d processes", n)
@@ -86,8 +85,8 @@ func (d *Daemon) alertOOM(s *service, v view, n, limit uint64) {
 	if limit > 0 {
 		reason += " (memory limit " + spec.FormatBytes(int64(limit)) + ")"
 	}
-	d.alerts.Observe(alert.Observation{
-		Service: s.name, Settings: s.unit.Alerts, State: string(v.rec.State), Reason: reason,
-		Time: time.Now(), Problem: spec.AlertOOM,
+	a.deps.Alerts.Observe(alert.Observation{
+		Service: a.name, Settings: a.unit.Alerts, State: string(v.Rec.State), Reason: reason,
+		Time: a.clock.Now(), Problem: spec.AlertOOM,
 	})
 }
