@@ -120,7 +120,7 @@ func (s *Sandbox) Resources() spec.Resources {
 	return s.resources
 }
 
-func (s *Sandbox) Pid() (int, error) { return s.pid, nil }
+func (s *Sandbox) Pid() (int, error)  { return s.pid, nil }
 func (s *Sandbox) CgroupPath() string { return "/corral-test/" + s.Name }
 func (s *Sandbox) Started() time.Time { return s.started }
 
