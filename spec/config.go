@@ -465,11 +465,7 @@ func (d *decoder) restart(n *yaml.Node, field string, r *Restart) {
 						r.CrashLoop.Failures = int(x)
 					}
 				case "window":
-					if x, ok := d.duration(v, field); ok {
-						if x == 0 {
-							d.errorf(resolve(v), field, "the window must be longer than 0")
-							return
-						}
+					if x, ok := d.positive(v, field); ok {
 						r.CrashLoop.Window = x
 					}
 				}
@@ -517,11 +513,7 @@ func (d *decoder) stop(n *yaml.Node, field string, s *Stop) {
 			}
 			s.Signal = sig
 		case "timeout":
-			if x, ok := d.duration(v, field); ok {
-				if x == 0 {
-					d.errorf(resolve(v), field, "the timeout must be longer than 0")
-					return
-				}
+			if x, ok := d.positive(v, field); ok {
 				s.Timeout = x
 			}
 		}
