@@ -262,6 +262,11 @@ func (d *decoder) service(p pair, def *defaults, logDir string, stat func(string
 	if stat != nil {
 		d.hostPaths(s, at, stat)
 	}
+	if l, ok := at["workdir"]; ok && d.host.Workdir != nil && !d.suppressed(prefix) {
+		if err := d.host.Workdir(s); err != nil {
+			d.add(l.node, l.field, err)
+		}
+	}
 	return u, deps
 }
 

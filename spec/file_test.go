@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -585,6 +586,37 @@ func TestLoadHost(t *testing.T) {
 
 	if _, err := Load(missing); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load(missing file) = %v, want an error wrapping os.ErrNotExist", err)
+	}
+}
+
+// TestLoadAsksHostAboutWorkdir: a workdir set in the file is checked with
+// Host.Workdir, and its error is placed at the workdir; a service with
+// another problem, or without a workdir, is not asked about.
+func TestLoadAsksHostAboutWorkdir(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "corral.yaml")
+	text := "services:\n" +
+		"  web:\n    command: [/bin/true]\n    workdir: /srv/app\n" +
+		"  ok:\n    command: [/bin/true]\n    workdir: /tmp\n" +
+		"  bad:\n    command: [/bin/true]\n    workdir: /srv/app\n    network: bridge\n" +
+		"  none:\n    command: [/bin/true]\n"
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	h := Host{Workdir: func(s *Service) error {
+		asked = append(asked, s.Name)
+		if s.Workdir == "/tmp" {
+			return nil
+		}
+		return fmt.Errorf("%s does not exist in the sandbox", s.Workdir)
+	}}
+	_, err := LoadOn(path, h)
+	checkErrors(t, err, []wantError{
+		{4, 14, "services.web.workdir", "/srv/app does not exist in the sandbox"},
+		{11, 14, "services.bad.network", `unknown mode "bridge"`},
+	})
+	if want := []string{"web", "ok"}; !reflect.DeepEqual(asked, want) {
+		t.Errorf("asked about %v, want %v", asked, want)
 	}
 }
 
