@@ -126,6 +126,15 @@ func TestDaemonCommandNotFoundFailsAtOnce(t *testing.T) {
 		!strings.Contains(st.Exits[0].Reason, "failed to start") || !strings.Contains(st.Exits[0].Reason, "/no/such/program") {
 		t.Errorf("exits %+v; want one start_failed exit naming the command", st.Exits)
 	}
+	texts := []string{st.Message}
+	for _, e := range st.Exits {
+		texts = append(texts, e.Reason)
+	}
+	for _, said := range texts {
+		if n := strings.Count(said, "failed to start"); n != 1 {
+			t.Errorf("%q says 'failed to start' %d times, want once", said, n)
+		}
+	}
 	time.Sleep(500 * time.Millisecond)
 	if st := d.status("broken"); st.Restarts != 0 || st.State != "failed" {
 		t.Errorf("a missing command was retried: %+v", st.Service)
