@@ -177,6 +177,46 @@ func TestDaemonStopKillsTermIgnoringServiceAfterTimeout(t *testing.T) {
 	d.stop()
 }
 
+// TestOperatorStartsAreNotRestarts: the operator's restart, stop and
+// start leave the RESTARTS of ps at 0; a restart of the policy counts.
+func TestOperatorStartsAreNotRestarts(t *testing.T) {
+	d := newDaemon(t, `
+  web:
+    command: ["/bin/sleep", "1000"]
+    restart: always
+    stop: {signal: SIGKILL, timeout: 1s}
+`).start()
+	first := d.waitRunning("web").PID
+	if r := d.ctl("restart", "web"); r.code != 0 {
+		t.Fatalf("corral restart: %s", r)
+	}
+	second := d.waitFor("web", 10*time.Second, "running again", func(st *api.ServiceDetail) bool {
+		return st.State == "running" && st.PID != 0 && st.PID != first
+	}).PID
+	for _, verb := range []string{"stop", "start"} {
+		if r := d.ctl(verb, "web"); r.code != 0 {
+			t.Fatalf("corral %s: %s", verb, r)
+		}
+	}
+	st := d.waitFor("web", 10*time.Second, "running again", func(st *api.ServiceDetail) bool {
+		return st.State == "running" && st.PID != 0 && st.PID != second
+	})
+	if st.Restarts != 0 {
+		t.Errorf("restarts %d after the operator's restart, stop and start; want 0", st.Restarts)
+	}
+	if r := d.ctl("ps"); !strings.Contains(r.stdout, "running") || strings.Fields(strings.Split(r.stdout, "\n")[1])[4] != "0" {
+		t.Errorf("ps: want web running with 0 restarts:\n%s", r.stdout)
+	}
+	// The policy's restart after the service ends counts.
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d.waitFor("web", 10*time.Second, "restarted by its policy", func(st *api.ServiceDetail) bool {
+		return st.State == "running" && st.Restarts == 1
+	})
+	d.stop()
+}
+
 func sandboxPidsOf(t *testing.T, parent, name string) []int {
 	t.Helper()
 	pids, err := host.Procs(filepath.Join(parent, name))
