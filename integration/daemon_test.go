@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -506,6 +507,35 @@ func TestValidateReportsEveryError(t *testing.T) {
 	good := filepath.Join("..", "examples", "corral.yaml")
 	if r := corral(t, "validate", good); r.code != 0 {
 		t.Errorf("validate examples/corral.yaml: %s", r)
+	}
+}
+
+// TestValidateIssue12: what a new user saw accepted or reported twice
+// is each one error naming the file, the place and the field, and what is
+// allowed.
+func TestValidateIssue12(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "corral.yaml")
+	if err := os.WriteFile(file, []byte(`services:
+  a:
+    command: ["/bin/true"]
+    stop: {timeout: -1s}
+  b:
+    command: ["/bin/true"]
+    depends_on: [{service: a, condition: healthy}]
+  c:
+    command: ["/bin/true"]
+    health: {tcp: {port: 99999}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := corral(t, "validate", file)
+	want := []string{
+		file + ":4:21: services.a.stop.timeout: duration -1s is not longer than 0: use a duration such as 10s",
+		file + ":7:18: services.b.depends_on[0]: condition healthy, but a has no health check and no notify: give it one, or use condition started",
+		file + ":10:26: services.c.health.tcp.port: 99999 is not a port: use 1 to 65535",
+	}
+	if got := strings.Split(strings.TrimSpace(r.stderr), "\n"); r.code != 1 || !slices.Equal(got, want) {
+		t.Errorf("validate: got %s\nwant exit 1 and exactly:\n%s", r, strings.Join(want, "\n"))
 	}
 }
 
