@@ -539,6 +539,40 @@ func TestValidateIssue12(t *testing.T) {
 	}
 }
 
+// TestClientExitCodes: the client's exit codes as the README gives them:
+// 3 not found, 4 no daemon, 125 a usage error, 1 a caller who is not root.
+func TestClientExitCodes(t *testing.T) {
+	d := newDaemon(t, `
+  s:
+    command: ["/bin/sleep", "1000"]
+`).start()
+	d.waitRunning("s")
+	nobody := func(args ...string) result {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, corralBin, append([]string{"--state-dir", d.stateDir}, args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		return finish(t, cmd)
+	}
+	for _, c := range []struct {
+		what string
+		r    result
+		code int
+		want string
+	}{
+		{"status of an unknown service", d.ctl("status", "nope"), 3, `not found: service "nope"`},
+		{"ps without a daemon", corral(t, "--state-dir", filepath.Join(t.TempDir(), "none"), "ps"), 4, "cannot reach corral daemon"},
+		{"logs without its argument", d.ctl("logs"), 125, "accepts 1 arg(s), received 0"},
+		{"a bad flag", d.ctl("ps", "--bogus"), 125, "ps: unknown flag: --bogus"},
+		{"ps by a caller who is not root", nobody("ps"), 1, "permission denied (only root may control it)"},
+	} {
+		if c.r.code != c.code || !strings.Contains(c.r.stderr, c.want) {
+			t.Errorf("%s: got %s\nwant exit %d saying %q", c.what, c.r, c.code, c.want)
+		}
+	}
+	d.stop()
+}
+
 func TestSecondDaemonOnSameStateDirRefused(t *testing.T) {
 	d := newDaemon(t, `
   s:
