@@ -13,6 +13,9 @@ import (
 // checks again, on the root it made, before anything runs: the runtime
 // would make a missing working directory.
 func CheckWorkdir(svc *spec.Service) error {
+	if svc.Workdir == "" || svc.Workdir == "/" {
+		return nil // every root has one
+	}
 	var root *rootfs.Root
 	var err error
 	if svc.Rootfs == "" {
