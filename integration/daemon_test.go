@@ -160,6 +160,15 @@ func TestDaemonCommandNotFoundFailsAtOnce(t *testing.T) {
 		!strings.Contains(st.Exits[0].Reason, "failed to start") || !strings.Contains(st.Exits[0].Reason, "/no/such/program") {
 		t.Errorf("exits %+v; want one start_failed exit naming the command", st.Exits)
 	}
+	texts := []string{st.Message}
+	for _, e := range st.Exits {
+		texts = append(texts, e.Reason)
+	}
+	for _, said := range texts {
+		if n := strings.Count(said, "failed to start"); n != 1 {
+			t.Errorf("%q says 'failed to start' %d times, want once", said, n)
+		}
+	}
 	time.Sleep(500 * time.Millisecond)
 	if st := d.status("broken"); st.Restarts != 0 || st.State != "failed" {
 		t.Errorf("a missing command was retried: %+v", st.Service)
@@ -199,6 +208,46 @@ func TestDaemonStopKillsTermIgnoringServiceAfterTimeout(t *testing.T) {
 		t.Fatalf("corral start: %s", r)
 	}
 	d.waitRunning("stubborn")
+	d.stop()
+}
+
+// TestOperatorStartsAreNotRestarts: the operator's restart, stop and
+// start leave the RESTARTS of ps at 0; a restart of the policy counts.
+func TestOperatorStartsAreNotRestarts(t *testing.T) {
+	d := newDaemon(t, `
+  web:
+    command: ["/bin/sleep", "1000"]
+    restart: always
+    stop: {signal: SIGKILL, timeout: 1s}
+`).start()
+	first := d.waitRunning("web").PID
+	if r := d.ctl("restart", "web"); r.code != 0 {
+		t.Fatalf("corral restart: %s", r)
+	}
+	second := d.waitFor("web", 10*time.Second, "running again", func(st *api.ServiceDetail) bool {
+		return st.State == "running" && st.PID != 0 && st.PID != first
+	}).PID
+	for _, verb := range []string{"stop", "start"} {
+		if r := d.ctl(verb, "web"); r.code != 0 {
+			t.Fatalf("corral %s: %s", verb, r)
+		}
+	}
+	st := d.waitFor("web", 10*time.Second, "running again", func(st *api.ServiceDetail) bool {
+		return st.State == "running" && st.PID != 0 && st.PID != second
+	})
+	if st.Restarts != 0 {
+		t.Errorf("restarts %d after the operator's restart, stop and start; want 0", st.Restarts)
+	}
+	if r := d.ctl("ps"); !strings.Contains(r.stdout, "running") || strings.Fields(strings.Split(r.stdout, "\n")[1])[4] != "0" {
+		t.Errorf("ps: want web running with 0 restarts:\n%s", r.stdout)
+	}
+	// The policy's restart after the service ends counts.
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d.waitFor("web", 10*time.Second, "restarted by its policy", func(st *api.ServiceDetail) bool {
+		return st.State == "running" && st.Restarts == 1
+	})
 	d.stop()
 }
 
@@ -492,6 +541,69 @@ func TestValidateReportsEveryError(t *testing.T) {
 	if r := corral(t, "validate", good); r.code != 0 {
 		t.Errorf("validate examples/corral.yaml: %s", r)
 	}
+}
+
+// TestValidateIssue12: what a new user saw accepted or reported twice
+// is each one error naming the file, the place and the field, and what is
+// allowed.
+func TestValidateIssue12(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "corral.yaml")
+	if err := os.WriteFile(file, []byte(`services:
+  a:
+    command: ["/bin/true"]
+    stop: {timeout: -1s}
+  b:
+    command: ["/bin/true"]
+    depends_on: [{service: a, condition: healthy}]
+  c:
+    command: ["/bin/true"]
+    health: {tcp: {port: 99999}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := corral(t, "validate", file)
+	want := []string{
+		file + ":4:21: services.a.stop.timeout: duration -1s is not longer than 0: use a duration such as 10s",
+		file + ":7:18: services.b.depends_on[0]: condition healthy, but a has no health check and no notify: give it one, or use condition started",
+		file + ":10:26: services.c.health.tcp.port: 99999 is not a port: use 1 to 65535",
+	}
+	if got := strings.Split(strings.TrimSpace(r.stderr), "\n"); r.code != 1 || !slices.Equal(got, want) {
+		t.Errorf("validate: got %s\nwant exit 1 and exactly:\n%s", r, strings.Join(want, "\n"))
+	}
+}
+
+// TestClientExitCodes: the client's exit codes as the README gives them:
+// 3 not found, 4 no daemon, 125 a usage error, 1 a caller who is not root.
+func TestClientExitCodes(t *testing.T) {
+	d := newDaemon(t, `
+  s:
+    command: ["/bin/sleep", "1000"]
+`).start()
+	d.waitRunning("s")
+	nobody := func(args ...string) result {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, corralBin, append([]string{"--state-dir", d.stateDir}, args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		return finish(t, cmd)
+	}
+	for _, c := range []struct {
+		what string
+		r    result
+		code int
+		want string
+	}{
+		{"status of an unknown service", d.ctl("status", "nope"), 3, `not found: service "nope"`},
+		{"ps without a daemon", corral(t, "--state-dir", filepath.Join(t.TempDir(), "none"), "ps"), 4, "cannot reach corral daemon"},
+		{"logs without its argument", d.ctl("logs"), 125, "accepts 1 arg(s), received 0"},
+		{"a bad flag", d.ctl("ps", "--bogus"), 125, "ps: unknown flag: --bogus"},
+		{"ps by a caller who is not root", nobody("ps"), 1, "permission denied (only root may control it)"},
+	} {
+		if c.r.code != c.code || !strings.Contains(c.r.stderr, c.want) {
+			t.Errorf("%s: got %s\nwant exit %d saying %q", c.what, c.r, c.code, c.want)
+		}
+	}
+	d.stop()
 }
 
 func TestSecondDaemonOnSameStateDirRefused(t *testing.T) {

@@ -411,6 +411,49 @@ func TestWebhookGetsOneAlertPerFlapWindowAndOneRecovery(t *testing.T) {
 	d.stop()
 }
 
+// TestTeeHookWritesOneAlertPerLine: the example's exec hook, tee -a into
+// a file, makes NDJSON: each alert one JSON document on a line of its own.
+func TestTeeHookWritesOneAlertPerLine(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "alerts.json")
+	d := newDaemon(t, `
+  one:
+    command: ["/no/such/one"]
+  two:
+    command: ["/no/such/two"]
+`)
+	d.daemonExtra = "  alerts: {exec: [\"/usr/bin/tee\", \"-a\", \"" + file + "\"]}\n"
+	d.write(d.services)
+	d.start()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		data, _ := os.ReadFile(file)
+		if strings.Count(string(data), "\n") >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alerts file after 20s: %q; daemon log:\n%s", data, d.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.stop()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	services := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		var a map[string]any
+		if err := json.Unmarshal([]byte(line), &a); err != nil {
+			t.Errorf("line %q is not one JSON document: %v", line, err)
+			continue
+		}
+		services[fmt.Sprint(a["service"])] = true
+	}
+	if !strings.HasSuffix(string(data), "\n") || !services["one"] || !services["two"] {
+		t.Errorf("alerts file: want a line for each of one and two, each ending in a newline:\n%s", data)
+	}
+}
+
 // TestDeadWebhookDoesNotDelayRestarts: a webhook that never answers does
 // not slow supervision down.
 func TestDeadWebhookDoesNotDelayRestarts(t *testing.T) {

@@ -432,6 +432,9 @@ func TestMissingOrNonExecutableCommand(t *testing.T) {
 			t.Errorf("%s: want exit %d; got %s", c.cmd, c.code, r)
 		}
 		wantContains(t, c.cmd, r.stderr, c.want)
+		if n := strings.Count(r.stderr, "failed to start"); n != 1 {
+			t.Errorf("%s: stderr says 'failed to start' %d times, want once:\n%s", c.cmd, n, r.stderr)
+		}
 	}
 	assertNoLeftovers(t)
 }

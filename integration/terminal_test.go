@@ -133,6 +133,41 @@ time.sleep(1000)
 	d.stop()
 }
 
+// TestPsFitsTheTerminal: on an 80-column terminal every row of ps fits,
+// a long reason cut with '…'; status has the whole reason; into a pipe
+// the rows are whole.
+func TestPsFitsTheTerminal(t *testing.T) {
+	long := "/no/such/program/" + strings.Repeat("very-long-directory-name/", 6) + "server"
+	d := newDaemon(t, `
+  broken:
+    command: ["`+long+`"]
+  sleeper:
+    command: ["/bin/sleep", "1000"]
+`).start()
+	d.waitFor("broken", 10*time.Second, "failed", func(st *api.ServiceDetail) bool { return st.State == "failed" })
+	d.waitRunning("sleeper")
+	r := d.startOnTerminalOf(80, "ps").wait(t)
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if r.code != 0 || len(lines) != 3 {
+		t.Fatalf("ps on a terminal: want a header and 2 rows; got %s", r)
+	}
+	for _, line := range lines {
+		if n := utf8.RuneCountInString(line); n > 80 {
+			t.Errorf("a row of %d characters on an 80-column terminal: %q", n, line)
+		}
+	}
+	if !strings.HasPrefix(lines[1], "broken") || !strings.HasSuffix(lines[1], "…") {
+		t.Errorf("the failed service's row is not cut with '…': %q", lines[1])
+	}
+	if r := d.ctlOnTerminal("status", "broken"); !strings.Contains(r.stdout, long) {
+		t.Errorf("status does not show the whole reason with %s:\n%s", long, r.stdout)
+	}
+	if r := d.ctl("ps"); !strings.Contains(r.stdout, long) {
+		t.Errorf("ps into a pipe cut the row:\n%s", r.stdout)
+	}
+	d.stop()
+}
+
 func writeScript(t *testing.T, dir, name, body string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
@@ -202,11 +237,23 @@ type termCmd struct {
 }
 
 // startOnTerminal starts a corral client command against the daemon with
-// its standard output on a new pseudo-terminal.
+// its standard output on a new pseudo-terminal (of no known size).
 func (d *daemonProc) startOnTerminal(args ...string) *termCmd {
+	d.t.Helper()
+	return d.startOnTerminalOf(0, args...)
+}
+
+// startOnTerminalOf is startOnTerminal on a terminal cols columns wide
+// (0: no size known).
+func (d *daemonProc) startOnTerminalOf(cols uint16, args ...string) *termCmd {
 	t := d.t
 	t.Helper()
 	master, slave := openTerminal(t)
+	if cols > 0 {
+		if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: cols}); err != nil {
+			t.Fatalf("size the terminal: %v", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	c := &termCmd{read: make(chan struct{}), cancel: cancel}
 	c.cmd = exec.CommandContext(ctx, corralBin, append([]string{"--state-dir", d.stateDir}, args...)...)

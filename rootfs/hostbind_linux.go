@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/moby/sys/mountinfo"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
@@ -37,7 +39,7 @@ func HostBind(dir string, opt HostBindOptions) (*Root, error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("make root: %w", err)
 	}
-	r := &Root{Path: dir, owned: true}
+	r := &Root{Path: dir, owned: true, builtin: true}
 	if err := r.fill(opt); err != nil {
 		_ = r.Remove()
 		return nil, fmt.Errorf("make root %s: %w", dir, err)
@@ -45,36 +47,60 @@ func HostBind(dir string, opt HostBindOptions) (*Root, error) {
 	return r, nil
 }
 
-func (r *Root) fill(opt HostBindOptions) error {
-	for _, d := range []string{"proc", "dev", "sys", "tmp", "run", "etc", "root", "var"} {
-		if err := os.Mkdir(filepath.Join(r.Path, d), 0o755); err != nil {
-			return err
-		}
+// HostBindPlan is the built-in root HostBind would make on this host, made
+// of nothing: its Path is empty and its Mounts are HostBind's. It serves
+// only to look at what the root will hold (CheckDir) before any sandbox
+// is made.
+func HostBindPlan() (*Root, error) {
+	l, err := hostLayout()
+	if err != nil {
+		return nil, fmt.Errorf("plan root: %w", err)
 	}
-	if err := os.Symlink("../tmp", filepath.Join(r.Path, "var/tmp")); err != nil {
-		return err
+	return &Root{Mounts: l.mounts, builtin: true, plan: l}, nil
+}
+
+// layout is the built-in root's own tree on this host and the binds that
+// complete it: the one description HostBind makes and HostBindPlan shows.
+type layout struct {
+	dirs   []string  // relative, parents before children
+	links  []symlink // made after dirs
+	files  []string  // the files of /etc, copied or written after links
+	mounts []rspec.Mount
+}
+
+type symlink struct{ name, target string }
+
+// hostLayout is the built-in root of this host: mount points, /etc,
+// /root and /var (/var/tmp a link to /tmp), and each of HostSystemDirs
+// and hostEtcBinds reproduced (see bindOrLink).
+func hostLayout() (*layout, error) {
+	l := &layout{
+		dirs:  []string{"proc", "dev", "sys", "tmp", "run", "etc", "root", "var"},
+		links: []symlink{{"var/tmp", "../tmp"}},
 	}
-	for _, d := range HostSystemDirs {
-		if err := r.bindOrLink(d); err != nil {
-			return err
-		}
-	}
-	for _, d := range hostEtcBinds {
-		if err := r.bindOrLink(d); err != nil {
-			return err
+	for _, p := range append(slices.Clone(HostSystemDirs), hostEtcBinds...) {
+		if err := l.bindOrLink(p); err != nil {
+			return nil, err
 		}
 	}
 	for _, f := range hostEtcCopies {
-		if err := copyHostFile(f, filepath.Join(r.Path, f)); err != nil {
-			return err
+		if _, err := os.Stat(f); err == nil {
+			l.files = append(l.files, strings.TrimPrefix(f, "/"))
 		}
 	}
-	return writeEtc(filepath.Join(r.Path, "etc"), opt)
+	for name := range etcFiles(HostBindOptions{}) {
+		if f := "etc/" + name; !slices.Contains(l.files, f) {
+			l.files = append(l.files, f)
+		}
+	}
+	return l, nil
 }
 
 // bindOrLink reproduces host path p in the root: a symlink as the same
-// symlink, a directory as a read-only bind. Missing paths are skipped.
-func (r *Root) bindOrLink(p string) error {
+// symlink, a directory as a read-only bind on a directory of the same
+// name (its missing parents made too). Missing paths and other files are
+// skipped.
+func (l *layout) bindOrLink(p string) error {
 	fi, err := os.Lstat(p)
 	if os.IsNotExist(err) {
 		return nil
@@ -82,28 +108,56 @@ func (r *Root) bindOrLink(p string) error {
 	if err != nil {
 		return err
 	}
-	inRoot := filepath.Join(r.Path, p)
-	if err := os.MkdirAll(filepath.Dir(inRoot), 0o755); err != nil {
-		return err
+	if fi.Mode()&os.ModeSymlink == 0 && !fi.IsDir() {
+		return nil
 	}
+	rel := strings.TrimPrefix(filepath.Clean(p), "/")
+	var parents []string
+	for parent := filepath.Dir(rel); parent != "."; parent = filepath.Dir(parent) {
+		if !slices.Contains(l.dirs, parent) {
+			parents = append(parents, parent)
+		}
+	}
+	slices.Reverse(parents) // a parent before its children
+	l.dirs = append(l.dirs, parents...)
 	if fi.Mode()&os.ModeSymlink != 0 {
 		target, err := os.Readlink(p)
 		if err != nil {
 			return err
 		}
-		return os.Symlink(target, inRoot)
-	}
-	if !fi.IsDir() {
+		l.links = append(l.links, symlink{rel, target})
 		return nil
 	}
-	if err := os.Mkdir(inRoot, 0o755); err != nil {
-		return err
-	}
-	r.Mounts = append(r.Mounts, rspec.Mount{
+	l.dirs = append(l.dirs, rel)
+	l.mounts = append(l.mounts, rspec.Mount{
 		Destination: p, Source: p, Type: "bind",
 		Options: []string{"rbind", "ro", "nosuid", "nodev"},
 	})
 	return nil
+}
+
+func (r *Root) fill(opt HostBindOptions) error {
+	l, err := hostLayout()
+	if err != nil {
+		return err
+	}
+	for _, d := range l.dirs {
+		if err := os.Mkdir(filepath.Join(r.Path, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, s := range l.links {
+		if err := os.Symlink(s.target, filepath.Join(r.Path, s.name)); err != nil {
+			return err
+		}
+	}
+	r.Mounts = append(r.Mounts, l.mounts...)
+	for _, f := range hostEtcCopies {
+		if err := copyHostFile(f, filepath.Join(r.Path, f)); err != nil {
+			return err
+		}
+	}
+	return writeEtc(filepath.Join(r.Path, "etc"), opt)
 }
 
 // copyHostFile copies a small host file (following symlinks, such as
@@ -120,6 +174,16 @@ func copyHostFile(src, dst string) error {
 }
 
 func writeEtc(etc string, opt HostBindOptions) error {
+	for name, content := range etcFiles(opt) {
+		if err := os.WriteFile(filepath.Join(etc, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// etcFiles are the files of the curated /etc that corral writes, by name.
+func etcFiles(opt HostBindOptions) map[string]string {
 	passwd := "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
 	group := "root:x:0:\nnogroup:x:65534:\n"
 	if opt.UID != 0 && opt.UID != 65534 {
@@ -142,12 +206,7 @@ func writeEtc(etc string, opt HostBindOptions) error {
 		data, _ := os.ReadFile("/etc/resolv.conf")
 		files["resolv.conf"] = string(data)
 	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(etc, name), []byte(content), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return files
 }
 
 // removeSameFS deletes the tree at root without descending into any

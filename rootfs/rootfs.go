@@ -24,6 +24,10 @@ type Root struct {
 	// owned is true when Path was made for this sandbox and is removed
 	// with it; a directory the operator gave is never removed.
 	owned bool
+	// builtin: the built-in root (HostBind's), for messages.
+	builtin bool
+	// plan is what HostBindPlan's root would hold (Path is then empty).
+	plan *layout
 }
 
 // Directory uses an existing directory tree as the root, as is.
@@ -65,7 +69,7 @@ func (r *Root) Remove() error {
 // Adopt takes over a built-in root that an earlier corral process made
 // at path, to be removed with its sandbox.
 func Adopt(path string) *Root {
-	return &Root{Path: path, owned: true}
+	return &Root{Path: path, owned: true, builtin: true}
 }
 
 // RemoveDir deletes a built-in root left by an earlier, killed run, with

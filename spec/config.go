@@ -262,6 +262,11 @@ func (d *decoder) service(p pair, def *defaults, logDir string, stat func(string
 	if stat != nil {
 		d.hostPaths(s, at, stat)
 	}
+	if l, ok := at["workdir"]; ok && d.host.Workdir != nil && !d.suppressed(prefix) {
+		if err := d.host.Workdir(s); err != nil {
+			d.add(l.node, l.field, err)
+		}
+	}
 	return u, deps
 }
 
@@ -465,11 +470,7 @@ func (d *decoder) restart(n *yaml.Node, field string, r *Restart) {
 						r.CrashLoop.Failures = int(x)
 					}
 				case "window":
-					if x, ok := d.duration(v, field); ok {
-						if x == 0 {
-							d.errorf(resolve(v), field, "the window must be longer than 0")
-							return
-						}
+					if x, ok := d.positive(v, field); ok {
 						r.CrashLoop.Window = x
 					}
 				}
@@ -517,11 +518,7 @@ func (d *decoder) stop(n *yaml.Node, field string, s *Stop) {
 			}
 			s.Signal = sig
 		case "timeout":
-			if x, ok := d.duration(v, field); ok {
-				if x == 0 {
-					d.errorf(resolve(v), field, "the timeout must be longer than 0")
-					return
-				}
+			if x, ok := d.positive(v, field); ok {
 				s.Timeout = x
 			}
 		}

@@ -316,6 +316,26 @@ func (d *decoder) boolean(n *yaml.Node, field string) (bool, bool) {
 
 // duration reads a Go duration ("200ms", "1m30s"; "0" too), never negative.
 func (d *decoder) duration(n *yaml.Node, field string) (time.Duration, bool) {
+	v, ok := d.signedDuration(n, field)
+	if ok && v < 0 {
+		d.errorf(resolve(n), field, "duration %s is negative: use 0 or more, such as 10s", resolve(n).Value)
+		return 0, false
+	}
+	return v, ok
+}
+
+// positive reads a Go duration longer than 0.
+func (d *decoder) positive(n *yaml.Node, field string) (time.Duration, bool) {
+	v, ok := d.signedDuration(n, field)
+	if ok && v <= 0 {
+		d.errorf(resolve(n), field, "duration %s is not longer than 0: use a duration such as 10s", resolve(n).Value)
+		return 0, false
+	}
+	return v, ok
+}
+
+// signedDuration reads a Go duration, negative ones too.
+func (d *decoder) signedDuration(n *yaml.Node, field string) (time.Duration, bool) {
 	n = resolve(n)
 	if !isScalar(n, tagStr, tagInt) {
 		d.errorf(n, field, "expected a duration such as 10s, got %s", describe(n))
@@ -324,10 +344,6 @@ func (d *decoder) duration(n *yaml.Node, field string) (time.Duration, bool) {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
 		d.errorf(n, field, "invalid duration %q: use a number with a unit, e.g. 200ms, 10s, 1m30s", n.Value)
-		return 0, false
-	}
-	if v < 0 {
-		d.errorf(n, field, "duration %s is negative", n.Value)
 		return 0, false
 	}
 	return v, true

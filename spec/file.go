@@ -55,8 +55,9 @@ func Load(path string) (*Config, error) {
 // LoadOn reads the service file at path, decodes it with Parse, and checks
 // what the file names on host h, reading only: each rootfs is a
 // directory, each mount source exists, each seccomp profile is a file,
-// and no mount source or rootfs is a host path that Host.UnsafeMount
-// refuses (symlinks resolved) unless its service sets unsafe_host_mounts.
+// each workdir is a directory of its sandbox (Host.Workdir), and no
+// mount source or rootfs is a host path that Host.UnsafeMount refuses
+// (symlinks resolved) unless its service sets unsafe_host_mounts.
 // See Parse for the format and the errors.
 func LoadOn(path string, h Host) (*Config, error) {
 	data, err := os.ReadFile(path)

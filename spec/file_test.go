@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -427,7 +428,14 @@ func TestParseErrors(t *testing.T) {
 		{"duration without unit", "services:\n  web:\n    command: [a]\n    stop: {timeout: 10}\n",
 			[]wantError{{4, 21, "services.web.stop.timeout", `invalid duration "10": use a number with a unit`}}},
 		{"stop timeout zero", "services:\n  web:\n    command: [a]\n    stop: {timeout: 0s}\n",
-			[]wantError{{4, 21, "services.web.stop.timeout", "longer than 0"}}},
+			[]wantError{{4, 21, "services.web.stop.timeout", "duration 0s is not longer than 0: use a duration such as 10s"}}},
+		{"stop timeout negative", "services:\n  web:\n    command: [a]\n    stop: {timeout: -1s}\n",
+			[]wantError{{4, 21, "services.web.stop.timeout", "duration -1s is not longer than 0: use a duration such as 10s"}}},
+		{"negative durations", "services:\n  web:\n    command: [a]\n    health: {exec: [a], start_period: -1s, interval: -2s}\n",
+			[]wantError{
+				{4, 39, "services.web.health.start_period", "duration -1s is negative: use 0 or more, such as 10s"},
+				{4, 54, "services.web.health.interval", "duration -2s is not longer than 0"},
+			}},
 		{"bad signal", "services:\n  web:\n    command: [a]\n    stop: {signal: SIGFOO}\n",
 			[]wantError{{4, 20, "services.web.stop.signal", `unknown signal "SIGFOO"`}}},
 		{"signal out of range", "services:\n  web:\n    command: [a]\n    stop: {signal: 99}\n",
@@ -578,6 +586,37 @@ func TestLoadHost(t *testing.T) {
 
 	if _, err := Load(missing); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load(missing file) = %v, want an error wrapping os.ErrNotExist", err)
+	}
+}
+
+// TestLoadAsksHostAboutWorkdir: a workdir set in the file is checked with
+// Host.Workdir, and its error is placed at the workdir; a service with
+// another problem, or without a workdir, is not asked about.
+func TestLoadAsksHostAboutWorkdir(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "corral.yaml")
+	text := "services:\n" +
+		"  web:\n    command: [/bin/true]\n    workdir: /srv/app\n" +
+		"  ok:\n    command: [/bin/true]\n    workdir: /tmp\n" +
+		"  bad:\n    command: [/bin/true]\n    workdir: /srv/app\n    network: bridge\n" +
+		"  none:\n    command: [/bin/true]\n"
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var asked []string
+	h := Host{Workdir: func(s *Service) error {
+		asked = append(asked, s.Name)
+		if s.Workdir == "/tmp" {
+			return nil
+		}
+		return fmt.Errorf("%s does not exist in the sandbox", s.Workdir)
+	}}
+	_, err := LoadOn(path, h)
+	checkErrors(t, err, []wantError{
+		{4, 14, "services.web.workdir", "/srv/app does not exist in the sandbox"},
+		{11, 14, "services.bad.network", `unknown mode "bridge"`},
+	})
+	if want := []string{"web", "ok"}; !reflect.DeepEqual(asked, want) {
+		t.Errorf("asked about %v, want %v", asked, want)
 	}
 }
 

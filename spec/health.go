@@ -262,15 +262,10 @@ func (d *decoder) port(v *yaml.Node, field string) int {
 }
 
 func (d *decoder) positiveDuration(v *yaml.Node, field string, def time.Duration) time.Duration {
-	x, ok := d.duration(v, field)
-	if !ok {
-		return def
+	if x, ok := d.positive(v, field); ok {
+		return x
 	}
-	if x <= 0 {
-		d.errorf(resolve(v), field, "must be longer than 0")
-		return def
-	}
-	return x
+	return def
 }
 
 func (d *decoder) count(v *yaml.Node, field string, def int) int {

@@ -35,6 +35,11 @@ type Host struct {
 	// EvalSymlinks resolves a path (filepath.EvalSymlinks); nil compares
 	// paths as written.
 	EvalSymlinks func(string) (string, error)
+	// Workdir says why a service's workdir is not a directory of the
+	// sandbox it would get here (sandbox.CheckWorkdir), reading only; nil
+	// checks nothing. It is asked only about a service that sets workdir
+	// and has no other problem.
+	Workdir func(*Service) error
 }
 
 // containment says whether a mount source that contains a guarded path

@@ -32,7 +32,8 @@ func (g *globalOptions) host() spec.Host {
 		}
 		return p
 	}
-	h := spec.Host{StateDir: abs(g.stateDir), Socket: abs(g.socketPath()), Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks}
+	h := spec.Host{StateDir: abs(g.stateDir), Socket: abs(g.socketPath()), Stat: os.Stat, EvalSymlinks: filepath.EvalSymlinks,
+		Workdir: sandbox.CheckWorkdir}
 	if exe, err := os.Executable(); err == nil {
 		if r, err := filepath.EvalSymlinks(exe); err == nil {
 			exe = r

@@ -87,7 +87,11 @@ root. It must run as root.`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warning or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return &exitError{code: exitCorralError, err: fmt.Errorf("%s: %w (see '%s --help')", cmd.Name(), err, cmd.CommandPath())}
+		err = fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())
+		if cmd.HasParent() { // main names corral itself
+			err = fmt.Errorf("%s: %w", cmd.Name(), err)
+		}
+		return &exitError{code: exitCorralError, err: err}
 	})
 	root.AddCommand(
 		newRunCommand(g),

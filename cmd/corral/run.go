@@ -132,6 +132,11 @@ func (o *runOptions) check(h spec.Host) error {
 	if err := spec.Validate(&o.svc); err != nil {
 		return flagError(err)
 	}
+	if h.Workdir != nil {
+		if err := h.Workdir(&o.svc); err != nil {
+			return fmt.Errorf("--workdir: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -214,7 +219,7 @@ func (o *runOptions) run(g *globalOptions) error {
 
 	sb, err := mgr.Create(&o.svc, o.cgroupParent)
 	if err != nil {
-		return fail(err)
+		return fail(flagError(err))
 	}
 	exit, waitErr := o.supervise(sb, signals, log)
 	if err := sb.Destroy(); err != nil {

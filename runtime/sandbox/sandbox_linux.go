@@ -284,6 +284,10 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 		Destination: pid1.PathInSandbox, Source: m.init, Type: "bind",
 		Options: []string{"bind", "ro", "nosuid", "nodev"},
 	})
+	// The runtime would make a missing working directory: refuse it here.
+	if err := sb.root.CheckDir(s.Mounts, s.Process.Cwd); err != nil {
+		return nil, &spec.FieldError{Field: "workdir", Err: err}
+	}
 	s.Linux.CgroupsPath = sb.rec.CgroupPath
 	sb.spec = s
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: svc.Name, Spec: s})
