@@ -1,0 +1,116 @@
+package idmap
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func entries(t *testing.T, text string) []Entry {
+	t.Helper()
+	es, err := Parse("test", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+// TestBlocksAreAlignedSharedAndNeverTheFirst: blocks lie wholly inside
+// corral's ranges of both files, aligned to 65536, never 0-65535.
+func TestBlocksAreAlignedSharedAndNeverTheFirst(t *testing.T) {
+	u := entries(t, "# comment\nalice:100000:65536\ncorral:0:327680\n")
+	g := entries(t, "alice:100000:65536\ncorral:65536:200000\n")
+	// uid: corral 0-327679 overlaps alice: refused.
+	if _, err := Blocks(u, g); err == nil || !strings.Contains(err.Error(), "overlaps alice's") {
+		t.Fatalf("overlap: %v", err)
+	}
+	u = entries(t, "alice:100000:65536\ncorral:196608:327680\n")
+	g = entries(t, "corral:200000:327680\n")
+	got, err := Blocks(u, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// uid blocks 196608..458752; gid from 262144 (aligned up) to 458752.
+	if want := []uint32{262144, 327680, 393216, 458752}; !slices.Equal(got, want) {
+		t.Errorf("blocks %v, want %v", got, want)
+	}
+	if _, err := Blocks(entries(t, "corral:0:65536\n"), entries(t, "corral:0:65536\n")); !errors.Is(err, ErrNoRange) {
+		t.Errorf("only the first block: %v, want ErrNoRange", err)
+	}
+	if _, err := Blocks(nil, nil); !errors.Is(err, ErrNoRange) || !strings.Contains(err.Error(), "corral setup") {
+		t.Errorf("no lines: %v", err)
+	}
+}
+
+func TestParseRefusesMalformedLines(t *testing.T) {
+	for _, line := range []string{"corral:1", "corral:x:1", "corral:1:0", ":1:1", "corral:4294967295:2"} {
+		if _, err := Parse("/etc/subuid", []byte(line+"\n")); err == nil || !strings.Contains(err.Error(), "/etc/subuid:1") {
+			t.Errorf("%q: %v", line, err)
+		}
+	}
+}
+
+// TestAllocatorIsStickyAndDisjoint: each name keeps its block across
+// allocators on one file; no two names share one; a released block is
+// reused; running out is a clear error.
+func TestAllocatorIsStickyAndDisjoint(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "subid")
+	if err := os.WriteFile(sub, []byte("corral:65536:196608\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "idmap.json")
+	a, err := Open(state, sub, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, _ := a.Get("x")
+	y, _ := a.Get("y")
+	z, _ := a.Get("z")
+	if x == y || y == z || x == z || x%BlockSize != 0 {
+		t.Fatalf("blocks x %d y %d z %d", x, y, z)
+	}
+	if _, err := a.Get("w"); !errors.Is(err, ErrExhausted) {
+		t.Fatalf("a fourth block of three: %v", err)
+	}
+	b, err := Open(state, sub, sub) // a later corral process
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := b.Get("y"); again != y {
+		t.Errorf("y got %d, had %d", again, y)
+	}
+	if err := b.Release("y"); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := a.Get("w"); err != nil || w != y {
+		t.Errorf("w got %d (%v), want y's freed %d", w, err, y)
+	}
+}
+
+// TestSetupAddsOneRangeOverlappingNoOne: the set-up writes the same
+// aligned range to both files, clear of other owners, once.
+func TestSetupAddsOneRangeOverlappingNoOne(t *testing.T) {
+	dir := t.TempDir()
+	u, g := filepath.Join(dir, "subuid"), filepath.Join(dir, "subgid")
+	if err := os.WriteFile(u, []byte("big:1073741824:65536"), 0o644); err != nil { // no final newline
+		t.Fatal(err)
+	}
+	did, err := Setup(u, g)
+	if err != nil || !strings.Contains(did, "corral:1073807360:") {
+		t.Fatalf("setup: %q %v", did, err)
+	}
+	if did, err := Setup(u, g); err != nil || did != "" {
+		t.Errorf("second setup: %q %v, want nothing done", did, err)
+	}
+	if _, err := Open(filepath.Join(dir, "state.json"), u, g); err != nil {
+		t.Errorf("after setup: %v", err)
+	}
+	data, _ := os.ReadFile(u)
+	if !strings.HasPrefix(string(data), "big:1073741824:65536\ncorral:") {
+		t.Errorf("subuid now %q", data)
+	}
+}
