@@ -1,30 +1,36 @@
-package main
+package coldstart
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 
 	mobyseccomp "github.com/moby/profiles/seccomp"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/corral-dev/corral/integration/bench/scratch"
 	"github.com/corral-dev/corral/isolation"
 	"github.com/corral-dev/corral/rootfs"
 	"github.com/corral-dev/corral/spec"
 )
 
-// Limits every variant gets: the flags given to corral and the bundle's
-// resources must say the same thing.
+// Limits every variant gets, and the restart part's sandboxed service.
 const (
-	limitMemory     = 64 << 20
-	limitMemoryFlag = "64M"
-	limitCPUs       = 0.5
-	limitCPUsFlag   = "0.5"
-	limitPids       = 64
-	limitPidsFlag   = "64"
+	limitMemory = 64 << 20
+	limitCPUs   = 0.5
+	limitPids   = 64
 )
 
-// cgroupParent holds every cgroup the bench makes, so that clean-up knows
-// exactly which tree is its own.
-const cgroupParent = "/corral-bench"
+// The limits as corral's flags and service-file values, made from the
+// numbers above so that the flags and the bundle's resources cannot say
+// different things.
+var (
+	MemoryFlag = strconv.Itoa(limitMemory>>20) + "M"
+	CPUsFlag   = strconv.FormatFloat(limitCPUs, 'f', -1, 64)
+	PidsFlag   = strconv.Itoa(limitPids)
+)
 
 // runcOCIVersion is the newest spec version runc 1.1.5 and crun 1.8.1
 // both accept (crun rejects 1.3.0 as "unknown version specified").
@@ -78,4 +84,25 @@ func bundleSpec(root, cgroupsPath string) (*rspec.Spec, error) {
 	s.Process.Terminal = false
 	s.Linux.CgroupsPath = cgroupsPath
 	return s, nil
+}
+
+// writeBundle writes an OCI bundle (a config.json; the root stays shared)
+// for the runtime named tool, whose sandbox gets the cgroup cgroupsPath.
+func writeBundle(sc *scratch.Dir, tool, cgroupsPath string) (string, error) {
+	cfg, err := bundleSpec(rootfsDir(sc), cgroupsPath)
+	if err != nil {
+		return "", err
+	}
+	data, err := json.MarshalIndent(cfg, "", "\t")
+	if err != nil {
+		return "", fmt.Errorf("encode %s config: %w", tool, err)
+	}
+	dir := sc.Path("bundle-" + tool)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", fmt.Errorf("make %s bundle: %w", tool, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644); err != nil {
+		return "", fmt.Errorf("write %s bundle: %w", tool, err)
+	}
+	return dir, nil
 }

@@ -1,4 +1,4 @@
-package main
+package coldstart
 
 import (
 	"errors"
@@ -8,10 +8,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// unifiedMount is where a hybrid host mounts its cgroup2 tree.
-const unifiedMount = "/sys/fs/cgroup/unified"
+	"github.com/corral-dev/corral/integration/bench/cgroupfs"
+)
 
 // privateMountNS runs commands from one OS thread that has a mount
 // namespace of its own, in which the cgroup2 tree is unmounted. Children
@@ -72,9 +71,9 @@ func hideUnified() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	err := unix.Unmount(unifiedMount, unix.MNT_DETACH)
+	err := unix.Unmount(cgroupfs.UnifiedMount, unix.MNT_DETACH)
 	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", unifiedMount, err)
+		return fmt.Errorf("unmount %s: %w", cgroupfs.UnifiedMount, err)
 	}
 	return nil
 }

@@ -1,108 +1,24 @@
-package main
+package coldstart
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/corral-dev/corral/integration/bench/cgroupfs"
+	"github.com/corral-dev/corral/integration/bench/scratch"
 )
-
-// variant is one way of running /bin/true in a sandbox.
-type variant struct {
-	name string
-	note string // its root and seccomp profile, for the table
-	// argv is the command of the n-th run (from 1); runc and crun need a
-	// new container id each time.
-	argv func(n int) []string
-	exec executor
-	// sweep removes what a failed or interrupted run may have left in
-	// the tool's own state.
-	sweep  func() error
-	runs   int
-	stderr *os.File
-}
-
-// executor runs one command to its end and times it.
-type executor interface {
-	run(argv []string, streams stdio) (time.Duration, error)
-}
-
-// stdio are the command's streams: stdin and stdout on /dev/null, stderr
-// on a file that is read only when the run fails. Files rather than pipes,
-// so that no copying goroutine sits in the timed path.
-type stdio struct {
-	null, stderr *os.File
-}
-
-// hostExec runs commands as children of the bench, in its namespaces.
-type hostExec struct{}
-
-func (hostExec) run(argv []string, streams stdio) (time.Duration, error) {
-	return timeCommand(argv, streams)
-}
-
-// timeCommand is the measurement: wall-clock from just before the fork to
-// just after the wait, so it covers everything the tool does, its own
-// start-up and tear-down included.
-func timeCommand(argv []string, streams stdio) (time.Duration, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = streams.null, streams.null, streams.stderr
-	start := time.Now()
-	err := cmd.Run()
-	return time.Since(start), err
-}
-
-// runOnce runs the variant's next command and returns its time. A run that
-// fails (any exit status but 0) is an error carrying the command's stderr.
-func (v *variant) runOnce(null *os.File) (time.Duration, error) {
-	v.runs++
-	if err := rewind(v.stderr); err != nil {
-		return 0, fmt.Errorf("%s: reset stderr file: %w", v.name, err)
-	}
-	argv := v.argv(v.runs)
-	d, err := v.exec.run(argv, stdio{null: null, stderr: v.stderr})
-	if err != nil {
-		return 0, fmt.Errorf("%s: run %d: %s: %w%s", v.name, v.runs, strings.Join(argv, " "), err, stderrTail(v.stderr))
-	}
-	return d, nil
-}
-
-func rewind(f *os.File) error {
-	if err := f.Truncate(0); err != nil {
-		return err
-	}
-	_, err := f.Seek(0, io.SeekStart)
-	return err
-}
-
-// stderrTail is what the failed command wrote on stderr, indented for the
-// error message.
-func stderrTail(f *os.File) string {
-	data, err := os.ReadFile(f.Name())
-	if err != nil {
-		return "\n\t(stderr unreadable: " + err.Error() + ")"
-	}
-	text := strings.TrimSpace(string(data))
-	if text == "" {
-		return "\n\t(nothing on stderr)"
-	}
-	const limit = 4000
-	if len(text) > limit {
-		text = "..." + text[len(text)-limit:]
-	}
-	return "\n\tstderr: " + strings.ReplaceAll(text, "\n", "\n\t        ")
-}
 
 // setupVariants prepares every variant. corral and runc are required; the
 // others are references, and one that cannot run here is left out with a
-// note saying why.
-func setupVariants(o *options, sc *scratch) ([]*variant, []string, error) {
-	runc, err := exec.LookPath(o.runc)
+// note saying why. On an error it returns the variants made so far, for
+// their sweep.
+func setupVariants(cfg Config, sc *scratch.Dir) ([]*Variant, []string, error) {
+	runc, err := exec.LookPath(cfg.Runc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("runc: %w (apt-get install runc)", err)
 	}
@@ -110,10 +26,18 @@ func setupVariants(o *options, sc *scratch) ([]*variant, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	variants := []*variant{corralVariant(o.corral, sc, false), corralVariant(o.corral, sc, true), runcV}
+	hostRoot, err := CorralVariant(cfg.Corral, sc, false)
+	if err != nil {
+		return []*Variant{runcV}, nil, err
+	}
+	busybox, err := CorralVariant(cfg.Corral, sc, true)
+	if err != nil {
+		return []*Variant{runcV}, nil, err
+	}
+	variants := []*Variant{hostRoot, busybox, runcV}
 	var notes []string
-	for _, build := range []func() (*variant, error){
-		func() (*variant, error) { return crunVariant(o.crun, sc) },
+	for _, build := range []func() (*Variant, error){
+		func() (*Variant, error) { return crunVariant(cfg.Crun, sc) },
 		unshareVariant,
 	} {
 		v, err := build()
@@ -129,7 +53,7 @@ func setupVariants(o *options, sc *scratch) ([]*variant, []string, error) {
 		variants = append(variants, v)
 	}
 	for i, v := range variants {
-		v.stderr, err = os.Create(sc.path("stderr-" + strconv.Itoa(i)))
+		v.Stderr, err = os.Create(sc.Path("stderr-" + strconv.Itoa(i)))
 		if err != nil {
 			return variants, notes, fmt.Errorf("make stderr file: %w", err)
 		}
@@ -139,8 +63,8 @@ func setupVariants(o *options, sc *scratch) ([]*variant, []string, error) {
 
 // probe runs an optional variant once, so that one that cannot work here
 // is left out rather than aborting the benchmark.
-func probe(v *variant, sc *scratch) error {
-	errFile, err := os.Create(sc.path("stderr-probe"))
+func probe(v *Variant, sc *scratch.Dir) error {
+	errFile, err := os.Create(sc.Path("stderr-probe"))
 	if err != nil {
 		return fmt.Errorf("make stderr file: %w", err)
 	}
@@ -158,30 +82,39 @@ func probe(v *variant, sc *scratch) error {
 }
 
 // corralArgs are the limits as corral's flags, matching the bundle's.
-func corralArgs(corral string, sc *scratch, busybox bool) []string {
-	args := []string{corral, "--state-dir", sc.path("state"), "run",
-		"--memory", limitMemoryFlag, "--cpus", limitCPUsFlag, "--pids", limitPidsFlag,
-		"--cgroup-parent", cgroupParent}
-	if busybox {
-		args = append(args, "--rootfs", sc.rootfs())
+func corralArgs(corral, stateDir, busyboxRoot string) []string {
+	args := []string{corral, "--state-dir", stateDir, "run",
+		"--memory", MemoryFlag, "--cpus", CPUsFlag, "--pids", PidsFlag,
+		"--cgroup-parent", cgroupfs.Parent}
+	if busyboxRoot != "" {
+		args = append(args, "--rootfs", busyboxRoot)
 	}
 	return append(args, "--", "/bin/true")
 }
 
-func corralVariant(corral string, sc *scratch, busybox bool) *variant {
-	args := corralArgs(corral, sc, busybox)
-	v := &variant{
+// CorralVariant is `corral run` of /bin/true with the limits, on the
+// busybox root or on corral's built-in one (host binds), its state in the
+// scratch dir's state/. Its Stderr is the caller's to set.
+func CorralVariant(corral string, sc *scratch.Dir, busybox bool) (*Variant, error) {
+	state, err := sc.StateDir("state")
+	if err != nil {
+		return nil, err
+	}
+	v := &Variant{
 		name:  "corral (host root)",
 		note:  "built-in root (host binds), host's /bin/true; seccomp x86_64 only",
-		argv:  func(int) []string { return args },
 		exec:  hostExec{},
 		sweep: func() error { return nil }, // corral removes its own leftovers, checked at clean-up
 	}
+	root := ""
 	if busybox {
+		root = rootfsDir(sc)
 		v.name = "corral --rootfs busybox"
 		v.note = "busybox root; seccomp x86_64 only"
 	}
-	return v
+	args := corralArgs(corral, state, root)
+	v.argv = func(int) []string { return args }
+	return v, nil
 }
 
 // containerID is unique to this bench process and run, so that leftovers
@@ -193,16 +126,19 @@ func containerID(tool string, n int) string {
 // runtimeCgroup is the fixed cgroup of a runtime's sandboxes: runs are
 // sequential and each removes its cgroup on exit.
 func runtimeCgroup(tool string) string {
-	return fmt.Sprintf("%s/%s-%d", cgroupParent, tool, os.Getpid())
+	return fmt.Sprintf("%s/%s-%d", cgroupfs.Parent, tool, os.Getpid())
 }
 
-func runcVariant(runc string, sc *scratch) (*variant, error) {
-	bundle, err := sc.writeBundle("runc", runtimeCgroup("runc"))
+func runcVariant(runc string, sc *scratch.Dir) (*Variant, error) {
+	bundle, err := writeBundle(sc, "runc", runtimeCgroup("runc"))
 	if err != nil {
 		return nil, err
 	}
-	root := sc.path("runc-state")
-	return &variant{
+	root := sc.Path("runc-state")
+	if err := os.Mkdir(root, 0o700); err != nil {
+		return nil, fmt.Errorf("make runc state dir: %w", err)
+	}
+	return &Variant{
 		name: "runc",
 		note: "busybox root; Docker's seccomp profile (x86_64, x86, x32)",
 		argv: func(n int) []string {
@@ -216,7 +152,7 @@ func runcVariant(runc string, sc *scratch) (*variant, error) {
 // crunVariant runs crun in a private mount namespace where the host's
 // cgroup2 tree is unmounted: crun 1.8.1 refuses hybrid hosts otherwise
 // ("cgroups in hybrid mode not supported"), and sees a plain v1 host.
-func crunVariant(crun string, sc *scratch) (*variant, error) {
+func crunVariant(crun string, sc *scratch.Dir) (*Variant, error) {
 	if crun == "" {
 		return nil, errors.New("crun: unavailable: skipped (--crun \"\")")
 	}
@@ -224,17 +160,20 @@ func crunVariant(crun string, sc *scratch) (*variant, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crun: unavailable: %w", err)
 	}
+	root := sc.Path("crun-state")
+	if err := os.Mkdir(root, 0o700); err != nil {
+		return nil, fmt.Errorf("make crun state dir: %w", err)
+	}
 	ns, err := newPrivateMountNS()
 	if err != nil {
 		return nil, fmt.Errorf("crun: unavailable: %w", err)
 	}
-	bundle, err := sc.writeBundle("crun", runtimeCgroup("crun"))
+	bundle, err := writeBundle(sc, "crun", runtimeCgroup("crun"))
 	if err != nil {
 		ns.close()
 		return nil, err
 	}
-	root := sc.path("crun-state")
-	return &variant{
+	return &Variant{
 		name: "crun",
 		note: "runc's bundle; started where /sys/fs/cgroup/unified is unmounted",
 		argv: func(n int) []string {
@@ -248,13 +187,13 @@ func crunVariant(crun string, sc *scratch) (*variant, error) {
 	}, nil
 }
 
-func unshareVariant() (*variant, error) {
+func unshareVariant() (*Variant, error) {
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
 		return nil, fmt.Errorf("unshare: unavailable: %w", err)
 	}
 	argv := []string{unshare, "--fork", "--pid", "--mount", "--uts", "--ipc", "--net", "/bin/true"}
-	return &variant{
+	return &Variant{
 		name:  "unshare",
 		note:  "namespaces only, no cgroups or seccomp: the kernel's floor",
 		argv:  func(int) []string { return argv },

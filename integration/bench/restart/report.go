@@ -1,58 +1,61 @@
-package main
+package restart
 
 import (
 	"fmt"
 	"io"
 	"sort"
 	"time"
+
+	"github.com/corral-dev/corral/integration/bench/daemon"
+	"github.com/corral-dev/corral/integration/bench/stats"
 )
 
-type restartResult struct {
+// Result is one line of the table.
+type Result struct {
 	Name string `json:"name"`
 	Note string `json:"note"`
-	stats
+	stats.Summary
 	// VsCorral is the median over corral's restart median.
 	VsCorral  float64   `json:"vs_corral"`
 	SamplesMS []float64 `json:"samples_ms"`
 }
 
-// restartPhases split corral's restart, each measured from the kill:
-// when the daemon had reaped and destroyed the old sandbox (the exit's
-// time in its event), when it had the new one running (its "running"
-// event), and when the new command wrote its stamp.
-type restartPhases struct {
-	Matched   int   `json:"matched"`
-	Reaped    stats `json:"reaped"`
-	Running   stats `json:"running"`
-	Stamped   stats `json:"stamped"`
-	Unmatched int   `json:"unmatched"`
+// Phases split corral's restart, each measured from the kill: when the
+// daemon had reaped and destroyed the old sandbox (the exit's time in its
+// event), when it had the new one running (its "running" event), and when
+// the new command wrote its stamp.
+type Phases struct {
+	Matched   int           `json:"matched"`
+	Reaped    stats.Summary `json:"reaped"`
+	Running   stats.Summary `json:"running"`
+	Stamped   stats.Summary `json:"stamped"`
+	Unmatched int           `json:"unmatched"`
 }
 
-type restartReport struct {
-	Warmup  int             `json:"warmup_rounds"`
-	Kills   int             `json:"kills"`
-	GapMS   float64         `json:"gap_ms"`
-	Results []restartResult `json:"results"`
-	Phases  *restartPhases  `json:"corral_phases,omitempty"`
+// Report is the restart part's result.
+type Report struct {
+	Warmup  int      `json:"warmup_rounds"`
+	Kills   int      `json:"kills"`
+	GapMS   float64  `json:"gap_ms"`
+	Results []Result `json:"results"`
+	Phases  *Phases  `json:"corral_phases,omitempty"`
 	// OverColdMS is corral's restart median minus the median cold start
 	// of `corral run /bin/true` measured in the same rounds.
 	OverColdMS float64 `json:"corral_minus_cold_ms"`
 	GoalMS     float64 `json:"goal_ms"`
 }
 
-func newRestartReport(o *options, rows []*restartRow, kills []time.Time, events []receivedEvent) *restartReport {
-	r := &restartReport{Warmup: restartWarmup, Kills: o.kills, GapMS: ms(restartGap), GoalMS: restartGoalMS}
+func newReport(cfg Config, rows []*row, kills []time.Time, events []daemon.Event) *Report {
+	r := &Report{Warmup: warmup, Kills: cfg.Kills, GapMS: stats.MS(gap), GoalMS: goalMS}
 	for _, row := range rows {
-		res := restartResult{Name: row.name, Note: row.note, stats: summarize(row.samples)}
-		for _, d := range row.samples {
-			res.SamplesMS = append(res.SamplesMS, ms(d))
-		}
-		r.Results = append(r.Results, res)
+		r.Results = append(r.Results, Result{Name: row.name, Note: row.note,
+			Summary: stats.Summarize(row.samples), SamplesMS: stats.MSList(row.samples)})
 	}
 	corral, cold := r.find("corral daemon"), r.find("corral run /bin/true")
-	for i := range r.Results {
-		if corral != nil && corral.MedianMS > 0 {
-			r.Results[i].VsCorral = r.Results[i].MedianMS / corral.MedianMS
+	if corral != nil && corral.MedianMS > 0 {
+		corralMedian := corral.MedianMS
+		for i := range r.Results {
+			r.Results[i].VsCorral = r.Results[i].MedianMS / corralMedian
 		}
 	}
 	if corral != nil && cold != nil {
@@ -72,15 +75,15 @@ func newRestartReport(o *options, rows []*restartRow, kills []time.Time, events 
 // that follow it: the first running → starting move (whose exit was
 // recorded once the old sandbox was destroyed) and the first move to
 // running.
-func phases(kills []time.Time, stamped []time.Duration, events []receivedEvent) *restartPhases {
-	var evs []receivedEvent
+func phases(kills []time.Time, stamped []time.Duration, events []daemon.Event) *Phases {
+	var evs []daemon.Event
 	for _, e := range events {
-		if e.Service == restartService {
+		if e.Service == service {
 			evs = append(evs, e)
 		}
 	}
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
-	p := &restartPhases{}
+	p := &Phases{}
 	var reaped, running, stamps []time.Duration
 	for i, t0 := range kills {
 		var exitAt, runAt time.Time
@@ -104,11 +107,11 @@ func phases(kills []time.Time, stamped []time.Duration, events []receivedEvent) 
 		stamps = append(stamps, stamped[i])
 	}
 	p.Matched = len(reaped)
-	p.Reaped, p.Running, p.Stamped = summarize(reaped), summarize(running), summarize(stamps)
+	p.Reaped, p.Running, p.Stamped = stats.Summarize(reaped), stats.Summarize(running), stats.Summarize(stamps)
 	return p
 }
 
-func (r *restartReport) find(name string) *restartResult {
+func (r *Report) find(name string) *Result {
 	for i := range r.Results {
 		if r.Results[i].Name == name {
 			return &r.Results[i]
@@ -117,9 +120,10 @@ func (r *restartReport) find(name string) *restartResult {
 	return nil
 }
 
-func (r *restartReport) print(w io.Writer) {
+// Print writes the table, corral's phases and the goal.
+func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nRestart after SIGKILL: from the bench's kill(2) to the new service process's own start time\n")
-	fmt.Fprintf(w, "(the service is `sh -c '%s'`; date's time, written to a file: through a rw bind mount for corral)\n", stampScript("FILE", "sleep 100000"))
+	fmt.Fprintf(w, "(the service is `sh -c '%s'`; date's time, written to a file: through a rw bind mount for corral)\n", stampScript("FILE", serviceCommand))
 	fmt.Fprintf(w, "%-26s %5s %8s %8s %8s %8s %9s  %s\n", "supervisor", "runs", "p50 ms", "p95 ms", "min ms", "max ms", "x corral", "notes")
 	for _, v := range r.Results {
 		fmt.Fprintf(w, "%-26s %5d %8.2f %8.2f %8.2f %8.2f %9.2f  %s\n", v.Name, v.Runs, v.MedianMS, v.P95MS, v.MinMS, v.MaxMS, v.VsCorral, v.Note)
@@ -139,5 +143,3 @@ func (r *restartReport) print(w io.Writer) {
 			corral.MedianMS, cold.MedianMS, r.OverColdMS, r.GoalMS, verdict)
 	}
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

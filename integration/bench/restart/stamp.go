@@ -1,4 +1,4 @@
-package main
+package restart
 
 import (
 	"bytes"
@@ -42,6 +42,10 @@ func readStamp(path string) (pid int, at time.Time, err error) {
 		}
 		return 0, time.Time{}, err
 	}
+	return parseStamp(path, data)
+}
+
+func parseStamp(path string, data []byte) (pid int, at time.Time, err error) {
 	if !bytes.HasSuffix(data, []byte("\n")) {
 		return 0, time.Time{}, errNoStamp
 	}
