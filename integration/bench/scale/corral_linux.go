@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,11 @@ import (
 // initComm is the name of a corral sandbox's init: the execute-only copy
 // of corral bound at /dev/.corral-init.
 const initComm = ".corral-init"
+
+// sandbox is the two processes of a running service's sandbox.
+type sandbox struct {
+	init, cmd int
+}
 
 // corralConfig is the daemon's service file: every service runs the
 // command on the built-in root, with the limits of daemon.defaults; the
@@ -63,7 +69,7 @@ func (b *bench) corralOnce(ctx context.Context, rep int) (run Repetition, err er
 	if err != nil {
 		return run, err
 	}
-	up, failures, err := b.waitAllRunning(ctx, d, stream)
+	up, sandboxes, failures, err := b.waitCorral(ctx, d, stream)
 	stream.Close()
 	if err != nil {
 		return run, err
@@ -78,7 +84,7 @@ func (b *bench) corralOnce(ctx context.Context, rep int) (run Repetition, err er
 		return run, err
 	}
 	run.StartCPUS, run.StartChildCPUS = st.CPU().Seconds(), st.ChildrenCPU().Seconds()
-	inits, cmds, err := b.corralProcs(ctx, d)
+	inits, cmds, err := b.checkCorral(ctx, d, sandboxes)
 	if err != nil {
 		return run, err
 	}
@@ -113,69 +119,109 @@ func (b *bench) corralOnce(ctx context.Context, rep int) (run Repetition, err er
 	return run, nil
 }
 
-// waitAllRunning follows the daemon's events until every service has
-// been seen running. The state of all of them is read once after
-// subscribing, and again whenever the stream stays quiet for a while, in
-// case the daemon dropped events for the bench. A service that fails for
-// good ends the wait; failed starts that are retried are counted.
-func (b *bench) waitAllRunning(ctx context.Context, d *daemon.Daemon, stream *daemon.Stream) (up upTimes, failures int, err error) {
-	running := map[string]bool{}
-	saw := func(name string, at time.Time) {
-		if running[name] {
-			return
-		}
-		running[name] = true
-		up.saw(at)
-	}
+// waitCorral waits until every service's command has exec'd in its
+// sandbox (see execd), and until the daemon has reported every service
+// running, which the check that follows relies on. Only the former is
+// timed. The daemon's events also count the failed starts it retries, and
+// a service that fails for good ends the wait. In case the daemon dropped
+// events for the bench, its list is read whenever the stream stays quiet
+// for a while.
+func (b *bench) waitCorral(ctx context.Context, d *daemon.Daemon, stream *daemon.Stream) (up upTimes, sandboxes map[string]sandbox, failures int, err error) {
+	n := b.cfg.Services
+	sandboxes = map[string]sandbox{}
+	reported := map[string]bool{} // by the daemon, running
 	refresh := func() error {
 		list, err := d.Client.List(ctx)
 		if err != nil {
 			return err
 		}
-		now := time.Now()
 		for _, s := range list {
 			if s.State == "running" {
-				saw(s.Name, now)
+				reported[s.Name] = true
 			}
 		}
 		return nil
 	}
 	if err := refresh(); err != nil {
-		return up, 0, err
+		return up, nil, 0, err
 	}
 	const quiet = 500 * time.Millisecond
+	lastNews := time.Now()
+	poll := time.NewTicker(execPoll)
+	defer poll.Stop()
 	deadline := time.After(timeout)
-	for len(running) < b.cfg.Services {
+	for len(sandboxes) < n || len(reported) < n {
 		select {
 		case ev, ok := <-stream.C:
 			if !ok {
-				return up, failures, fmt.Errorf("event stream ended with %d of %d running%s", len(running), b.cfg.Services, d.LogTail())
+				return up, nil, failures, fmt.Errorf("event stream ended with %d of %d commands exec'd%s", len(sandboxes), n, d.LogTail())
 			}
+			lastNews = ev.At
 			switch ev.To {
 			case "running":
-				saw(ev.Service, ev.At)
+				reported[ev.Service] = true
 			case "backoff", "crashloop":
 				failures++
 			case "failed", "stopped":
-				return up, failures, fmt.Errorf("service %s %s: %s%s", ev.Service, ev.To, ev.Reason, d.LogTail())
+				return up, nil, failures, fmt.Errorf("service %s %s: %s%s", ev.Service, ev.To, ev.Reason, d.LogTail())
 			}
-		case <-time.After(quiet):
-			if err := refresh(); err != nil {
-				return up, failures, err
+		case <-poll.C:
+			now := time.Now()
+			for i := 0; i < n; i++ {
+				if _, ok := sandboxes[name(i)]; ok {
+					continue
+				}
+				if sb, ok := b.corralExecd(name(i)); ok {
+					sandboxes[name(i)] = sb
+					up.saw(now)
+				}
+			}
+			if len(reported) < n && time.Since(lastNews) > quiet {
+				if err := refresh(); err != nil {
+					return up, nil, failures, err
+				}
+				lastNews = time.Now()
 			}
 		case <-deadline:
-			return up, failures, fmt.Errorf("%d of %d services running after %s%s", len(running), b.cfg.Services, timeout, d.LogTail())
+			return up, nil, failures, fmt.Errorf("after %s: %d of %d commands exec'd, %d of %d services reported running%s",
+				timeout, len(sandboxes), n, len(reported), n, d.LogTail())
 		case <-ctx.Done():
-			return up, failures, ctx.Err()
+			return up, nil, failures, ctx.Err()
 		}
 	}
-	return up, failures, nil
+	return up, sandboxes, failures, nil
 }
 
-// corralProcs lists the inits of the daemon's sandboxes (the PIDs it
-// reports) and the commands (the other processes of each sandbox's
-// cgroup), checking that each sandbox is an init running one sleep.
-func (b *bench) corralProcs(ctx context.Context, d *daemon.Daemon) (inits, cmds []int, err error) {
+// corralExecd finds a service's sandbox once its command has exec'd: the
+// corral init in the service's cgroup, and the one child it runs.
+func (b *bench) corralExecd(service string) (sandbox, bool) {
+	procs, err := cgroupfs.Procs(b.pids, cgroup(service))
+	if err != nil {
+		return sandbox{}, false // not made yet
+	}
+	for _, p := range procs {
+		if procfs.Comm(p) != initComm {
+			continue
+		}
+		if cmd, ok := execd(p); ok {
+			return sandbox{init: p, cmd: cmd}, true
+		}
+	}
+	return sandbox{}, false
+}
+
+// checkCorral checks that the daemon and the sandboxes agree, once every
+// command has exec'd and every service was reported running: the daemon
+// lists each service running with the init the bench found in its cgroup,
+// and the cgroup holds that init and its command, still running the
+// command's program, and nothing else. It returns the inits and the
+// commands.
+//
+// Checked any earlier, this raced: the daemon reports "running" before
+// the init has forked the command, let alone exec'd it, so the last
+// services could show an init alone, or an init and its fork not yet
+// exec'd ("not an init and one sleep").
+func (b *bench) checkCorral(ctx context.Context, d *daemon.Daemon, sandboxes map[string]sandbox) (inits, cmds []int, err error) {
 	list, err := d.Client.List(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -184,21 +230,21 @@ func (b *bench) corralProcs(ctx context.Context, d *daemon.Daemon) (inits, cmds 
 		return nil, nil, fmt.Errorf("daemon lists %d services, not %d", len(list), b.cfg.Services)
 	}
 	for _, s := range list {
+		sb, ok := sandboxes[s.Name]
 		procs, err := cgroupfs.Procs(b.pids, cgroup(s.Name))
 		if err != nil {
 			return nil, nil, fmt.Errorf("service %s: %w", s.Name, err)
 		}
-		var others []int
-		for _, p := range procs {
-			if p != s.PID {
-				others = append(others, p)
-			}
+		slices.Sort(procs)
+		want := []int{sb.init, sb.cmd}
+		slices.Sort(want)
+		if !ok || s.State != "running" || s.PID != sb.init || !slices.Equal(procs, want) ||
+			procfs.Comm(sb.init) != initComm || procfs.Comm(sb.cmd) != commandName {
+			return nil, nil, fmt.Errorf("service %s: daemon says %s, init %d; the bench saw init %d (%q) run %d (%q); cgroup procs %v: not an init and one %s",
+				s.Name, s.State, s.PID, sb.init, procfs.Comm(sb.init), sb.cmd, procfs.Comm(sb.cmd), procs, commandName)
 		}
-		if s.State != "running" || procfs.Comm(s.PID) != initComm || len(others) != 1 || procfs.Comm(others[0]) != commandName {
-			return nil, nil, fmt.Errorf("service %s: state %s, init %d (%q), cgroup procs %v: not an init and one sleep", s.Name, s.State, s.PID, procfs.Comm(s.PID), procs)
-		}
-		inits = append(inits, s.PID)
-		cmds = append(cmds, others[0])
+		inits = append(inits, sb.init)
+		cmds = append(cmds, sb.cmd)
 	}
 	return inits, cmds, nil
 }

@@ -13,8 +13,8 @@ import (
 // Repetition is one supervisor's run: start all the services, read
 // memory, count wake-ups while idle, stop them all.
 type Repetition struct {
-	// UpS is from the supervisor's fork to the bench knowing every
-	// service running; FirstUpS to the first one.
+	// UpS is from the supervisor's fork to the bench seeing every
+	// service's command exec'd; FirstUpS to the first one.
 	UpS      float64 `json:"up_s"`
 	FirstUpS float64 `json:"first_up_s"`
 	// StartFailures are starts that failed and were retried.
@@ -163,9 +163,9 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "s6: s6-svscan + one s6-supervise per service, NO sandbox; its \"supervisor\" figures are s6-svscan's and every s6-supervise's.\n")
 	fmt.Fprintf(w, "%-38s %-24s %-24s %s\n", "", "corral", "s6", "corral's goal")
 	r.printMetrics(w, metrics(r.Services))
-	fmt.Fprintf(w, "(all running: corral's daemon reports every service running (its events; the init may still be exec'ing the command);\n")
-	fmt.Fprintf(w, " s6: every s6-supervise has a sleep child, polled every %s. Wake-ups: voluntary+involuntary context switches of\n", s6Poll)
-	fmt.Fprintf(w, " every thread, /proc/PID/task/*/status; CPU: utime+stime, /proc/PID/stat, %d ms ticks.)\n", int(time.Second/time.Millisecond)/procstat.UserHZ)
+	fmt.Fprintf(w, "(running: the service's command has exec'd, seen alike for both: the sandbox's init (corral) or the s6-supervise (s6)\n")
+	fmt.Fprintf(w, " has one child and it runs %s, polled every %s; corral's daemon reports \"running\" before that. Wake-ups: voluntary+\n", commandName, execPoll)
+	fmt.Fprintf(w, " involuntary context switches of every thread, /proc/PID/task/*/status; CPU: utime+stime, /proc/PID/stat, %d ms ticks.)\n", int(time.Second/time.Millisecond)/procstat.UserHZ)
 	if len(r.Corral) > 0 && r.Corral[0].ScrapeSeries > 0 {
 		r.printMetricsCost(w)
 	}

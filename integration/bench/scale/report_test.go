@@ -60,4 +60,7 @@ func TestPrint(t *testing.T) {
 			}
 		}
 	}
+	if !strings.Contains(out.String(), "command has exec'd") {
+		t.Errorf("the table does not say when a service counts as running:\n%s", out.String())
+	}
 }

@@ -66,17 +66,20 @@ func (b *bench) s6Once(ctx context.Context, rep int) (run Repetition, err error)
 	return run, nil
 }
 
-// s6Poll is how often the bench looks at s6's process tree while the
-// services start; a service seen running is not looked at again.
-const s6Poll = 10 * time.Millisecond
-
-// waitS6 waits until every s6-supervise of svscan runs a sleep, and returns
-// the s6-supervise and sleep PIDs and when the bench saw the first and the
-// last sleep.
+// waitS6 waits until every s6-supervise of svscan has exec'd its command
+// (see execd), and returns the s6-supervise and command PIDs and when the
+// bench saw the first and the last.
 func (b *bench) waitS6(ctx context.Context, svscan *child.Proc) (sups, cmds []int, up upTimes, err error) {
-	found := map[int]int{} // s6-supervise → its sleep
+	found := map[int]int{} // s6-supervise → its command
+	poll := time.NewTicker(execPoll)
+	defer poll.Stop()
 	deadline := time.Now().Add(timeout)
 	for len(found) < b.cfg.Services {
+		select {
+		case <-poll.C:
+		case <-ctx.Done():
+			return nil, nil, up, ctx.Err()
+		}
 		if err := svscan.ExitedErr(); err != nil {
 			return nil, nil, up, fmt.Errorf("%w%s", err, svscan.LogTail())
 		}
@@ -89,20 +92,13 @@ func (b *bench) waitS6(ctx context.Context, svscan *child.Proc) (sups, cmds []in
 			if _, ok := found[s]; ok {
 				continue
 			}
-			sub, _ := procfs.Children(s)
-			if len(sub) == 1 && procfs.Comm(sub[0]) == commandName {
-				found[s] = sub[0]
+			if cmd, ok := execd(s); ok {
+				found[s] = cmd
 				up.saw(now)
 			}
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, nil, up, err
-		}
 		if time.Now().After(deadline) {
 			return nil, nil, up, fmt.Errorf("%d of %d s6 services running after %s", len(found), b.cfg.Services, timeout)
-		}
-		if len(found) < b.cfg.Services {
-			time.Sleep(s6Poll)
 		}
 	}
 	for s, cmd := range found {

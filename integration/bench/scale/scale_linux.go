@@ -1,7 +1,7 @@
 // Package scale is the bench's scale part: a corral daemon with N
 // services, and s6-svscan with the same services (no sandbox), each
 // started, measured and stopped a few times, alternating: the time until
-// all run, memory (PSS), idle wake-ups and CPU,
+// every service's command has exec'd, memory (PSS), idle wake-ups and CPU,
 // what the daemon's metrics endpoint costs it, and the time to stop them
 // all.
 package scale
@@ -72,7 +72,7 @@ func name(i int) string { return fmt.Sprintf("s%03d", i) }
 // Run measures a supervisor of many services: a corral daemon on a
 // service file of cfg.Services services, and s6-svscan on a scan dir of
 // as many, each started, measured and stopped reps times, the two
-// alternating. Each run: time from the fork to all running,
+// alternating. Each run: time from the fork to every command exec'd,
 // memory, idle wake-ups and CPU over the idle window, (corral) the cost
 // of its metrics endpoint, time from SIGTERM to all gone. The
 // long-running processes are started in g; progress lines go to w.
