@@ -2,6 +2,7 @@ package scale
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -17,11 +18,6 @@ import (
 // initComm is the name of a corral sandbox's init: the execute-only copy
 // of corral bound at /dev/.corral-init.
 const initComm = ".corral-init"
-
-// sandbox is the two processes of a running service's sandbox.
-type sandbox struct {
-	init, cmd int
-}
 
 // corralConfig is the daemon's service file: every service runs the
 // command on the built-in root, with the limits of daemon.defaults; the
@@ -54,6 +50,11 @@ func (b *bench) corralOnce(ctx context.Context, rep int) (run Repetition, err er
 	if err != nil {
 		return run, err
 	}
+	events, why := watchExecs()
+	b.note(why)
+	if events != nil {
+		defer events.Close()
+	}
 	busy0, err := procfs.HostBusy()
 	if err != nil {
 		return run, err
@@ -62,6 +63,8 @@ func (b *bench) corralOnce(ctx context.Context, rep int) (run Repetition, err er
 	if err != nil {
 		return run, err
 	}
+	u := newUpWatch(events, initComm)
+	u.supervisor = d.PID()
 	if err := d.WaitReady(ctx, timeout); err != nil {
 		return run, err
 	}
@@ -69,22 +72,23 @@ func (b *bench) corralOnce(ctx context.Context, rep int) (run Repetition, err er
 	if err != nil {
 		return run, err
 	}
-	up, sandboxes, failures, err := b.waitCorral(ctx, d, stream)
+	failures, err := b.waitCorral(ctx, d, stream, u)
 	stream.Close()
 	if err != nil {
 		return run, err
 	}
+	b.noteScans("corral", u)
 	if run.HostCPUS, err = hostCPUSince(busy0); err != nil {
 		return run, err
 	}
-	run.FirstUpS, run.UpS = up.since(d.Started)
+	run.FirstUpS, run.UpS = u.times().since(d.Started)
 	run.StartFailures = failures
 	st, err := procstat.Read(d.PID())
 	if err != nil {
 		return run, err
 	}
 	run.StartCPUS, run.StartChildCPUS = st.CPU().Seconds(), st.ChildrenCPU().Seconds()
-	inits, cmds, err := b.checkCorral(ctx, d, sandboxes)
+	inits, cmds, err := b.checkCorral(ctx, d, u.found)
 	if err != nil {
 		return run, err
 	}
@@ -120,15 +124,14 @@ func (b *bench) corralOnce(ctx context.Context, rep int) (run Repetition, err er
 }
 
 // waitCorral waits until every service's command has exec'd in its
-// sandbox (see execd), and until the daemon has reported every service
+// sandbox (see upWatch), and until the daemon has reported every service
 // running, which the check that follows relies on. Only the former is
 // timed. The daemon's events also count the failed starts it retries, and
 // a service that fails for good ends the wait. In case the daemon dropped
 // events for the bench, its list is read whenever the stream stays quiet
 // for a while.
-func (b *bench) waitCorral(ctx context.Context, d *daemon.Daemon, stream *daemon.Stream) (up upTimes, sandboxes map[string]sandbox, failures int, err error) {
+func (b *bench) waitCorral(ctx context.Context, d *daemon.Daemon, stream *daemon.Stream, u *upWatch) (failures int, err error) {
 	n := b.cfg.Services
-	sandboxes = map[string]sandbox{}
 	reported := map[string]bool{} // by the daemon, running
 	refresh := func() error {
 		list, err := d.Client.List(ctx)
@@ -143,18 +146,25 @@ func (b *bench) waitCorral(ctx context.Context, d *daemon.Daemon, stream *daemon
 		return nil
 	}
 	if err := refresh(); err != nil {
-		return up, nil, 0, err
+		return 0, err
 	}
 	const quiet = 500 * time.Millisecond
 	lastNews := time.Now()
-	poll := time.NewTicker(execPoll)
-	defer poll.Stop()
+	scans, stop := u.scans()
+	defer stop()
+	check := time.NewTicker(checkEvery)
+	defer check.Stop()
 	deadline := time.After(timeout)
-	for len(sandboxes) < n || len(reported) < n {
+	for len(u.found) < n || len(reported) < n {
 		select {
+		case ev, ok := <-u.execs():
+			if !ok {
+				return failures, errors.New("exec events ended")
+			}
+			u.exec(ev)
 		case ev, ok := <-stream.C:
 			if !ok {
-				return up, nil, failures, fmt.Errorf("event stream ended with %d of %d commands exec'd%s", len(sandboxes), n, d.LogTail())
+				return failures, fmt.Errorf("event stream ended with %d of %d commands exec'd%s", len(u.found), n, d.LogTail())
 			}
 			lastNews = ev.At
 			switch ev.To {
@@ -163,57 +173,35 @@ func (b *bench) waitCorral(ctx context.Context, d *daemon.Daemon, stream *daemon
 			case "backoff", "crashloop":
 				failures++
 			case "failed", "stopped":
-				return up, nil, failures, fmt.Errorf("service %s %s: %s%s", ev.Service, ev.To, ev.Reason, d.LogTail())
+				return failures, fmt.Errorf("service %s %s: %s%s", ev.Service, ev.To, ev.Reason, d.LogTail())
 			}
-		case <-poll.C:
-			now := time.Now()
-			for i := 0; i < n; i++ {
-				if _, ok := sandboxes[name(i)]; ok {
-					continue
-				}
-				if sb, ok := b.corralExecd(name(i)); ok {
-					sandboxes[name(i)] = sb
-					up.saw(now)
-				}
+		case now := <-scans:
+			u.scan(now)
+		case <-check.C:
+			if err := d.ErrIfExited(); err != nil {
+				return failures, err
 			}
 			if len(reported) < n && time.Since(lastNews) > quiet {
 				if err := refresh(); err != nil {
-					return up, nil, failures, err
+					return failures, err
 				}
 				lastNews = time.Now()
 			}
 		case <-deadline:
-			return up, nil, failures, fmt.Errorf("after %s: %d of %d commands exec'd, %d of %d services reported running%s",
-				timeout, len(sandboxes), n, len(reported), n, d.LogTail())
+			return failures, fmt.Errorf("after %s: %d of %d commands exec'd, %d of %d services reported running%s",
+				timeout, len(u.found), n, len(reported), n, d.LogTail())
 		case <-ctx.Done():
-			return up, nil, failures, ctx.Err()
+			return failures, ctx.Err()
 		}
 	}
-	return up, sandboxes, failures, nil
-}
-
-// corralExecd finds a service's sandbox once its command has exec'd: the
-// corral init in the service's cgroup, and the one child it runs.
-func (b *bench) corralExecd(service string) (sandbox, bool) {
-	procs, err := cgroupfs.Procs(b.pids, cgroup(service))
-	if err != nil {
-		return sandbox{}, false // not made yet
-	}
-	for _, p := range procs {
-		if procfs.Comm(p) != initComm {
-			continue
-		}
-		if cmd, ok := execd(p); ok {
-			return sandbox{init: p, cmd: cmd}, true
-		}
-	}
-	return sandbox{}, false
+	u.drain()
+	return failures, nil
 }
 
 // checkCorral checks that the daemon and the sandboxes agree, once every
 // command has exec'd and every service was reported running: the daemon
-// lists each service running with the init the bench found in its cgroup,
-// and the cgroup holds that init and its command, still running the
+// lists each service running with one of the inits the bench found, and
+// the service's cgroup holds that init and its command, still running the
 // command's program, and nothing else. It returns the inits and the
 // commands.
 //
@@ -221,7 +209,7 @@ func (b *bench) corralExecd(service string) (sandbox, bool) {
 // the init has forked the command, let alone exec'd it, so the last
 // services could show an init alone, or an init and its fork not yet
 // exec'd ("not an init and one sleep").
-func (b *bench) checkCorral(ctx context.Context, d *daemon.Daemon, sandboxes map[string]sandbox) (inits, cmds []int, err error) {
+func (b *bench) checkCorral(ctx context.Context, d *daemon.Daemon, sandboxes map[int]upService) (inits, cmds []int, err error) {
 	list, err := d.Client.List(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -230,21 +218,24 @@ func (b *bench) checkCorral(ctx context.Context, d *daemon.Daemon, sandboxes map
 		return nil, nil, fmt.Errorf("daemon lists %d services, not %d", len(list), b.cfg.Services)
 	}
 	for _, s := range list {
-		sb, ok := sandboxes[s.Name]
+		sb, ok := sandboxes[s.PID]
 		procs, err := cgroupfs.Procs(b.pids, cgroup(s.Name))
 		if err != nil {
 			return nil, nil, fmt.Errorf("service %s: %w", s.Name, err)
 		}
-		slices.Sort(procs)
-		want := []int{sb.init, sb.cmd}
-		slices.Sort(want)
-		if !ok || s.State != "running" || s.PID != sb.init || !slices.Equal(procs, want) ||
-			procfs.Comm(sb.init) != initComm || procfs.Comm(sb.cmd) != commandName {
-			return nil, nil, fmt.Errorf("service %s: daemon says %s, init %d; the bench saw init %d (%q) run %d (%q); cgroup procs %v: not an init and one %s",
-				s.Name, s.State, s.PID, sb.init, procfs.Comm(sb.init), sb.cmd, procfs.Comm(sb.cmd), procs, commandName)
+		if !ok {
+			return nil, nil, fmt.Errorf("service %s: daemon says %s with init %d, whose command the bench did not see exec; cgroup procs %v", s.Name, s.State, s.PID, procs)
 		}
-		inits = append(inits, sb.init)
-		cmds = append(cmds, sb.cmd)
+		cmd := sb.cmd
+		slices.Sort(procs)
+		want := []int{s.PID, cmd}
+		slices.Sort(want)
+		if s.State != "running" || !slices.Equal(procs, want) || procfs.Comm(s.PID) != initComm || procfs.Comm(cmd) != commandName {
+			return nil, nil, fmt.Errorf("service %s: daemon says %s, init %d (%q) with command %d (%q); cgroup procs %v: not an init and one %s",
+				s.Name, s.State, s.PID, procfs.Comm(s.PID), cmd, procfs.Comm(cmd), procs, commandName)
+		}
+		inits = append(inits, s.PID)
+		cmds = append(cmds, cmd)
 	}
 	return inits, cmds, nil
 }

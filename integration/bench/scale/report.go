@@ -163,9 +163,10 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "s6: s6-svscan + one s6-supervise per service, NO sandbox; its \"supervisor\" figures are s6-svscan's and every s6-supervise's.\n")
 	fmt.Fprintf(w, "%-38s %-24s %-24s %s\n", "", "corral", "s6", "corral's goal")
 	r.printMetrics(w, metrics(r.Services))
-	fmt.Fprintf(w, "(running: the service's command has exec'd, seen alike for both: the sandbox's init (corral) or the s6-supervise (s6)\n")
-	fmt.Fprintf(w, " has one child and it runs %s, polled every %s; corral's daemon reports \"running\" before that. Wake-ups: voluntary+\n", commandName, execPoll)
-	fmt.Fprintf(w, " involuntary context switches of every thread, /proc/PID/task/*/status; CPU: utime+stime, /proc/PID/stat, %d ms ticks.)\n", int(time.Second/time.Millisecond)/procstat.UserHZ)
+	fmt.Fprintf(w, "(running: the service's command has exec'd, the same event for both: the kernel's exec event (proc connector), at its time,\n")
+	fmt.Fprintf(w, " of %s in a child of the supervisor's child (a sandbox's init, an s6-supervise); corral's daemon reports \"running\" before it.\n", commandName)
+	fmt.Fprintf(w, " Wake-ups: voluntary+involuntary context switches of every thread, /proc/PID/task/*/status; CPU: utime+stime, /proc/PID/stat,\n")
+	fmt.Fprintf(w, " %d ms ticks.)\n", int(time.Second/time.Millisecond)/procstat.UserHZ)
 	if len(r.Corral) > 0 && r.Corral[0].ScrapeSeries > 0 {
 		r.printMetricsCost(w)
 	}

@@ -2,6 +2,7 @@ package scale
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -23,6 +24,11 @@ func (b *bench) s6Once(ctx context.Context, rep int) (run Repetition, err error)
 			return run, err
 		}
 	}
+	events, why := watchExecs()
+	b.note(why)
+	if events != nil {
+		defer events.Close()
+	}
 	busy0, err := procfs.HostBusy()
 	if err != nil {
 		return run, err
@@ -31,14 +37,20 @@ func (b *bench) s6Once(ctx context.Context, rep int) (run Repetition, err error)
 	if err != nil {
 		return run, err
 	}
-	sups, cmds, up, err := b.waitS6(ctx, c)
-	if err != nil {
+	u := newUpWatch(events, "s6-supervise")
+	u.supervisor = c.PID()
+	if err := b.waitS6(ctx, c, u); err != nil {
 		return run, err
+	}
+	b.noteScans("s6", u)
+	var sups, cmds []int
+	for s, svc := range u.found {
+		sups, cmds = append(sups, s), append(cmds, svc.cmd)
 	}
 	if run.HostCPUS, err = hostCPUSince(busy0); err != nil {
 		return run, err
 	}
-	run.FirstUpS, run.UpS = up.since(c.Started)
+	run.FirstUpS, run.UpS = u.times().since(c.Started)
 	all := append([]int{c.PID()}, sups...)
 	for _, p := range all {
 		st, err := procstat.Read(p)
@@ -67,42 +79,32 @@ func (b *bench) s6Once(ctx context.Context, rep int) (run Repetition, err error)
 }
 
 // waitS6 waits until every s6-supervise of svscan has exec'd its command
-// (see execd), and returns the s6-supervise and command PIDs and when the
-// bench saw the first and the last.
-func (b *bench) waitS6(ctx context.Context, svscan *child.Proc) (sups, cmds []int, up upTimes, err error) {
-	found := map[int]int{} // s6-supervise → its command
-	poll := time.NewTicker(execPoll)
-	defer poll.Stop()
-	deadline := time.Now().Add(timeout)
-	for len(found) < b.cfg.Services {
+// (see upWatch).
+func (b *bench) waitS6(ctx context.Context, svscan *child.Proc, u *upWatch) error {
+	scans, stop := u.scans()
+	defer stop()
+	check := time.NewTicker(checkEvery)
+	defer check.Stop()
+	deadline := time.After(timeout)
+	for len(u.found) < b.cfg.Services {
 		select {
-		case <-poll.C:
+		case ev, ok := <-u.execs():
+			if !ok {
+				return errors.New("exec events ended")
+			}
+			u.exec(ev)
+		case now := <-scans:
+			u.scan(now)
+		case <-check.C:
+			if err := svscan.ExitedErr(); err != nil {
+				return fmt.Errorf("%w%s", err, svscan.LogTail())
+			}
+		case <-deadline:
+			return fmt.Errorf("%d of %d s6 services running after %s", len(u.found), b.cfg.Services, timeout)
 		case <-ctx.Done():
-			return nil, nil, up, ctx.Err()
-		}
-		if err := svscan.ExitedErr(); err != nil {
-			return nil, nil, up, fmt.Errorf("%w%s", err, svscan.LogTail())
-		}
-		kids, err := procfs.Children(svscan.PID())
-		if err != nil {
-			return nil, nil, up, err
-		}
-		now := time.Now()
-		for _, s := range kids {
-			if _, ok := found[s]; ok {
-				continue
-			}
-			if cmd, ok := execd(s); ok {
-				found[s] = cmd
-				up.saw(now)
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, nil, up, fmt.Errorf("%d of %d s6 services running after %s", len(found), b.cfg.Services, timeout)
+			return ctx.Err()
 		}
 	}
-	for s, cmd := range found {
-		sups, cmds = append(sups, s), append(cmds, cmd)
-	}
-	return sups, cmds, up, nil
+	u.drain()
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,6 +61,40 @@ type bench struct {
 	g    *child.Group
 	dir  string
 	pids string // the pids hierarchy's mount point
+	// notes say how the measurement went where that differs from the
+	// table's description; each once.
+	notes []string
+	scans []scanNote
+}
+
+func (b *bench) note(n string) {
+	if n != "" && !slices.Contains(b.notes, n) {
+		b.notes = append(b.notes, n)
+	}
+}
+
+// scanNote is a scale run's tool, with how many services a scan saw.
+type scanNote struct {
+	tool              string
+	lost, scanned, of int
+}
+
+// noteScans keeps, for the report, the services of a run whose exec
+// events the kernel dropped.
+func (b *bench) noteScans(tool string, u *upWatch) {
+	if u.events != nil && u.lost > 0 {
+		b.scans = append(b.scans, scanNote{tool: tool, lost: u.lost, scanned: u.scanned(), of: len(u.found)})
+	}
+}
+
+// scanNotes are the notes on the runs that lost exec events.
+func (b *bench) scanNotes() []string {
+	var out []string
+	for _, s := range b.scans {
+		out = append(out, fmt.Sprintf("%s: the kernel dropped exec events %d times in a run; %d of its %d services have the time of the scan that followed, later than their exec",
+			s.tool, s.lost, s.scanned, s.of))
+	}
+	return out
 }
 
 func (b *bench) path(elem ...string) string {
@@ -120,6 +155,7 @@ func Run(ctx context.Context, cfg Config, sc *scratch.Dir, g *child.Group, w io.
 			time.Sleep(gap)
 		}
 	}
+	rep.Notes = append(append(rep.Notes, b.notes...), b.scanNotes()...)
 	return rep, nil
 }
 
@@ -177,16 +213,9 @@ func hostCPUSince(busy0 time.Duration) (float64, error) {
 // /proc/PID/comm shows it.
 var commandName = filepath.Base(strings.Fields(command)[0])
 
-// upTimes are when the bench saw the first and the last service up.
+// upTimes are when the first and the last service came up.
 type upTimes struct {
 	first, last time.Time
-}
-
-func (u *upTimes) saw(at time.Time) {
-	if u.first.IsZero() {
-		u.first = at
-	}
-	u.last = at
 }
 
 // since are the first and last times in seconds from t0.
