@@ -1,17 +1,19 @@
 // Command corral-bench measures corral beside the tools users would pick
 // instead, in the same run: absolute times drift on shared machines, so
 // rounds are interleaved and the results that count are ratios and
-// differences of medians. It has three parts, run in this order:
+// differences of medians. It has three parts, run in this order, each a
+// package under integration/bench:
 //
-//   - cold: start-to-exit of /bin/true in a corral sandbox beside runc
-//     (and, where they work, crun and unshare) given the same isolation.
+//   - cold (coldstart): start-to-exit of /bin/true in a corral sandbox
+//     beside runc (and, where they work, crun and unshare) given the same
+//     isolation.
 //   - restart: a supervised service is SIGKILLed; the time until its
 //     replacement runs, for the corral daemon (a new sandbox), supervisord
 //     and s6 (no sandbox), kills interleaved, beside a cold `corral run`.
-//   - scale: a daemon with N services (default 200): time until all run,
-//     memory (PSS), idle wake-ups and CPU, the CPU its metrics endpoint
-//     costs (idle and per scrape), time to stop them all; beside
-//     s6-svscan with the same services.
+//   - scale: a daemon with N services (default 200): time until every
+//     service's command has exec'd, memory (PSS), idle wake-ups and CPU,
+//     the CPU its metrics endpoint costs (idle and per scrape), time to
+//     stop them all; beside s6-svscan with the same services.
 //
 // Usage:
 //
@@ -27,6 +29,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +41,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/corral-dev/corral/integration/bench/cgroupfs"
+	"github.com/corral-dev/corral/integration/bench/child"
+	"github.com/corral-dev/corral/integration/bench/coldstart"
+	"github.com/corral-dev/corral/integration/bench/machine"
+	"github.com/corral-dev/corral/integration/bench/restart"
+	"github.com/corral-dev/corral/integration/bench/scale"
+	"github.com/corral-dev/corral/integration/bench/scratch"
 )
 
 type options struct {
@@ -89,6 +100,18 @@ func parseFlags() *options {
 	return o
 }
 
+// results are everything the bench measured, for --json.
+type results struct {
+	Time    time.Time         `json:"time"`
+	Machine machine.Machine   `json:"machine"`
+	Cold    *coldstart.Report `json:"cold,omitempty"`
+	Restart *restart.Report   `json:"restart,omitempty"`
+	Scale   *scale.Report     `json:"scale,omitempty"`
+	// OthersCPU is, for each part, the share of the machine's CPU that
+	// processes other than the bench's used while it ran.
+	OthersCPU map[string]float64 `json:"others_cpu_share"`
+}
+
 func run(ctx context.Context, o *options) (err error) {
 	if o.rounds < 1 || o.warmup < 0 || o.kills < 1 || o.scale < 1 {
 		return fmt.Errorf("--rounds, --kills and --scale must be at least 1 and --warmup at least 0")
@@ -106,78 +129,91 @@ func run(ctx context.Context, o *options) (err error) {
 	if _, err := os.Stat(corral); err != nil {
 		return fmt.Errorf("--corral: %w (build it with: make build)", err)
 	}
-	o.corral = corral
 
-	sc, err := newScratch(o.scratchBase, filepath.Dir(corral))
+	sc, err := scratch.New(o.scratchBase, filepath.Dir(corral))
 	if err != nil {
 		return err
 	}
-	var variants []*variant
-	cs := &children{}
+	g := &child.Group{}
 	// Clean-up runs however the benchmark ends, and its failure is reported
 	// even after a successful measurement: a leftover is a bug to fix.
-	defer func() { err = errors.Join(err, cleanup(sc, variants, cs)) }()
-
-	if err := sc.populate(); err != nil {
+	defer func() { err = errors.Join(err, cleanup(sc, g)) }()
+	if err := cgroupfs.MakeParent(); err != nil {
 		return err
 	}
-	if err := makeCgroupParent(cgroupParent); err != nil {
-		return err
-	}
-	res := &results{Machine: describeMachine(o, sc), OthersCPU: map[string]float64{}}
-	printMachine(os.Stdout, res.Machine)
+	res := &results{OthersCPU: map[string]float64{}}
+	res.Machine = machine.Describe(machine.Tools{Corral: corral, Runc: o.runc, Crun: o.crun}, sc.String()+" ("+sc.FSType()+")")
+	res.Machine.Print(os.Stdout)
 	// What other jobs on the machine did meanwhile is shown after each
 	// part: on a shared machine, a part that ran beside a busy job is to
 	// be run again.
-	others := snapshotOthers()
+	others := machine.WatchOthers()
 	if o.runs("cold") {
-		variants, res.Cold, err = runCold(ctx, o, sc)
-		if err != nil {
+		cfg := coldstart.Config{Corral: corral, Runc: o.runc, Crun: o.crun, Rounds: o.rounds, Warmup: o.warmup}
+		if res.Cold, err = coldstart.Run(ctx, cfg, sc, os.Stdout); err != nil {
 			return err
 		}
-		res.Cold.print(os.Stdout)
-		res.OthersCPU["cold"] = printLoad("cold", &others)
+		res.Cold.Print(os.Stdout)
+		res.OthersCPU["cold"] = others.PrintPart(os.Stdout, "cold")
 	}
 	if o.runs("restart") {
-		if res.Restart, err = runRestart(ctx, o, sc, cs); err != nil {
+		if res.Restart, err = restart.Run(ctx, restart.Config{Corral: corral, Kills: o.kills}, sc, g, os.Stdout); err != nil {
 			return err
 		}
-		res.Restart.print(os.Stdout)
-		res.OthersCPU["restart"] = printLoad("restart", &others)
+		res.Restart.Print(os.Stdout)
+		res.OthersCPU["restart"] = others.PrintPart(os.Stdout, "restart")
 	}
 	if o.runs("scale") {
-		if res.Scale, err = runScale(ctx, o, sc, cs); err != nil {
+		if res.Scale, err = scale.Run(ctx, scale.Config{Corral: corral, Services: o.scale}, sc, g, os.Stdout); err != nil {
 			return err
 		}
-		res.Scale.print(os.Stdout)
-		res.OthersCPU["scale"] = printLoad("scale", &others)
+		res.Scale.Print(os.Stdout)
+		res.OthersCPU["scale"] = others.PrintPart(os.Stdout, "scale")
 	}
 	if o.jsonPath != "" {
 		res.Time = time.Now().UTC()
-		if err := res.writeJSON(o.jsonPath); err != nil {
+		if err := writeJSON(o.jsonPath, res); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// runCold is the cold start-to-exit part: every variant once per round.
-func runCold(ctx context.Context, o *options, sc *scratch) ([]*variant, *report, error) {
-	if err := makeBusyboxRoot(sc.rootfs()); err != nil {
-		return nil, nil, err
-	}
-	variants, notes, err := setupVariants(o, sc)
+func writeJSON(path string, r *results) error {
+	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
-		return variants, nil, err
+		return fmt.Errorf("encode results: %w", err)
 	}
-	fmt.Println()
-	for _, n := range notes {
-		fmt.Println(n)
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
 	}
-	fmt.Printf("cold: %d warm-up + %d measured rounds, each running every variant once in a rotating order\n", o.warmup, o.rounds)
-	samples, err := measure(ctx, variants, o.warmup, o.rounds)
-	if err != nil {
-		return variants, nil, err
+	return nil
+}
+
+// cleanup removes everything the bench made that its parts did not:
+// daemons and supervisors still running, the cgroups under
+// cgroupfs.Parent, and the scratch dir. (The cold part removes what the
+// runtimes it runs may leave in their own state itself.) It goes on after
+// a failure, so that one leftover does not hide or cause others, and
+// returns them all.
+func cleanup(sc *scratch.Dir, g *child.Group) error {
+	var errs []error
+	if err := g.StopAll(); err != nil {
+		errs = append(errs, err)
 	}
-	return variants, newReport(o, variants, samples), nil
+	if err := cgroupfs.Remove(cgroupfs.Parent); err != nil {
+		errs = append(errs, err)
+	}
+	if left, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroupfs.Parent + "*"); len(left) > 0 {
+		errs = append(errs, fmt.Errorf("cgroups left behind: %s", strings.Join(left, ", ")))
+	}
+	// corral removes its sandboxes itself; a record left in its state dir
+	// means it did not, and the state is kept for `corral --state-dir` to
+	// sweep and for someone to look at.
+	if left := sc.Leftovers(); len(left) > 0 {
+		errs = append(errs, fmt.Errorf("corral left sandbox records %s; scratch dir %s kept", strings.Join(left, ", "), sc))
+	} else if err := sc.Remove(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }

@@ -1,0 +1,82 @@
+package coldstart
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/corral-dev/corral/integration/bench/stats"
+)
+
+// goalRatio is the target for corral's median start-to-exit time as a
+// fraction of runc's with the same isolation and Docker's profile.
+const goalRatio = 0.50
+
+// VariantResult is one line of the table.
+type VariantResult struct {
+	Name    string   `json:"name"`
+	Note    string   `json:"note"`
+	Command []string `json:"command"`
+	stats.Summary
+	// VsRunc is the median over runc's median.
+	VsRunc    float64   `json:"vs_runc"`
+	SamplesMS []float64 `json:"samples_ms"`
+}
+
+// Report is the cold part's result.
+type Report struct {
+	Warmup   int             `json:"warmup_rounds"`
+	Rounds   int             `json:"rounds"`
+	Variants []VariantResult `json:"variants"`
+	Goal     float64         `json:"goal_ratio"`
+}
+
+func newReport(cfg Config, variants []*Variant, samples [][]time.Duration) *Report {
+	r := &Report{Warmup: cfg.Warmup, Rounds: cfg.Rounds, Goal: goalRatio}
+	for i, v := range variants {
+		r.Variants = append(r.Variants, VariantResult{
+			Name: v.name, Note: v.note, Command: v.argv(1),
+			Summary: stats.Summarize(samples[i]), SamplesMS: stats.MSList(samples[i]),
+		})
+	}
+	if runc := r.find("runc"); runc != nil && runc.MedianMS > 0 {
+		runcMedian := runc.MedianMS
+		for i := range r.Variants {
+			r.Variants[i].VsRunc = r.Variants[i].MedianMS / runcMedian
+		}
+	}
+	return r
+}
+
+func (r *Report) find(name string) *VariantResult {
+	for i := range r.Variants {
+		if r.Variants[i].Name == name {
+			return &r.Variants[i]
+		}
+	}
+	return nil
+}
+
+// Print writes the table, the ratios against the goal and the commands.
+func (r *Report) Print(w io.Writer) {
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Cold start-to-exit of /bin/true (memory %s, %s CPU, %s pids)\n", MemoryFlag, CPUsFlag, PidsFlag)
+	fmt.Fprintf(w, "%-24s %5s %10s %8s %8s %8s  %s\n", "variant", "runs", "median ms", "p95 ms", "min ms", "vs runc", "notes")
+	for _, v := range r.Variants {
+		fmt.Fprintf(w, "%-24s %5d %10.2f %8.2f %8.2f %8.2f  %s\n", v.Name, v.Runs, v.MedianMS, v.P95MS, v.MinMS, v.VsRunc, v.Note)
+	}
+	fmt.Fprintln(w)
+	// The goal is judged on the same busybox root as runc's; the built-in
+	// root (what `corral run` gives without --rootfs) is shown beside it.
+	if v := r.find("corral --rootfs busybox"); v != nil {
+		fmt.Fprintf(w, "corral/runc median ratio: %.2f (goal <= %.2f)  [corral --rootfs busybox vs runc, same root]\n", v.VsRunc, r.Goal)
+	}
+	if v := r.find("corral (host root)"); v != nil {
+		fmt.Fprintf(w, "corral (host root)/runc median ratio: %.2f (goal <= %.2f)\n", v.VsRunc, r.Goal)
+	}
+	fmt.Fprintln(w, "\ncommands (run 1):")
+	for _, v := range r.Variants {
+		fmt.Fprintf(w, "  %-24s %s\n", v.Name+":", strings.Join(v.Command, " "))
+	}
+}

@@ -1,0 +1,66 @@
+package scale
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestTrimFloat(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 3: "3", 3.14159: "3.14", -2.5: "-2.50", 47.53: "47.5", 1234.56: "1234.6"} {
+		if got := trimFloat(v); got != want {
+			t.Errorf("trimFloat(%g) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+func TestFormatMedian(t *testing.T) {
+	up := func(r Repetition) float64 { return r.UpS }
+	for _, tc := range []struct {
+		runs []Repetition
+		want string
+	}{
+		{nil, "-"},
+		{[]Repetition{{UpS: 3.5}}, "3.50"},
+		{[]Repetition{{UpS: 2}, {UpS: 2}}, "2"},
+		{[]Repetition{{UpS: 4}, {UpS: 1.5}, {UpS: 3}}, "3 (1.50-4)"},
+	} {
+		if got := formatMedian(tc.runs, up); got != tc.want {
+			t.Errorf("%+v: got %q, want %q", tc.runs, got, tc.want)
+		}
+	}
+}
+
+// The table says whether corral's median meets each goal, and shows s6's
+// figures only where s6 has such a thing.
+func TestPrint(t *testing.T) {
+	r := &Report{Services: 20, Reps: 3,
+		Corral: []Repetition{{UpS: 1.5, DownS: 4, IdleWakeups: 0, InitsPSS: 2 * mb}, {UpS: 2.5, DownS: 5}, {UpS: 1.9, DownS: 3.5}},
+		S6:     []Repetition{{UpS: 0.5}, {UpS: 0.6}, {UpS: 0.4}},
+	}
+	var out bytes.Buffer
+	r.Print(&out)
+	lines := map[string]string{}
+	for _, l := range strings.Split(out.String(), "\n") {
+		for _, label := range []string{"all running, from the fork (s)", "stop all: SIGTERM to all gone (s)", "supervisor wake-ups in", "20 sandbox inits PSS (MB)"} {
+			if strings.HasPrefix(l, label) {
+				lines[label] = l
+			}
+		}
+	}
+	for label, want := range map[string][]string{
+		"all running, from the fork (s)":    {"1.90 (1.50-2.50)", "0.50 (0.40-0.60)", "< 2 s: met"},
+		"stop all: SIGTERM to all gone (s)": {"4 (3.50-5)", "< 3 s: NOT met"},
+		"supervisor wake-ups in":            {"0: met"},
+		"20 sandbox inits PSS (MB)":         {" - "},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[label], w) {
+				t.Errorf("line %q: no %q", lines[label], w)
+			}
+		}
+	}
+	if !strings.Contains(out.String(), "command has exec'd") {
+		t.Errorf("the table does not say when a service counts as running:\n%s", out.String())
+	}
+}
