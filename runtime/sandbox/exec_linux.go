@@ -14,6 +14,7 @@ import (
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/corral-dev/corral/internal/procstat"
 	"github.com/corral-dev/corral/isolation"
 	"github.com/corral-dev/corral/runtime/pid1"
 	"github.com/corral-dev/corral/spec"
@@ -259,6 +260,6 @@ func (sb *Sandbox) descendants(root int) []int {
 
 // parentPid is a process's parent.
 func parentPid(pid int) (int, error) {
-	st, err := readProcStat(pid)
-	return st.ppid, err
+	st, err := procstat.Read(pid)
+	return st.PPID, err
 }

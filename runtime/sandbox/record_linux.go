@@ -1,13 +1,10 @@
 package sandbox
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/corral-dev/corral/internal/procstat"
 	"github.com/corral-dev/corral/runtime/store"
 	"github.com/corral-dev/corral/spec"
 )
@@ -62,48 +59,13 @@ func loadRecord(path string) (*record, error) {
 // A zombie does not: its parent has not reaped it yet (an init that reaps
 // lazily), but it holds no lock and watches nothing any more.
 func (r *record) ownerAlive() bool {
-	st, err := readProcStat(r.OwnerPID)
-	return err == nil && st.start == r.OwnerStart && st.state != 'Z' && st.state != 'X'
+	st, err := procstat.Read(r.OwnerPID)
+	return err == nil && st.StartTime == r.OwnerStart && !st.Ended()
 }
 
 // processStartTime is the process's start time in clock ticks since boot,
 // which tells a PID's reuse from its owner.
 func processStartTime(pid int) (uint64, error) {
-	st, err := readProcStat(pid)
-	return st.start, err
-}
-
-// procStat is what corral reads of /proc/PID/stat; readProcStat is its
-// one parser.
-type procStat struct {
-	state byte   // field 3: R, S, D, Z (zombie), X (dead), ...
-	ppid  int    // field 4: the parent
-	start uint64 // field 22: start time
-}
-
-func readProcStat(pid int) (procStat, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStat{}, err
-	}
-	// The command name (field 2) may hold spaces and parentheses: skip
-	// past its closing parenthesis, then field 3 is first.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return procStat{}, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	const startField = 22 - 3
-	if len(fields) <= startField || len(fields[0]) != 1 {
-		return procStat{}, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	start, err := strconv.ParseUint(fields[startField], 10, 64)
-	if err != nil {
-		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
-	}
-	ppid, err := strconv.Atoi(fields[1])
-	if err != nil {
-		return procStat{}, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
-	}
-	return procStat{state: fields[0][0], ppid: ppid, start: start}, nil
+	st, err := procstat.Read(pid)
+	return st.StartTime, err
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 
+	"github.com/corral-dev/corral/internal/procstat"
 	"github.com/corral-dev/corral/rootfs/beneath"
 	"github.com/corral-dev/corral/runtime/cgroup"
 	"github.com/corral-dev/corral/runtime/pid1"
@@ -333,8 +334,8 @@ const initEndTimeout = time.Second
 // runs reports whether pid is still the process started at start, and not
 // a zombie.
 func runs(pid int, start uint64) bool {
-	st, err := readProcStat(pid)
-	return err == nil && st.start == start && st.state != 'Z' && st.state != 'X'
+	st, err := procstat.Read(pid)
+	return err == nil && st.StartTime == start && !st.Ended()
 }
 
 func readProcInit(pid int) (procInit, error) {
