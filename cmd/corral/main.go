@@ -107,6 +107,7 @@ root. It must run as root.`,
 		newLogsCommand(g),
 		newReloadCommand(g),
 		newEventsCommand(g),
+		newSetupCommand(),
 	)
 	return root
 }

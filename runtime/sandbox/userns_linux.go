@@ -1,0 +1,102 @@
+package sandbox
+
+import (
+	"fmt"
+	"path/filepath"
+
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/corral-dev/corral/runtime/idmap"
+	"github.com/corral-dev/corral/spec"
+)
+
+// Every sandbox has a user namespace of its own unless its service asks
+// for the host's (user_namespace: host): its IDs 0-65535 are a block of
+// host IDs no other sandbox and no host user has (runtime/idmap), so its
+// root is nobody on the host, and a host user with its uid can neither
+// signal nor ptrace it. Host files keep their owners: those of host IDs
+// outside the block appear as nobody inside, read as others may; what the
+// service writes through a writable bind is owned by its block. A bind
+// with idmap shows its host owners unchanged inside.
+
+// idMapping is a sandbox's block of host IDs.
+type idMapping struct{ block uint32 }
+
+func (m *Manager) idsPath() string { return filepath.Join(m.stateDir, "idmap.json") }
+
+// mapping is name's block: the one it had, or a new one.
+func (m *Manager) mapping(name string) (*idMapping, error) {
+	m.idsMu.Lock()
+	defer m.idsMu.Unlock()
+	if m.ids == nil {
+		ids, err := idmap.Open(m.idsPath(), idmap.SubUIDPath, idmap.SubGIDPath)
+		if err != nil {
+			return nil, &spec.FieldError{Field: "user_namespace", Err: fmt.Errorf("%w; or run this service with user_namespace: host", err)}
+		}
+		m.ids = ids
+	}
+	block, err := m.ids.Get(name)
+	if err != nil {
+		return nil, &spec.FieldError{Field: "user_namespace", Err: err}
+	}
+	return &idMapping{block: block}, nil
+}
+
+// HostUser is who svc's user is on the host: the same IDs in the host's
+// user namespace, else those of its block. The log dir the daemon gives
+// the sandbox's init is made theirs.
+func (m *Manager) HostUser(svc *spec.Service) (spec.User, error) {
+	if svc.Security.HostUserNamespace {
+		return svc.User, nil
+	}
+	ids, err := m.mapping(svc.Name)
+	if err != nil {
+		return spec.User{}, err
+	}
+	return spec.User{UID: ids.block + svc.User.UID, GID: ids.block + svc.User.GID}, nil
+}
+
+// ReleaseIDs frees the block of a service that is gone for good.
+func (m *Manager) ReleaseIDs(name string) error {
+	m.idsMu.Lock()
+	defer m.idsMu.Unlock()
+	if m.ids == nil {
+		ids, err := idmap.Open(m.idsPath(), idmap.SubUIDPath, idmap.SubGIDPath)
+		if err != nil {
+			return nil // no range: nothing was handed out
+		}
+		m.ids = ids
+	}
+	return m.ids.Release(name)
+}
+
+func (ids *idMapping) mappings() []rspec.LinuxIDMapping {
+	return []rspec.LinuxIDMapping{{ContainerID: 0, HostID: ids.block, Size: idmap.BlockSize}}
+}
+
+// apply puts the sandbox of s in its own user namespace.
+func (ids *idMapping) apply(s *rspec.Spec, svc *spec.Service) {
+	s.Linux.Namespaces = append(s.Linux.Namespaces, rspec.LinuxNamespace{Type: rspec.UserNamespace})
+	s.Linux.UIDMappings, s.Linux.GIDMappings = ids.mappings(), ids.mappings()
+	for i := range s.Mounts {
+		mnt := &s.Mounts[i]
+		switch {
+		case mnt.Type == "sysfs" && svc.EffectiveNetwork() == spec.NetworkHost:
+			// sysfs belongs to the network namespace's owner: a user
+			// namespace cannot mount the host's. Bind it, read-only.
+			*mnt = rspec.Mount{Destination: mnt.Destination, Type: "bind", Source: "/sys",
+				Options: []string{"rbind", "ro", "nosuid", "noexec", "nodev"}}
+		case mnt.Type == "bind" && isIDMapped(svc, mnt.Destination):
+			mnt.UIDMappings, mnt.GIDMappings = ids.mappings(), ids.mappings()
+		}
+	}
+}
+
+func isIDMapped(svc *spec.Service, dst string) bool {
+	for _, m := range svc.Mounts {
+		if m.IDMap && filepath.Clean(m.Destination) == filepath.Clean(dst) {
+			return true
+		}
+	}
+	return false
+}
