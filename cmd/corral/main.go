@@ -108,6 +108,7 @@ root. It must run as root.`,
 		newReloadCommand(g),
 		newEventsCommand(g),
 		newSetupCommand(),
+		newAuditCommand(g),
 	)
 	return root
 }
