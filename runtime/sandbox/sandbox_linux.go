@@ -308,6 +308,11 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 		Destination: pid1.PathInSandbox, Source: m.init, Type: "bind",
 		Options: []string{"bind", "ro", "nosuid", "nodev"},
 	})
+	if ids != nil {
+		if err := ids.prepareRoot(sb.root, s, svc); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", svc.Name, err)
+		}
+	}
 	// The runtime would make a missing working directory: refuse it here.
 	if err := sb.root.CheckDir(s.Mounts, s.Process.Cwd); err != nil {
 		return nil, &spec.FieldError{Field: "workdir", Err: err}

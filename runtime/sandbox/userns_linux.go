@@ -2,10 +2,12 @@ package sandbox
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/corral-dev/corral/rootfs"
 	"github.com/corral-dev/corral/runtime/idmap"
 	"github.com/corral-dev/corral/spec"
 )
@@ -99,4 +101,41 @@ func isIDMapped(svc *spec.Service, dst string) bool {
 		}
 	}
 	return false
+}
+
+// prepareRoot readies the root for a sandbox whose root is not host root:
+// the mount points of the built-in root made beforehand (the runtime,
+// inside, could not), that root given to the sandbox's root if it is to
+// be writable, and a directory root's ancestors checked to be passable.
+func (ids *idMapping) prepareRoot(r *rootfs.Root, s *rspec.Spec, svc *spec.Service) error {
+	if svc.Rootfs != "" {
+		return ids.checkPassable("rootfs", svc.Rootfs)
+	}
+	if err := r.MakeMountpoints(s.Mounts); err != nil {
+		return err
+	}
+	if svc.Security.WritableRoot {
+		return r.GiveTo(int(ids.block), int(ids.block))
+	}
+	return nil
+}
+
+// checkPassable refuses a path the sandbox's root cannot reach: in its
+// user namespace it is neither the owner nor the group of host
+// directories, so each directory on the way needs search permission for
+// others.
+func (ids *idMapping) checkPassable(field, path string) error {
+	for p := filepath.Dir(filepath.Clean(path)); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return &spec.FieldError{Field: field, Err: err}
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return &spec.FieldError{Field: field, Err: fmt.Errorf("%s: its directory %s (mode %04o) cannot be passed by the sandbox's root (host uid %d in its user namespace): chmod o+x %s, or user_namespace: host",
+				path, p, fi.Mode().Perm(), ids.block, p)}
+		}
+		if p == "/" {
+			return nil
+		}
+	}
 }
