@@ -293,7 +293,7 @@ func TestDaemonUnlessStoppedSurvivesDaemonRestart(t *testing.T) {
 }
 
 func TestDaemonDependencyOrderOnStartAndStop(t *testing.T) {
-	shared := t.TempDir()
+	shared := sharedDir(t)
 	order := filepath.Join(shared, "order")
 	svc := func(name, deps string) string {
 		return `

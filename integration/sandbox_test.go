@@ -452,7 +452,7 @@ func TestUserEnvWorkdir(t *testing.T) {
 }
 
 func TestBindMountsReadOnlyUnlessRW(t *testing.T) {
-	dir := t.TempDir()
+	dir := sharedDir(t)
 	if r := corral(t, "run", "--mount", dir+":/data", "--", "/bin/touch", "/data/f"); r.code == 0 {
 		t.Error("a bind mount without :rw is writable")
 	}
@@ -463,7 +463,7 @@ func TestBindMountsReadOnlyUnlessRW(t *testing.T) {
 }
 
 func TestDirectoryRootfs(t *testing.T) {
-	root := t.TempDir()
+	root := passableDir(t)
 	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
