@@ -111,6 +111,10 @@ func (ids *idMapping) prepareRoot(r *rootfs.Root, s *rspec.Spec, svc *spec.Servi
 	if svc.Rootfs != "" {
 		return ids.checkPassable("rootfs", svc.Rootfs)
 	}
+	// The built-in root lies in the state dir: its way must be open too.
+	if err := ids.checkPassable("", r.Path); err != nil {
+		return fmt.Errorf("the state dir's built-in root: %w", err)
+	}
 	if err := r.MakeMountpoints(s.Mounts); err != nil {
 		return err
 	}
@@ -128,14 +132,21 @@ func (ids *idMapping) checkPassable(field, path string) error {
 	for p := filepath.Dir(filepath.Clean(path)); ; p = filepath.Dir(p) {
 		fi, err := os.Stat(p)
 		if err != nil {
-			return &spec.FieldError{Field: field, Err: err}
+			return fieldError(field, err)
 		}
 		if fi.Mode().Perm()&0o001 == 0 {
-			return &spec.FieldError{Field: field, Err: fmt.Errorf("%s: its directory %s (mode %04o) cannot be passed by the sandbox's root (host uid %d in its user namespace): chmod o+x %s, or user_namespace: host",
-				path, p, fi.Mode().Perm(), ids.block, p)}
+			return fieldError(field, fmt.Errorf("%s: its directory %s (mode %04o) cannot be passed by the sandbox's root (host uid %d in its user namespace): chmod o+x %s, or user_namespace: host",
+				path, p, fi.Mode().Perm(), ids.block, p))
 		}
 		if p == "/" {
 			return nil
 		}
 	}
+}
+
+func fieldError(field string, err error) error {
+	if field == "" {
+		return err
+	}
+	return &spec.FieldError{Field: field, Err: err}
 }
