@@ -12,15 +12,15 @@ import (
 	"github.com/corral-dev/corral/rootfs/beneath"
 )
 
-// MakeMountpoints makes, in a root made for the sandbox (the built-in
-// one), the mount points of mounts that lie in the root's own tree: the
-// runtime makes missing ones from inside the sandbox, where, in its user
-// namespace, it is not the owner of the root's directories (root's, on
-// the host). A mount point below another of mounts (a tmpfs, a bind) is
-// the runtime's to make, in what that mount holds. A directory root given
-// by the operator is used as it is.
+// MakeMountpoints makes the mount points of mounts that lie in the root's
+// own tree, as host root, fd-relative and following no symlink: the
+// runtime would make missing ones from inside the sandbox, where, in its
+// user namespace, it does not own the root's directories (host root's).
+// It made them in an operator's directory root before user namespaces
+// too. A mount point below another of mounts (a tmpfs, a bind) is the
+// runtime's to make, in what that mount holds.
 func (r *Root) MakeMountpoints(mounts []rspec.Mount) error {
-	if !r.owned || r.Path == "" {
+	if r.Path == "" {
 		return nil
 	}
 	root, err := beneath.OpenRoot(r.Path)

@@ -109,7 +109,10 @@ func isIDMapped(svc *spec.Service, dst string) bool {
 // be writable, and a directory root's ancestors checked to be passable.
 func (ids *idMapping) prepareRoot(r *rootfs.Root, s *rspec.Spec, svc *spec.Service) error {
 	if svc.Rootfs != "" {
-		return ids.checkPassable("rootfs", svc.Rootfs)
+		if err := ids.checkPassable("rootfs", svc.Rootfs); err != nil {
+			return err
+		}
+		return r.MakeMountpoints(s.Mounts)
 	}
 	// The built-in root lies in the state dir: its way must be open too.
 	if err := ids.checkPassable("", r.Path); err != nil {
