@@ -263,3 +263,67 @@ func TestAuditScores(t *testing.T) {
 	}
 	d.stop()
 }
+
+// busyboxRoot is a directory root of busybox alone, owned by host root,
+// under a directory a sandbox's root could not pass (an id-mapped root
+// does not need it to).
+func busyboxRoot(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "root")
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "/bin/busybox", filepath.Join(root, "bin", "busybox")).CombinedOutput(); err != nil {
+		t.Fatalf("copy busybox: %v %s", err, out)
+	}
+	for _, applet := range []string{"sh", "stat", "cat", "sleep", "touch"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// stageMounts counts the mounts of id-mapped roots under the test's
+// state dirs.
+func stageMounts(t *testing.T) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(data), workDir)
+}
+
+// TestDirectoryRootIsIDMapped: a directory root is shown through an
+// id-mapped mount: its host root's files are root's inside, nothing on
+// disk is chowned, and the mount is gone with the sandbox, also when its
+// corral was killed (the next run sweeps it).
+func TestDirectoryRootIsIDMapped(t *testing.T) {
+	root := busyboxRoot(t)
+	r := mustRun(t, "--rootfs", root, "--", "/bin/sh", "-c", "stat -c %u /bin/busybox; cat /proc/self/uid_map")
+	f := strings.Fields(r.stdout)
+	if len(f) != 4 || f[0] != "0" || f[1] != "0" || f[2] == "0" {
+		t.Fatalf("inside: %q; want /bin/busybox owned by 0 and a block mapping", r.stdout)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(root, "bin", "busybox"), &st); err != nil || st.Uid != 0 {
+		t.Errorf("on disk: owner %d (%v): want it untouched (0)", st.Uid, err)
+	}
+	if n := stageMounts(t); n != 0 {
+		t.Errorf("%d mounts left under the state dir after the sandbox ended", n)
+	}
+	s := startRun(t, "mapped-orphan", "--rootfs", root, "--", "/bin/sleep", "60")
+	if stageMounts(t) == 0 {
+		t.Fatal("no id-mapped mount while the sandbox runs: the sweep below would prove nothing")
+	}
+	s.signal(t, syscall.SIGKILL)
+	s.wait(t, 10*time.Second)
+	mustRun(t, "--", "/bin/true") // sweeps the orphan
+	if n := stageMounts(t); n != 0 {
+		t.Errorf("%d mounts left under the state dir after the sweep", n)
+	}
+	if _, err := os.Stat(filepath.Join(root, "bin", "busybox")); err != nil {
+		t.Errorf("the operator's root was touched by the sweep: %v", err)
+	}
+}

@@ -107,6 +107,8 @@ type Manager struct {
 	// have run since).
 	idsMu sync.Mutex
 	ids   *idmap.Allocator
+	// usernsFds are user namespaces of blocks, for id-mapped mounts.
+	usernsFds map[uint32]*os.File
 }
 
 // Layout of the state dir.
@@ -277,6 +279,16 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 			UID:         svc.User.UID,
 			GID:         svc.User.GID,
 		})
+	} else if ids != nil {
+		// Shown to the sandbox through an id-mapped mount: its owners as
+		// they are on disk, nothing chowned.
+		var userns *os.File
+		if userns, err = m.userns(ids.block); err == nil {
+			sb.root, err = rootfs.IDMapped(svc.Rootfs, sb.rec.RootDir, userns)
+		}
+		if err != nil {
+			return nil, &spec.FieldError{Field: "rootfs", Err: fmt.Errorf("%w; or user_namespace: host", err)}
+		}
 	} else {
 		sb.root, err = rootfs.Directory(svc.Rootfs)
 	}
@@ -398,7 +410,8 @@ func (m *Manager) reserve(svc *spec.Service, cgroupPath string) (*Sandbox, error
 		Detached:       m.kind == Detached,
 		Service:        svc,
 	}
-	if svc.Rootfs == "" {
+	if svc.Rootfs == "" || !svc.Security.HostUserNamespace {
+		// The built-in root, or where a directory root is id-mapped.
 		rec.RootDir = filepath.Join(m.rootsDir(), name)
 	}
 	if err := rec.save(m.recordPath(name)); err != nil {

@@ -3,7 +3,9 @@ package sandbox
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -108,15 +110,15 @@ func isIDMapped(svc *spec.Service, dst string) bool {
 // inside, could not), that root given to the sandbox's root if it is to
 // be writable, and a directory root's ancestors checked to be passable.
 func (ids *idMapping) prepareRoot(r *rootfs.Root, s *rspec.Spec, svc *spec.Service) error {
-	if svc.Rootfs != "" {
-		if err := ids.checkPassable("rootfs", svc.Rootfs); err != nil {
-			return err
-		}
-		return r.MakeMountpoints(s.Mounts)
-	}
-	// The built-in root lies in the state dir: its way must be open too.
+	// The root lies in the state dir (the built-in one, or a directory
+	// root's id-mapped mount): its way must be open.
 	if err := ids.checkPassable("", r.Path); err != nil {
-		return fmt.Errorf("the state dir's built-in root: %w", err)
+		return fmt.Errorf("the sandbox's root in the state dir: %w", err)
+	}
+	if svc.Rootfs != "" {
+		// Id-mapped, the root's owners are as on disk: the runtime makes
+		// missing mount points as the root it is there.
+		return nil
 	}
 	if err := r.MakeMountpoints(s.Mounts); err != nil {
 		return err
@@ -152,4 +154,47 @@ func fieldError(field string, err error) error {
 		return err
 	}
 	return &spec.FieldError{Field: field, Err: err}
+}
+
+// userns is a user namespace with block's mapping, for id-mapped mounts:
+// made once per block by a helper process (cat, blocked on its input)
+// that is gone once the namespace is open, and kept open.
+func (m *Manager) userns(block uint32) (*os.File, error) {
+	m.idsMu.Lock()
+	defer m.idsMu.Unlock()
+	if f := m.usernsFds[block]; f != nil {
+		return f, nil
+	}
+	cat, err := exec.LookPath("cat")
+	if err != nil {
+		return nil, fmt.Errorf("a user namespace for the id-mapped mount needs cat: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	cmd := exec.Command(cat)
+	cmd.Stdin = r
+	m32 := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(block), Size: idmap.BlockSize}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER, UidMappings: m32, GidMappings: m32,
+		Pdeathsig: syscall.SIGKILL,
+	}
+	err = cmd.Start()
+	r.Close()
+	if err != nil {
+		return nil, fmt.Errorf("a user namespace for the id-mapped mount: %w", err)
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid))
+	w.Close() // cat ends
+	_ = cmd.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("a user namespace for the id-mapped mount: %w", err)
+	}
+	if m.usernsFds == nil {
+		m.usernsFds = map[uint32]*os.File{}
+	}
+	m.usernsFds[block] = f
+	return f, nil
 }
