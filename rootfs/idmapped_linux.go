@@ -30,13 +30,30 @@ func IDMapped(dir, stage string, userns *os.File) (*Root, error) {
 	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns.Fd())}
 	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
 		_ = os.Remove(stage)
-		return nil, fmt.Errorf("%w: %s (filesystem %s): %w", ErrNoIDMap, dir, fsType(dir), err)
+		return nil, fmt.Errorf("%w %s (filesystem %s; id-mapped mounts need kernel 5.12, tmpfs 6.3): %w", ErrNoIDMap, dir, fsType(dir), err)
 	}
 	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, stage, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		_ = os.Remove(stage)
 		return nil, fmt.Errorf("id-mapped root: mount at %s: %w", stage, err)
 	}
 	return r, nil
+}
+
+// CheckIDMap tries an id-mapped mount of dir through userns, attached
+// nowhere and dropped at once: it says beforehand, naming the path and
+// its filesystem, what the runtime would find only while starting the
+// sandbox.
+func CheckIDMap(dir string, userns *os.File) error {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns.Fd())}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return fmt.Errorf("%w %s (filesystem %s; id-mapped mounts need kernel 5.12, tmpfs 6.3): %w", ErrNoIDMap, dir, fsType(dir), err)
+	}
+	return nil
 }
 
 // ErrNoIDMap: the kernel or the filesystem cannot id-map a mount.

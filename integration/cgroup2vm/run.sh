@@ -77,7 +77,7 @@ vm_tests=(
 	TestHostUserWithTheServicesUIDCannotTouchIt
 	TestBindsUnderAUserNamespace
 	TestNetworkHostUnderAUserNamespace
-	TestDaemonBlocksAreDisjointAndSticky
+	TestDirectoryRootIsIDMapped
 )
 tests=${CGROUP2_VM_TESTS:-^($(IFS='|'; echo "${vm_tests[*]}"))\$}
 

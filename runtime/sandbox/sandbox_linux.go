@@ -324,6 +324,9 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 		if err := ids.prepareRoot(sb.root, s, svc); err != nil {
 			return nil, fmt.Errorf("sandbox %s: %w", svc.Name, err)
 		}
+		if err := m.checkIDMaps(ids, svc); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", svc.Name, err)
+		}
 	}
 	// The runtime would make a missing working directory: refuse it here.
 	if err := sb.root.CheckDir(s.Mounts, s.Process.Cwd); err != nil {

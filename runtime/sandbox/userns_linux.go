@@ -198,3 +198,21 @@ func (m *Manager) userns(block uint32) (*os.File, error) {
 	m.usernsFds[block] = f
 	return f, nil
 }
+
+// checkIDMaps refuses, before anything runs, a bind with idmap that the
+// kernel or the bind's filesystem cannot id-map.
+func (m *Manager) checkIDMaps(ids *idMapping, svc *spec.Service) error {
+	for _, mnt := range svc.Mounts {
+		if !mnt.IDMap {
+			continue
+		}
+		userns, err := m.userns(ids.block)
+		if err != nil {
+			return &spec.FieldError{Field: "mounts", Err: err}
+		}
+		if err := rootfs.CheckIDMap(mnt.Source, userns); err != nil {
+			return &spec.FieldError{Field: "mounts", Err: fmt.Errorf("%w: drop idmap from %s:%s", err, mnt.Source, mnt.Destination)}
+		}
+	}
+	return nil
+}
