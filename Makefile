@@ -35,6 +35,7 @@ build:
 
 install: deps build
 	install -m 0755 $(BIN) $(PREFIX)/bin/corral
+	$(PREFIX)/bin/corral setup
 
 # A first sandbox on the built-in root: no image needed.
 demo:
@@ -69,6 +70,7 @@ down:
 test: build
 	@host=0; vm=0; \
 	$(GO) test -tags '$(TAGS)' -count=1 $$($(GO) list ./... | grep -v '/integration$$') || host=1; \
+	$(BIN) setup || host=1; \
 	CORRAL_BIN=$(CURDIR)/$(BIN) $(GO) test -tags '$(TAGS)' -count=1 -v ./integration/ || host=1; \
 	$(MAKE) --no-print-directory test-cgroup2 || vm=1; \
 	word() { [ $$1 = 0 ] && echo passed || echo FAILED; }; \

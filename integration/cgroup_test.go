@@ -139,12 +139,18 @@ func TestDeviceCgroupDeniesOtherDevices(t *testing.T) {
 	// Even with CAP_MKNOD (so mknod works), only runc's short list
 	// of devices opens: the device cgroup (an eBPF program on cgroup v2)
 	// refuses /dev/mem. The sandbox's /dev is a tmpfs without nodev, so
-	// nothing but the device cgroup stands in the way.
-	r := mustRun(t, "--cap-add", "MKNOD", "--", "/bin/sh", "-c",
+	// nothing but the device cgroup stands in the way. mknod needs the
+	// host's user namespace: in a sandbox's own, the kernel refuses it.
+	r := mustRun(t, "--userns", "host", "--cap-add", "MKNOD", "--", "/bin/sh", "-c",
 		"mknod /dev/mem2 c 1 1 && mknod /dev/null2 c 1 3 && "+
 			"{ head -c 1 /dev/mem2 >/dev/null 2>&1 && echo mem-opened || echo mem-denied; } && "+
 			"{ echo x > /dev/null2 && echo null-opened || echo null-denied; }")
 	if got := strings.Fields(r.stdout); len(got) != 2 || got[0] != "mem-denied" || got[1] != "null-opened" {
 		t.Errorf("want /dev/mem (1:1) denied and /dev/null (1:3) allowed; got %q", r.stdout)
+	}
+	// In its own user namespace, CAP_MKNOD or not, no device node is made.
+	r = mustRun(t, "--cap-add", "MKNOD", "--", "/bin/sh", "-c", "mknod /dev/mem2 c 1 1 2>/dev/null && echo made || echo refused")
+	if strings.TrimSpace(r.stdout) != "refused" {
+		t.Errorf("mknod in the sandbox's user namespace: %q", r.stdout)
 	}
 }

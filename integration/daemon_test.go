@@ -293,8 +293,16 @@ func TestDaemonUnlessStoppedSurvivesDaemonRestart(t *testing.T) {
 }
 
 func TestDaemonDependencyOrderOnStartAndStop(t *testing.T) {
-	shared := t.TempDir()
+	shared := sharedDir(t)
 	order := filepath.Join(shared, "order")
+	// Each sandbox is a host user of its own (its ID block): the file
+	// they all append to is open to all of them.
+	if err := os.WriteFile(order, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(order, 0o666); err != nil {
+		t.Fatal(err)
+	}
 	svc := func(name, deps string) string {
 		return `
   ` + name + `:

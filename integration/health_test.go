@@ -91,16 +91,18 @@ func TestExecHealthCheckRunsInsideTheSandbox(t *testing.T) {
     hostname: checked
     health:
       exec: ["/bin/sh", "-c", "test \"$(hostname)\" = checked && grep -q corral-init /proc/1/cmdline && grep -q 'Seccomp:.*2' /proc/self/status && grep -q 'NoNewPrivs:.*1' /proc/self/status"]
-      interval: 2s
-      timeout: 2s
+      interval: 15s
+      timeout: 15s
   hostview:
     command: ["/bin/sleep", "1000"]
     health: {exec: ["/bin/test", "-e", "`+marker+`"], interval: 1s, timeout: 1s, retries: 2, on_unhealthy: none}
 `).start()
-	// Generous waits: under emulation (the cgroup v2 VM) one exec takes
-	// a good part of a second.
-	d.waitFor("inside", 30*time.Second, "healthy", func(st *api.ServiceDetail) bool { return st.State == "running" && st.Health == "healthy" })
-	st := d.waitFor("hostview", 30*time.Second, "unhealthy", func(st *api.ServiceDetail) bool { return st.Health == "unhealthy" })
+	// Generous timeouts and waits: under emulation (the cgroup v2 VM, on
+	// a busy host) one exec takes from a good part of a second to
+	// several seconds. The check's speed is the benchmark's business;
+	// this test is about where it runs.
+	d.waitFor("inside", 90*time.Second, "healthy", func(st *api.ServiceDetail) bool { return st.State == "running" && st.Health == "healthy" })
+	st := d.waitFor("hostview", 60*time.Second, "unhealthy", func(st *api.ServiceDetail) bool { return st.Health == "unhealthy" })
 	// on_unhealthy: none: reported, not restarted.
 	time.Sleep(1500 * time.Millisecond)
 	if again := d.status("hostview"); again.PID != st.PID || len(again.Exits) != 0 {

@@ -330,3 +330,29 @@ func wantContains(t *testing.T, what, got, want string) {
 		t.Errorf("%s: want it to contain %q; got:\n%s", what, want, got)
 	}
 }
+
+// sharedDir is a directory that sandboxes may write through a bind: in
+// its own user namespace a sandbox's root is not host root, and
+// t.TempDir's directories are root's alone (0700).
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir := passableDir(t)
+	if err := os.Chmod(dir, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// passableDir is a t.TempDir that a sandbox's root, in its own user
+// namespace, can reach (a directory rootfs must be): the directories
+// above it open to search.
+func passableDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}

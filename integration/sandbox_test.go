@@ -190,8 +190,13 @@ func TestHostFilesOutsideRootInvisible(t *testing.T) {
 			t.Errorf("host path %s is visible in the sandbox", path)
 		}
 	}
-	// The control: a bind mount makes the same file visible.
-	r := mustRun(t, "--mount", secret+":/secret", "--", "/bin/cat", "/secret")
+	// A bind makes the file visible; in the sandbox's own user namespace
+	// its root is not host root, so the host root's 0600 file stays
+	// unreadable. The control: in the host's user namespace it reads.
+	if r := corral(t, "run", "--mount", secret+":/secret", "--", "/bin/cat", "/secret"); r.code == 0 || strings.Contains(r.stdout, "host secret") {
+		t.Errorf("a root-only host file read through a bind: %s", r)
+	}
+	r := mustRun(t, "--userns", "host", "--mount", secret+":/secret", "--", "/bin/cat", "/secret")
 	wantContains(t, "bound file", r.stdout, "host secret")
 }
 
@@ -452,7 +457,7 @@ func TestUserEnvWorkdir(t *testing.T) {
 }
 
 func TestBindMountsReadOnlyUnlessRW(t *testing.T) {
-	dir := t.TempDir()
+	dir := sharedDir(t)
 	if r := corral(t, "run", "--mount", dir+":/data", "--", "/bin/touch", "/data/f"); r.code == 0 {
 		t.Error("a bind mount without :rw is writable")
 	}
@@ -463,7 +468,7 @@ func TestBindMountsReadOnlyUnlessRW(t *testing.T) {
 }
 
 func TestDirectoryRootfs(t *testing.T) {
-	root := t.TempDir()
+	root := passableDir(t)
 	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ time.sleep(1000)
 // has not said it is ready stays starting, and a READY=1 sent while no
 // daemon runs (after a clean hand-over) is read by the next one.
 func TestNotifySocketCannotReachTheHost(t *testing.T) {
-	shared := t.TempDir()
+	shared := sharedDir(t)
 	target := filepath.Join(workDir, fmt.Sprintf("target-%d", time.Now().UnixNano()))
 	if err := os.WriteFile(target, []byte("root's"), 0o600); err != nil {
 		t.Fatal(err)

@@ -171,6 +171,11 @@ func TestLeftoverRecordRootOutsideTheStateDirIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	// A sandbox's root, in its user namespace, passes through it to the
+	// built-in root in the state dir.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	state := filepath.Join(dir, "state")
 	foreign := filepath.Join(dir, "foreign")
 	if err := os.MkdirAll(foreign, 0o755); err != nil {

@@ -17,7 +17,7 @@ import (
 // the daemon at load: file, line and field; corral run: --workdir), at
 // start too, and is never made.
 func TestMissingWorkdirIsRefused(t *testing.T) {
-	dir := t.TempDir()
+	dir := passableDir(t)
 	rootfs, src := filepath.Join(dir, "rootfs"), filepath.Join(dir, "src")
 	for _, d := range []string{"rootfs/app", "src/app"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {

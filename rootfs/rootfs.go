@@ -28,6 +28,10 @@ type Root struct {
 	builtin bool
 	// plan is what HostBindPlan's root would hold (Path is then empty).
 	plan *layout
+	// mapped: Path is an id-mapped mount of an operator's directory
+	// (IDMapped): RemoveDir takes the mount down before it removes the
+	// (then empty) directory.
+	mapped bool
 }
 
 // Directory uses an existing directory tree as the root, as is.
@@ -63,7 +67,7 @@ func (r *Root) Remove() error {
 	if !r.owned {
 		return nil
 	}
-	return removeSameFS(r.Path)
+	return RemoveDir(r.Path)
 }
 
 // Adopt takes over a built-in root that an earlier corral process made
@@ -72,9 +76,15 @@ func Adopt(path string) *Root {
 	return &Root{Path: path, owned: true, builtin: true}
 }
 
-// RemoveDir deletes a built-in root left by an earlier, killed run, with
-// the same care as Remove.
+// RemoveDir deletes a root made for a sandbox (also one left by an
+// earlier, killed run): never into another mount, never through a
+// symlink.
 func RemoveDir(path string) error {
+	// An id-mapped root's mount (IDMapped) left by a killed corral comes
+	// down first: what it shows is the operator's, never to be removed.
+	if err := unmountStage(path); err != nil {
+		return fmt.Errorf("remove root %s: %w", path, err)
+	}
 	return removeSameFS(path)
 }
 

@@ -17,7 +17,7 @@ var (
 	topKeys       = []string{"daemon", "services"}
 	daemonKeys    = []string{"cgroup_parent", "log_dir", "defaults", "metrics", "alerts"}
 	defaultsKeys  = []string{"restart", "stop", "logs", "resources"}
-	serviceKeys   = []string{"command", "env", "workdir", "user", "hostname", "rootfs", "network", "resources", "capabilities", "seccomp", "read_only", "mounts", "unsafe_host_mounts", "restart", "stop", "logs", "depends_on", "health", "notify", "alerts"}
+	serviceKeys   = []string{"command", "env", "workdir", "user", "hostname", "rootfs", "network", "resources", "capabilities", "seccomp", "read_only", "mounts", "unsafe_host_mounts", "user_namespace", "restart", "stop", "logs", "depends_on", "health", "notify", "alerts"}
 	resourcesKeys = []string{"memory", "cpus", "pids"}
 	restartKeys   = []string{"policy", "backoff", "crash_loop"}
 	backoffKeys   = []string{"initial", "max", "multiplier", "jitter", "reset_after"}
@@ -203,7 +203,7 @@ func (d *decoder) service(p pair, def *defaults, logDir string, stat func(string
 				s.Security.WritableRoot = !ro
 			}
 		case "mounts":
-			d.list(v, field, "a list of SRC:DST[:ro|rw] strings", func(_ int, el *yaml.Node, f string) {
+			d.list(v, field, "a list of SRC:DST[:ro|rw][,idmap] strings", func(_ int, el *yaml.Node, f string) {
 				src, ok := d.str(el, f)
 				if !ok {
 					return
@@ -233,6 +233,16 @@ func (d *decoder) service(p pair, def *defaults, logDir string, stat func(string
 		case "unsafe_host_mounts":
 			if x, ok := d.boolean(v, field); ok {
 				s.Security.UnsafeHostMounts = x
+			}
+		case "user_namespace":
+			if x, ok := d.str(v, field); ok {
+				switch x {
+				case UserNamespacePrivate:
+				case UserNamespaceHost:
+					s.Security.HostUserNamespace = true
+				default:
+					d.errorf(v, field, "%q is neither %s (the default: a namespace and an ID block of its own) nor %s", x, UserNamespacePrivate, UserNamespaceHost)
+				}
 			}
 		case "alerts":
 			d.alerts(v, field, &u.Alerts)

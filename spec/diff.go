@@ -86,6 +86,7 @@ func sandboxChanged(a, b *Service) bool {
 		seccomp(a) != seccomp(b) ||
 		a.Security.WritableRoot != b.Security.WritableRoot ||
 		a.Security.UnsafeHostMounts != b.Security.UnsafeHostMounts ||
+		a.Security.HostUserNamespace != b.Security.HostUserNamespace ||
 		a.Notify != b.Notify
 }
 

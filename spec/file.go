@@ -116,7 +116,8 @@ func LoadOn(path string, h Host) (*Config, error) {
 //	    capabilities: [NET_BIND_SERVICE]  # ParseCapability names, or ALL; default none
 //	    seccomp: default         # default | unconfined | an absolute profile path
 //	    read_only: true          # root filesystem read-only; default true
-//	    mounts: ["/srv/data:/data:rw"]    # ParseMount: SRC:DST[:ro|rw], read-only unless rw
+//	    mounts: ["/srv/data:/data:rw"]    # ParseMount: SRC:DST[:ro|rw][,idmap], read-only unless rw
+//	    user_namespace: private  # private (default: own user namespace and ID block) | host
 //	    unsafe_host_mounts: false # true: mounts and rootfs may be what Host.UnsafeMount refuses
 //	    restart: on-failure:3    # a policy, or a mapping:
 //	    #   policy: on-failure:3 # no | on-failure | on-failure:N (N ≥ 1) | always | unless-stopped

@@ -56,24 +56,33 @@ func ParseUser(s string) (User, error) {
 	return User{UID: uint32(uid), GID: uint32(gid)}, nil
 }
 
-// ParseMount reads "SRC:DST[:ro|rw]". Bind mounts are read-only unless
-// "rw" is given: writing to the host is a loosening, so it is explicit.
+// ParseMount reads "SRC:DST[:OPTIONS]", OPTIONS a comma-separated list of
+// ro or rw, and idmap. Bind mounts are read-only unless "rw" is given:
+// writing to the host is a loosening, so it is explicit; so is idmap.
 func ParseMount(s string) (Mount, error) {
 	parts := strings.Split(s, ":")
 	bad := func(why string) error {
-		return fmt.Errorf("invalid mount %q: %s; use SRC:DST[:ro|rw] with absolute paths (e.g. /srv/data:/data:rw)", s, why)
+		return fmt.Errorf("invalid mount %q: %s; use SRC:DST[:ro|rw][,idmap] with absolute paths (e.g. /srv/data:/data:rw)", s, why)
 	}
 	if len(parts) < 2 || len(parts) > 3 {
 		return Mount{}, bad("wrong number of fields")
 	}
 	m := Mount{Source: parts[0], Destination: parts[1], ReadOnly: true}
 	if len(parts) == 3 {
-		switch parts[2] {
-		case "ro":
-		case "rw":
-			m.ReadOnly = false
-		default:
-			return Mount{}, bad(fmt.Sprintf("mode %q is neither ro nor rw", parts[2]))
+		mode := ""
+		for _, opt := range strings.Split(parts[2], ",") {
+			switch opt {
+			case "ro", "rw":
+				if mode != "" {
+					return Mount{}, bad("ro or rw given twice")
+				}
+				mode = opt
+				m.ReadOnly = opt == "ro"
+			case "idmap":
+				m.IDMap = true
+			default:
+				return Mount{}, bad(fmt.Sprintf("option %q is none of ro, rw, idmap", opt))
+			}
 		}
 	}
 	if err := m.validate(); err != nil {

@@ -204,17 +204,21 @@ func TestParseMount(t *testing.T) {
 		want Mount
 	}{
 		// Read-only unless rw is given.
-		{"/srv/data:/data", Mount{"/srv/data", "/data", true}},
-		{"/srv/data:/data:ro", Mount{"/srv/data", "/data", true}},
-		{"/srv/data:/data:rw", Mount{"/srv/data", "/data", false}},
-		{"/:/host", Mount{"/", "/host", true}},
+		{"/srv/data:/data", Mount{"/srv/data", "/data", true, false}},
+		{"/srv/data:/data:ro", Mount{"/srv/data", "/data", true, false}},
+		{"/srv/data:/data:rw", Mount{"/srv/data", "/data", false, false}},
+		{"/:/host", Mount{"/", "/host", true, false}},
 		// Paths are kept as given; only the checks clean them.
-		{"/srv/data/:/data/", Mount{"/srv/data/", "/data/", true}},
+		{"/srv/data/:/data/", Mount{"/srv/data/", "/data/", true, false}},
 		// Near the reserved dirs but not inside them.
-		{"/srv/p:/process", Mount{"/srv/p", "/process", true}},
-		{"/srv/s:/system", Mount{"/srv/s", "/system", true}},
-		{"/srv/d:/devel", Mount{"/srv/d", "/devel", true}},
-		{"/srv/p:/srv/proc", Mount{"/srv/p", "/srv/proc", true}},
+		{"/srv/p:/process", Mount{"/srv/p", "/process", true, false}},
+		{"/srv/s:/system", Mount{"/srv/s", "/system", true, false}},
+		{"/srv/d:/devel", Mount{"/srv/d", "/devel", true, false}},
+		{"/srv/p:/srv/proc", Mount{"/srv/p", "/srv/proc", true, false}},
+		// idmap, with or without a mode, in either order.
+		{"/srv/data:/data:idmap", Mount{"/srv/data", "/data", true, true}},
+		{"/srv/data:/data:rw,idmap", Mount{"/srv/data", "/data", false, true}},
+		{"/srv/data:/data:idmap,ro", Mount{"/srv/data", "/data", true, true}},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := ParseMount(tc.in)
@@ -237,9 +241,10 @@ func TestParseMountInvalid(t *testing.T) {
 		{"/srv/data", "wrong number of fields"},
 		{"/a:/b:ro:x", "wrong number of fields"},
 		{"/a:/b:rw:ro", "wrong number of fields"},
-		{"/a:/b:rx", `mode "rx" is neither ro nor rw`},
-		{"/a:/b:RW", `mode "RW" is neither ro nor rw`},
-		{"/a:/b:", `mode "" is neither ro nor rw`},
+		{"/a:/b:rx", `option "rx" is none of ro, rw, idmap`},
+		{"/a:/b:ro,rw", "ro or rw given twice"},
+		{"/a:/b:RW", `option "RW" is none of ro, rw, idmap`},
+		{"/a:/b:", `option "" is none of ro, rw, idmap`},
 		{"srv/data:/data", "source is not an absolute path"},
 		{"./data:/data", "source is not an absolute path"},
 		{":/data", "source is not an absolute path"},

@@ -17,6 +17,20 @@ const (
 	NetworkHost = "host"
 )
 
+// User namespace modes (user_namespace:).
+const (
+	// UserNamespacePrivate, the default: the sandbox has a user namespace
+	// of its own; its IDs 0-MaxNamespacedID map to a block of host IDs no
+	// one else has.
+	UserNamespacePrivate = "private"
+	// UserNamespaceHost shares the host's: the sandbox's root is host
+	// root, without capabilities.
+	UserNamespaceHost = "host"
+	// MaxNamespacedID is the largest uid or gid inside a private user
+	// namespace.
+	MaxNamespacedID = 65535
+)
+
 // Seccomp modes. Any other value is the path of a profile file in Docker's
 // JSON format.
 const (
@@ -87,6 +101,11 @@ type Mount struct {
 	Source      string
 	Destination string
 	ReadOnly    bool
+	// IDMap makes the tree's host owners appear unchanged inside the
+	// sandbox's user namespace: its root acts as host root on the tree
+	// (a loosening). Without it, host files of other owners appear as
+	// nobody, and what the service writes is owned by its ID block.
+	IDMap bool
 }
 
 // Security holds the explicit, per-service loosenings of the hardened
@@ -103,6 +122,10 @@ type Security struct {
 	// hand the sandbox the host (Host.UnsafeMount): /, /proc, corral's
 	// state dir, a container runtime's socket...
 	UnsafeHostMounts bool
+	// HostUserNamespace runs the sandbox in the host's user namespace:
+	// its root is host root (without capabilities). The default gives
+	// each sandbox a namespace of its own and a block of host IDs.
+	HostUserNamespace bool
 }
 
 // Loosenings names the loosenings of the hardened sandbox that s asks
@@ -130,6 +153,14 @@ func (s *Service) Loosenings() []string {
 	}
 	if sec.UnsafeHostMounts {
 		out = append(out, "unsafe_host_mounts")
+	}
+	if sec.HostUserNamespace {
+		out = append(out, "user_namespace: host")
+	}
+	for _, m := range s.Mounts {
+		if m.IDMap {
+			out = append(out, "idmap mount: "+m.Source+":"+m.Destination)
+		}
 	}
 	return out
 }

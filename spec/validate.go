@@ -59,6 +59,14 @@ func Validate(s *Service) error {
 	if s.Rootfs != "" && !filepath.IsAbs(s.Rootfs) {
 		add("rootfs", "%q is not an absolute path", s.Rootfs)
 	}
+	if !s.Security.HostUserNamespace && (s.User.UID > MaxNamespacedID || s.User.GID > MaxNamespacedID) {
+		add("user", "%d:%d is outside the sandbox's user namespace (IDs 0-%d): use an ID in it, or user_namespace: host", s.User.UID, s.User.GID, MaxNamespacedID)
+	}
+	for _, m := range s.Mounts {
+		if m.IDMap && s.Security.HostUserNamespace {
+			add("mounts", "%s:%s: idmap needs the sandbox's own user namespace; drop idmap, or user_namespace: host", m.Source, m.Destination)
+		}
+	}
 	r := s.Resources
 	if r.Memory != 0 && r.Memory < MinMemory {
 		add("resources.memory", "%d bytes is too small: a sandbox needs at least %s", r.Memory, FormatBytes(MinMemory))

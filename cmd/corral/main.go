@@ -72,9 +72,10 @@ func newRootCommand() *cobra.Command {
 		Use:   "corral",
 		Short: "Run services each in its own hardened sandbox, with resource quotas",
 		Long: `corral runs each service in its own sandbox: new pid, mount, uts, ipc, network
-and cgroup namespaces, its own cgroup with memory, CPU and pids limits, no
-capabilities, seccomp, no_new_privileges, masked /proc paths and a read-only
-root. It must run as root.`,
+and cgroup namespaces, a user namespace whose IDs are a block of host IDs of
+its own (corral setup gives corral its range), its own cgroup with memory,
+CPU and pids limits, no capabilities, seccomp, no_new_privileges, masked
+/proc paths and a read-only root. It must run as root.`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -107,6 +108,8 @@ root. It must run as root.`,
 		newLogsCommand(g),
 		newReloadCommand(g),
 		newEventsCommand(g),
+		newSetupCommand(),
+		newAuditCommand(g),
 	)
 	return root
 }

@@ -24,6 +24,7 @@ type runOptions struct {
 	svc          spec.Service
 	cgroupParent string
 	readOnly     bool
+	userns       string
 	stopTimeout  time.Duration
 }
 
@@ -52,6 +53,13 @@ command is not executable, 127 the command was not found.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.svc.Command = args
 			o.svc.Security.WritableRoot = !o.readOnly
+			switch o.userns {
+			case spec.UserNamespacePrivate:
+			case spec.UserNamespaceHost:
+				o.svc.Security.HostUserNamespace = true
+			default:
+				return &exitError{code: exitCorralError, err: fmt.Errorf("run: --userns %q: use %s (the default: a user namespace and a block of host IDs of its own) or %s", o.userns, spec.UserNamespacePrivate, spec.UserNamespaceHost)}
+			}
 			return o.run(g)
 		},
 	}
@@ -67,7 +75,8 @@ command is not executable, 127 the command was not found.`,
 	f.Var(userValue{&o.svc.User}, "user", "numeric UID[:GID] to run as (default 0:0: root inside the sandbox, without capabilities)")
 	f.Var(envValue{&o.svc.Env}, "env", "set an environment variable KEY=VALUE (KEY alone copies it from here); repeatable")
 	f.StringVar(&o.svc.Workdir, "workdir", "/", "working directory inside the sandbox")
-	f.Var(mountsValue{&o.svc.Mounts}, "mount", "bind a host path: SRC:DST[:ro|rw], read-only unless rw; repeatable")
+	f.Var(mountsValue{&o.svc.Mounts}, "mount", "bind a host path: SRC:DST[:ro|rw][,idmap], read-only unless rw; idmap shows its host owners unchanged inside; repeatable")
+	f.StringVar(&o.userns, "userns", spec.UserNamespacePrivate, "user namespace: private (its own, IDs 0-65535 a block of host IDs no one else has) or host (its root is host root, without capabilities)")
 	f.BoolVar(&o.svc.Security.UnsafeHostMounts, "unsafe-host-mounts", false, "allow --mount and --rootfs of host paths that hand the sandbox the host: /, /proc, /sys, /dev, /boot writable, corral's state dir and binary, container runtime sockets")
 	f.Var(capsValue{&o.svc.Security.CapAdd}, "cap-add", "give back a capability, e.g. NET_BIND_SERVICE, or ALL (default: none at all); repeatable")
 	f.BoolVar(&o.readOnly, "read-only", true, "make the root filesystem read-only (/tmp and /run are always writable)")
@@ -156,7 +165,7 @@ func (o *runOptions) unsafeMount(h spec.Host, m spec.Mount) error {
 var flagNames = map[string]string{
 	"name": "--name", "hostname": "--hostname", "workdir": "--workdir", "rootfs": "--rootfs",
 	"resources.memory": "--memory", "resources.cpus": "--cpus", "resources.pids": "--pids",
-	"network": "--network", "capabilities": "--cap-add", "seccomp": "--seccomp", "env": "--env",
+	"network": "--network", "capabilities": "--cap-add", "user_namespace": "--userns", "user": "--user", "mounts": "--mount", "seccomp": "--seccomp", "env": "--env",
 }
 
 // flagError rewrites validation errors to name flags, not fields.
@@ -217,10 +226,21 @@ func (o *runOptions) run(g *globalOptions) error {
 	signal.Notify(signals, forwarded...)
 	defer signal.Stop(signals)
 
+	// A run's ID block is its own while it runs, and then free again;
+	// never that of a sandbox of the same name that runs.
+	release := func() {
+		if err := mgr.ReleaseIDs(o.svc.Name); err != nil {
+			log.WithError(err).Warn("release the sandbox's ID block")
+		}
+	}
 	sb, err := mgr.Create(&o.svc, o.cgroupParent)
 	if err != nil {
+		if !errors.Is(err, sandbox.ErrNameInUse) {
+			release()
+		}
 		return fail(flagError(err))
 	}
+	defer release()
 	exit, waitErr := o.supervise(sb, signals, log)
 	if err := sb.Destroy(); err != nil {
 		log.WithError(err).Error("tear-down incomplete")

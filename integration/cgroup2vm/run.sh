@@ -72,6 +72,12 @@ vm_tests=(
 	TestPIDNamespaceShowsOnlyOwnProcesses
 	TestCapabilitiesNoNewPrivsSeccomp
 	TestRootIsReadOnly
+	# every sandbox in a user namespace of its own
+	TestUserNamespaceMapsABlock
+	TestHostUserWithTheServicesUIDCannotTouchIt
+	TestBindsUnderAUserNamespace
+	TestNetworkHostUnderAUserNamespace
+	TestDirectoryRootIsIDMapped
 )
 tests=${CGROUP2_VM_TESTS:-^($(IFS='|'; echo "${vm_tests[*]}"))\$}
 

@@ -60,6 +60,15 @@ func (c *Client) Status(ctx context.Context, name string) (*ServiceDetail, error
 	return &d, nil
 }
 
+// Audit scores the named services (every one when none is named).
+func (c *Client) Audit(ctx context.Context, names []string) ([]AuditReport, error) {
+	var out []AuditReport
+	if err := c.call(ctx, http.MethodGet, "/v1/audit", url.Values{"name": names}, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Start starts the named services.
 func (c *Client) Start(ctx context.Context, names []string) error {
 	return c.call(ctx, http.MethodPost, "/v1/services/start", nil, NamesRequest{Names: names}, nil)

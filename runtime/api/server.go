@@ -29,6 +29,7 @@ import (
 //	GET  /v1/events                      Event per line (application/x-ndjson) until either side ends it
 //	GET  /v1/services/{name}/logs?tail=N&follow=1   log lines (text/plain); tail absent: all
 //	GET  /v1/version                     VersionInfo
+//	GET  /v1/audit?name=A&name=B         []AuditReport (every service without a name)
 //
 // A stream's header goes out with its first byte, so an error before any
 // output has its own status and JSON body. An error after that, or the
@@ -69,6 +70,7 @@ func NewServer(b Backend, log logrus.FieldLogger) *Server {
 		"POST /v1/reload":              s.reload,
 		"GET /v1/events":               s.events,
 		"GET /v1/version":              s.version,
+		"GET /v1/audit":                s.audit,
 		"/":                            noRoute,
 	} {
 		s.mux.Handle(pattern, h)
@@ -176,6 +178,17 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("status of %q: the daemon returned nothing", name)
 	}
 	return writeJSON(w, d)
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) error {
+	reports, err := s.backend.Audit(r.Context(), r.URL.Query()["name"])
+	if err != nil {
+		return err
+	}
+	if reports == nil {
+		reports = []AuditReport{}
+	}
+	return writeJSON(w, reports)
 }
 
 // names serves start, stop or restart: op on the names in the body.

@@ -167,4 +167,25 @@ type Backend interface {
 	Events(ctx context.Context) (<-chan Event, error)
 	// Logs writes the selected log lines to w.
 	Logs(ctx context.Context, req LogsRequest, w io.Writer) error
+	// Audit scores the named services' sandboxes (every service when
+	// none is named), as configured now.
+	Audit(ctx context.Context, names []string) ([]AuditReport, error)
+}
+
+// AuditReport is a service's hardening, property by property, and its
+// exposure score from 0 (locked down) to 10 (exposed).
+type AuditReport struct {
+	Service string       `json:"service"`
+	Score   float64      `json:"score"`
+	Checks  []AuditCheck `json:"checks"`
+}
+
+// AuditCheck is one property: what the service has, the verdict (ok,
+// partial, exposed), its weight in the score and the exposure (0 to 1).
+type AuditCheck struct {
+	Name     string  `json:"name"`
+	Setting  string  `json:"setting"`
+	Verdict  string  `json:"verdict"`
+	Weight   float64 `json:"weight"`
+	Exposure float64 `json:"exposure"`
 }

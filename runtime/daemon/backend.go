@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/corral-dev/corral/isolation/audit"
 	"github.com/corral-dev/corral/runtime/api"
 	"github.com/corral-dev/corral/runtime/logs"
 	"github.com/corral-dev/corral/runtime/service"
@@ -216,4 +217,31 @@ func (d *Daemon) Reload(ctx context.Context, dryRun bool) (*api.Plan, error) {
 	}
 	d.startWaves(next, d.register(next, p.Add))
 	return plan, nil
+}
+
+// Audit is `corral audit`: the services' hardening as configured now.
+func (d *Daemon) Audit(ctx context.Context, names []string) ([]api.AuditReport, error) {
+	cfg := d.config()
+	for _, n := range names {
+		if cfg.Unit(n) == nil {
+			return nil, fmt.Errorf("%w: service %q is not in %s", api.ErrNotFound, n, d.opts.ConfigPath)
+		}
+	}
+	var out []api.AuditReport
+	for _, u := range cfg.Units {
+		if len(names) == 0 || slices.Contains(names, u.Service.Name) {
+			out = append(out, AuditReport(&u.Service))
+		}
+	}
+	return out, nil
+}
+
+// AuditReport is the API's form of audit.Service's report.
+func AuditReport(s *spec.Service) api.AuditReport {
+	r := audit.Service(s)
+	out := api.AuditReport{Service: r.Service, Score: r.Score}
+	for _, c := range r.Checks {
+		out.Checks = append(out.Checks, api.AuditCheck{Name: c.Name, Setting: c.Setting, Verdict: c.Verdict, Weight: c.Weight, Exposure: c.Exposure})
+	}
+	return out
 }

@@ -561,6 +561,9 @@ func (d *Daemon) service(name string) *service.Actor {
 	return d.services[name]
 }
 
+// Release frees the ID block of a service that left the configuration.
+func (l *launcher) Release(name string) error { return l.mgr.ReleaseIDs(name) }
+
 // launcher starts real sandboxes: the actors' service.Launcher.
 type launcher struct {
 	mgr *sandbox.Manager
@@ -572,7 +575,13 @@ type launcher struct {
 func (l *launcher) Launch(u *spec.Unit) (service.Sandbox, error) {
 	cfg := l.cfg()
 	dir := logDir(cfg, u.Service.Name)
-	if err := prepareLogDir(dir, u.Service.User); err != nil {
+	// The sandbox's init writes the log as the service's user, which in
+	// its user namespace is an ID of its block on the host.
+	owner, err := l.mgr.HostUser(&u.Service)
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareLogDir(dir, owner); err != nil {
 		return nil, err
 	}
 	svc := u.Service

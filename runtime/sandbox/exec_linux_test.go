@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -43,7 +44,7 @@ func runningSandbox(t testing.TB, svc *spec.Service) *Sandbox {
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	m, err := NewManager(t.TempDir(), host, log, Attached)
+	m, err := NewManager(passableStateDir(t), host, log, Attached)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,4 +276,15 @@ func BenchmarkExec(b *testing.B) {
 			b.Fatalf("Exec = %d, %q, %v", code, out, err)
 		}
 	}
+}
+
+// passableStateDir is a state dir whose way a sandbox's root, in its own
+// user namespace, can pass (t.TempDir's parent is root's alone).
+func passableStateDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

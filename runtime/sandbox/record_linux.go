@@ -38,6 +38,9 @@ type record struct {
 	// NotifyFd is the fd at which its init holds the sd_notify socket (0:
 	// none), for a successor to take it back.
 	NotifyFd int `json:"notify_fd,omitempty"`
+	// IDBlock is the first host ID of its user namespace's block (0: the
+	// host's user namespace).
+	IDBlock uint32 `json:"id_block,omitempty"`
 }
 
 func (r *record) save(path string) error {

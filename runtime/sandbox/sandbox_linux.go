@@ -39,6 +39,7 @@ import (
 	"github.com/corral-dev/corral/rootfs"
 	"github.com/corral-dev/corral/rootfs/beneath"
 	"github.com/corral-dev/corral/runtime/cgroup"
+	"github.com/corral-dev/corral/runtime/idmap"
 	"github.com/corral-dev/corral/runtime/pid1"
 	"github.com/corral-dev/corral/runtime/store"
 	"github.com/corral-dev/corral/spec"
@@ -101,6 +102,13 @@ type Manager struct {
 	// recorded are the parents this manager saw in the state dir's list
 	// (recordParent): once there, they stay, so it is read once each.
 	recorded map[string]bool
+	// ids hands out the sandboxes' blocks of host IDs (see userns_linux.go);
+	// opened at the first need, again after a failure (corral setup may
+	// have run since).
+	idsMu sync.Mutex
+	ids   *idmap.Allocator
+	// usernsFds are user namespaces of blocks, for id-mapped mounts.
+	usernsFds map[uint32]*os.File
 }
 
 // Layout of the state dir.
@@ -147,6 +155,14 @@ func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger, kind K
 	for _, d := range []string{m.stateDir, m.recordsDir(), m.rootsDir(), m.containersDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("make state dir: %w", err)
+		}
+		// A sandbox's init, in its user namespace, is not host root: it
+		// must be able to pass through to its root (search only; nothing
+		// here can be listed or read by it).
+		if d == m.stateDir || d == m.rootsDir() {
+			if err := os.Chmod(d, 0o711); err != nil {
+				return nil, fmt.Errorf("make state dir: %w", err)
+			}
 		}
 		// What is removed below them is checked to be theirs by path: the
 		// directories themselves must be the state dir's own (the state
@@ -249,6 +265,13 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 		return nil, fmt.Errorf("%w: cgroup %s already holds %d processes that this corral did not start (another corral with the same cgroup parent?)",
 			ErrNameInUse, filepath.Join(cgroupParent, svc.Name), len(pids))
 	}
+	var ids *idMapping
+	if !svc.Security.HostUserNamespace {
+		if ids, err = m.mapping(svc.Name); err != nil {
+			return nil, err
+		}
+		sb.rec.IDBlock = ids.block
+	}
 	if svc.Rootfs == "" {
 		sb.root, err = rootfs.HostBind(sb.rec.RootDir, rootfs.HostBindOptions{
 			Hostname:    svc.EffectiveHostname(),
@@ -256,6 +279,16 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 			UID:         svc.User.UID,
 			GID:         svc.User.GID,
 		})
+	} else if ids != nil {
+		// Shown to the sandbox through an id-mapped mount: its owners as
+		// they are on disk, nothing chowned.
+		var userns *os.File
+		if userns, err = m.userns(ids.block); err == nil {
+			sb.root, err = rootfs.IDMapped(svc.Rootfs, sb.rec.RootDir, userns)
+		}
+		if err != nil {
+			return nil, &spec.FieldError{Field: "rootfs", Err: fmt.Errorf("%w; or user_namespace: host", err)}
+		}
 	} else {
 		sb.root, err = rootfs.Directory(svc.Rootfs)
 	}
@@ -277,6 +310,9 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 		return nil, err
 	}
 	oomGroup(s, m.cgroups.Mode)
+	if ids != nil {
+		ids.apply(s, svc)
+	}
 	// corral's init loads the seccomp filter itself, precompiled, and
 	// runs the command; libcontainer only sees the init.
 	sb.seccomp, s.Linux.Seccomp = s.Linux.Seccomp, nil
@@ -284,6 +320,14 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 		Destination: pid1.PathInSandbox, Source: m.init, Type: "bind",
 		Options: []string{"bind", "ro", "nosuid", "nodev"},
 	})
+	if ids != nil {
+		if err := ids.prepareRoot(sb.root, s, svc); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", svc.Name, err)
+		}
+		if err := m.checkIDMaps(ids, svc); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", svc.Name, err)
+		}
+	}
 	// The runtime would make a missing working directory: refuse it here.
 	if err := sb.root.CheckDir(s.Mounts, s.Process.Cwd); err != nil {
 		return nil, &spec.FieldError{Field: "workdir", Err: err}
@@ -369,7 +413,8 @@ func (m *Manager) reserve(svc *spec.Service, cgroupPath string) (*Sandbox, error
 		Detached:       m.kind == Detached,
 		Service:        svc,
 	}
-	if svc.Rootfs == "" {
+	if svc.Rootfs == "" || !svc.Security.HostUserNamespace {
+		// The built-in root, or where a directory root is id-mapped.
 		rec.RootDir = filepath.Join(m.rootsDir(), name)
 	}
 	if err := rec.save(m.recordPath(name)); err != nil {

@@ -67,7 +67,7 @@ func TestCreateRefusesMissingWorkdir(t *testing.T) {
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	state := t.TempDir()
+	state := passableStateDir(t)
 	m, err := NewManager(state, host, log, Attached)
 	if err != nil {
 		t.Fatal(err)

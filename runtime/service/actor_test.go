@@ -506,6 +506,9 @@ func TestRemoveForgetsTheSavedState(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-h.ended
+	if !slices.Equal(h.launcher.Released(), []string{"svc"}) {
+		t.Errorf("released %v, want the service's ID block released", h.launcher.Released())
+	}
 	if !sb.Destroyed() || h.store.Has("svc") || !h.actor.Snapshot().Done {
 		t.Errorf("destroyed %v, saved %v, done %v", sb.Destroyed(), h.store.Has("svc"), h.actor.Snapshot().Done)
 	}

@@ -79,6 +79,9 @@ func (a *Actor) Run(ctx context.Context) {
 				if err := a.deps.Store.Remove(a.name); err != nil {
 					a.log.WithError(err).Warn("remove saved state")
 				}
+				if err := a.deps.Launcher.Release(a.name); err != nil {
+					a.log.WithError(err).Warn("release the service's ID block")
+				}
 			}
 			a.mu.Lock()
 			a.view.Done = true

@@ -60,9 +60,11 @@ type Sandbox interface {
 var _ Sandbox = (*sandbox.Sandbox)(nil)
 
 // Launcher makes and starts a sandbox for a unit, its output going to
-// its log dir.
+// its log dir. What a service's sandboxes share from one to the next (its
+// block of host IDs) is kept until Release: the service is gone for good.
 type Launcher interface {
 	Launch(u *spec.Unit) (Sandbox, error)
+	Release(name string) error
 }
 
 // Events receives each change of a service's state or health, for

@@ -199,6 +199,7 @@ type Launcher struct {
 	order    []string
 	launched chan *Sandbox
 	prepare  func(*Sandbox)
+	released []string
 }
 
 var _ service.Launcher = (*Launcher)(nil)
@@ -242,6 +243,21 @@ func (l *Launcher) Launch(u *spec.Unit) (service.Sandbox, error) {
 	}
 	l.launched <- sb
 	return sb, nil
+}
+
+// Release implements service.Launcher: it records the release.
+func (l *Launcher) Release(name string) error {
+	l.mu.Lock()
+	l.released = append(l.released, name)
+	l.mu.Unlock()
+	return nil
+}
+
+// Released is the names released so far, in order.
+func (l *Launcher) Released() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.released...)
 }
 
 // Order is the names launched so far (failed launches too), in order.

@@ -1,0 +1,218 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/corral-dev/corral/rootfs"
+	"github.com/corral-dev/corral/runtime/idmap"
+	"github.com/corral-dev/corral/spec"
+)
+
+// Every sandbox has a user namespace of its own unless its service asks
+// for the host's (user_namespace: host): its IDs 0-65535 are a block of
+// host IDs no other sandbox and no host user has (runtime/idmap), so its
+// root is nobody on the host, and a host user with its uid can neither
+// signal nor ptrace it. Host files keep their owners: those of host IDs
+// outside the block appear as nobody inside, read as others may; what the
+// service writes through a writable bind is owned by its block. A bind
+// with idmap shows its host owners unchanged inside.
+
+// idMapping is a sandbox's block of host IDs.
+type idMapping struct{ block uint32 }
+
+func (m *Manager) idsPath() string { return filepath.Join(m.stateDir, "idmap.json") }
+
+// mapping is name's block: the one it had, or a new one.
+func (m *Manager) mapping(name string) (*idMapping, error) {
+	m.idsMu.Lock()
+	defer m.idsMu.Unlock()
+	if m.ids == nil {
+		ids, err := idmap.Open(m.idsPath(), idmap.SubUIDPath, idmap.SubGIDPath)
+		if err != nil {
+			return nil, &spec.FieldError{Field: "user_namespace", Err: fmt.Errorf("%w; or run this service with user_namespace: host", err)}
+		}
+		m.ids = ids
+	}
+	block, err := m.ids.Get(name)
+	if err != nil {
+		return nil, &spec.FieldError{Field: "user_namespace", Err: err}
+	}
+	return &idMapping{block: block}, nil
+}
+
+// HostUser is who svc's user is on the host: the same IDs in the host's
+// user namespace, else those of its block. The log dir the daemon gives
+// the sandbox's init is made theirs.
+func (m *Manager) HostUser(svc *spec.Service) (spec.User, error) {
+	if svc.Security.HostUserNamespace {
+		return svc.User, nil
+	}
+	ids, err := m.mapping(svc.Name)
+	if err != nil {
+		return spec.User{}, err
+	}
+	return spec.User{UID: ids.block + svc.User.UID, GID: ids.block + svc.User.GID}, nil
+}
+
+// ReleaseIDs frees the block of a service that is gone for good.
+func (m *Manager) ReleaseIDs(name string) error {
+	m.idsMu.Lock()
+	defer m.idsMu.Unlock()
+	if m.ids == nil {
+		ids, err := idmap.Open(m.idsPath(), idmap.SubUIDPath, idmap.SubGIDPath)
+		if err != nil {
+			return nil // no range: nothing was handed out
+		}
+		m.ids = ids
+	}
+	return m.ids.Release(name)
+}
+
+func (ids *idMapping) mappings() []rspec.LinuxIDMapping {
+	return []rspec.LinuxIDMapping{{ContainerID: 0, HostID: ids.block, Size: idmap.BlockSize}}
+}
+
+// apply puts the sandbox of s in its own user namespace.
+func (ids *idMapping) apply(s *rspec.Spec, svc *spec.Service) {
+	s.Linux.Namespaces = append(s.Linux.Namespaces, rspec.LinuxNamespace{Type: rspec.UserNamespace})
+	s.Linux.UIDMappings, s.Linux.GIDMappings = ids.mappings(), ids.mappings()
+	for i := range s.Mounts {
+		mnt := &s.Mounts[i]
+		switch {
+		case mnt.Type == "sysfs" && svc.EffectiveNetwork() == spec.NetworkHost:
+			// sysfs belongs to the network namespace's owner: a user
+			// namespace cannot mount the host's. Bind it, read-only.
+			*mnt = rspec.Mount{Destination: mnt.Destination, Type: "bind", Source: "/sys",
+				Options: []string{"rbind", "ro", "nosuid", "noexec", "nodev"}}
+		case mnt.Type == "bind" && isIDMapped(svc, mnt.Destination):
+			mnt.UIDMappings, mnt.GIDMappings = ids.mappings(), ids.mappings()
+		}
+	}
+}
+
+func isIDMapped(svc *spec.Service, dst string) bool {
+	for _, m := range svc.Mounts {
+		if m.IDMap && filepath.Clean(m.Destination) == filepath.Clean(dst) {
+			return true
+		}
+	}
+	return false
+}
+
+// prepareRoot readies the root for a sandbox whose root is not host root:
+// the mount points of the built-in root made beforehand (the runtime,
+// inside, could not), that root given to the sandbox's root if it is to
+// be writable, and a directory root's ancestors checked to be passable.
+func (ids *idMapping) prepareRoot(r *rootfs.Root, s *rspec.Spec, svc *spec.Service) error {
+	// The root lies in the state dir (the built-in one, or a directory
+	// root's id-mapped mount): its way must be open.
+	if err := ids.checkPassable("", r.Path); err != nil {
+		return fmt.Errorf("the sandbox's root in the state dir: %w", err)
+	}
+	if svc.Rootfs != "" {
+		// Id-mapped, the root's owners are as on disk: the runtime makes
+		// missing mount points as the root it is there.
+		return nil
+	}
+	if err := r.MakeMountpoints(s.Mounts); err != nil {
+		return err
+	}
+	if svc.Security.WritableRoot {
+		return r.GiveTo(int(ids.block), int(ids.block))
+	}
+	return nil
+}
+
+// checkPassable refuses a path the sandbox's root cannot reach: in its
+// user namespace it is neither the owner nor the group of host
+// directories, so each directory on the way needs search permission for
+// others.
+func (ids *idMapping) checkPassable(field, path string) error {
+	for p := filepath.Dir(filepath.Clean(path)); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fieldError(field, err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fieldError(field, fmt.Errorf("%s: its directory %s (mode %04o) cannot be passed by the sandbox's root (host uid %d in its user namespace): chmod o+x %s, or user_namespace: host",
+				path, p, fi.Mode().Perm(), ids.block, p))
+		}
+		if p == "/" {
+			return nil
+		}
+	}
+}
+
+func fieldError(field string, err error) error {
+	if field == "" {
+		return err
+	}
+	return &spec.FieldError{Field: field, Err: err}
+}
+
+// userns is a user namespace with block's mapping, for id-mapped mounts:
+// made once per block by a helper process (cat, blocked on its input)
+// that is gone once the namespace is open, and kept open.
+func (m *Manager) userns(block uint32) (*os.File, error) {
+	m.idsMu.Lock()
+	defer m.idsMu.Unlock()
+	if f := m.usernsFds[block]; f != nil {
+		return f, nil
+	}
+	cat, err := exec.LookPath("cat")
+	if err != nil {
+		return nil, fmt.Errorf("a user namespace for the id-mapped mount needs cat: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer w.Close()
+	cmd := exec.Command(cat)
+	cmd.Stdin = r
+	m32 := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(block), Size: idmap.BlockSize}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER, UidMappings: m32, GidMappings: m32,
+		Pdeathsig: syscall.SIGKILL,
+	}
+	err = cmd.Start()
+	r.Close()
+	if err != nil {
+		return nil, fmt.Errorf("a user namespace for the id-mapped mount: %w", err)
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid))
+	w.Close() // cat ends
+	_ = cmd.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("a user namespace for the id-mapped mount: %w", err)
+	}
+	if m.usernsFds == nil {
+		m.usernsFds = map[uint32]*os.File{}
+	}
+	m.usernsFds[block] = f
+	return f, nil
+}
+
+// checkIDMaps refuses, before anything runs, a bind with idmap that the
+// kernel or the bind's filesystem cannot id-map.
+func (m *Manager) checkIDMaps(ids *idMapping, svc *spec.Service) error {
+	for _, mnt := range svc.Mounts {
+		if !mnt.IDMap {
+			continue
+		}
+		userns, err := m.userns(ids.block)
+		if err != nil {
+			return &spec.FieldError{Field: "mounts", Err: err}
+		}
+		if err := rootfs.CheckIDMap(mnt.Source, userns); err != nil {
+			return &spec.FieldError{Field: "mounts", Err: fmt.Errorf("%w: drop idmap from %s:%s", err, mnt.Source, mnt.Destination)}
+		}
+	}
+	return nil
+}
