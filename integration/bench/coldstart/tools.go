@@ -34,7 +34,14 @@ func setupVariants(cfg Config, sc *scratch.Dir) ([]*Variant, []string, error) {
 	if err != nil {
 		return []*Variant{runcV}, nil, err
 	}
-	variants := []*Variant{hostRoot, busybox, runcV}
+	// The same without the user namespace: what the namespace and its
+	// id-mapping cost, side by side.
+	hostUserns, err := CorralVariant(cfg.Corral, sc, false)
+	if err != nil {
+		return []*Variant{runcV}, nil, err
+	}
+	hostUserns.WithoutUserNamespace()
+	variants := []*Variant{hostRoot, hostUserns, busybox, runcV}
 	var notes []string
 	for _, build := range []func() (*Variant, error){
 		func() (*Variant, error) { return crunVariant(cfg.Crun, sc) },
@@ -115,6 +122,21 @@ func CorralVariant(corral string, sc *scratch.Dir, busybox bool) (*Variant, erro
 	args := corralArgs(corral, state, root)
 	v.argv = func(int) []string { return args }
 	return v, nil
+}
+
+// WithoutUserNamespace makes a corral variant run in the host's user
+// namespace (--userns host).
+func (v *Variant) WithoutUserNamespace() {
+	args := v.argv(0)
+	for i, a := range args {
+		if a == "run" {
+			args = append(args[:i+1], append([]string{"--userns", "host"}, args[i+1:]...)...)
+			break
+		}
+	}
+	v.argv = func(int) []string { return args }
+	v.name += " --userns host"
+	v.note += "; the host's user namespace"
 }
 
 // containerID is unique to this bench process and run, so that leftovers

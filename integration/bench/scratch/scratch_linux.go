@@ -52,6 +52,11 @@ func New(base, binDir string) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("make scratch dir: %w", err)
 	}
+	// A sandbox's root, in its own user namespace, passes through it
+	// (search only) to its root in the state dir.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("make scratch dir: %w", err)
+	}
 	return &Dir{dir: dir}, nil
 }
 
