@@ -115,18 +115,7 @@ func (f *fixture) view(name string, what string, cond func(service.View) bool) s
 	if a == nil {
 		f.t.Fatalf("no service %s", name)
 	}
-	deadline := time.After(servicetest.Patience)
-	for {
-		changed := a.Changed()
-		if v := a.Snapshot(); cond(v) {
-			return v
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			f.t.Fatalf("%s: %s not within %s; it is %s", name, what, servicetest.Patience, a.Snapshot().Describe())
-		}
-	}
+	return servicetest.WaitView(f.t, a, what, cond)
 }
 
 func (f *fixture) running(name string) service.View {

@@ -326,7 +326,7 @@ func TestHealthDrivenRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	sb := h.launcher.Next(t)
-	waitView(t, h.actor, "waiting for the check", func(v service.View) bool { return v.Rec.AwaitingReady() })
+	servicetest.WaitView(t, h.actor, "waiting for the check", func(v service.View) bool { return v.Rec.AwaitingReady() })
 	h.probes.Give(t, "svc", true)
 	h.waitTo(supervisor.Running)
 	if v := h.actor.Snapshot(); v.Health != service.HealthHealthy {
@@ -341,7 +341,7 @@ func TestHealthDrivenRestart(t *testing.T) {
 	h.waitTo(supervisor.Backoff)
 	h.clock.Advance(time.Second)
 	h.launcher.Next(t)
-	waitView(t, h.actor, "the new sandbox waiting for its check", func(v service.View) bool { return v.Rec.AwaitingReady() })
+	servicetest.WaitView(t, h.actor, "the new sandbox waiting for its check", func(v service.View) bool { return v.Rec.AwaitingReady() })
 	h.probes.Give(t, "svc", true)
 	h.waitTo(supervisor.Running)
 	v := h.actor.Snapshot()
@@ -362,7 +362,7 @@ func TestNotifyReadiness(t *testing.T) {
 	sb := h.launcher.Next(t)
 	h.waitTo(supervisor.Starting)
 	sb.Say(sandbox.Note{Status: "loading", HasStatus: true})
-	waitView(t, h.actor, "status loading", func(v service.View) bool { return v.NotifyStatus == "loading" })
+	servicetest.WaitView(t, h.actor, "status loading", func(v service.View) bool { return v.NotifyStatus == "loading" })
 	if v := h.actor.Snapshot(); !v.Rec.AwaitingReady() {
 		t.Fatalf("state %s, awaiting ready %v after a STATUS only", v.Rec.State, v.Rec.AwaitingReady())
 	}
@@ -381,7 +381,7 @@ func TestOOMKillsOfAChildAreCountedAsTheyHappen(t *testing.T) {
 	if !strings.Contains(o.Reason, "killed 2 processes") {
 		t.Errorf("alert reason %q", o.Reason)
 	}
-	v := waitView(t, h.actor, "2 OOM kills", func(v service.View) bool { return v.OOMKills == 2 })
+	v := servicetest.WaitView(t, h.actor, "2 OOM kills", func(v service.View) bool { return v.OOMKills == 2 })
 	if v.Rec.State != supervisor.Running || v.PID == 0 {
 		t.Errorf("state %s pid %d: the sandbox runs on", v.Rec.State, v.PID)
 	}
@@ -522,21 +522,4 @@ func TestFailingStoreDoesNotStopSupervision(t *testing.T) {
 	sb := h.start(unit(t, "    command: [/bin/true]\n    restart: {policy: always, backoff: {initial: 1s, multiplier: 1, jitter: 0}}\n"))
 	h.fail(sb, supervisor.Backoff)
 	h.restartsAfter(time.Second)
-}
-
-// waitView waits until the actor's view meets cond, on its changes.
-func waitView(t *testing.T, a *service.Actor, what string, cond func(service.View) bool) service.View {
-	t.Helper()
-	deadline := time.After(servicetest.Patience)
-	for {
-		changed := a.Changed()
-		if v := a.Snapshot(); cond(v) {
-			return v
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			t.Fatalf("%s: not within %s", what, servicetest.Patience)
-		}
-	}
 }

@@ -463,3 +463,20 @@ func (p *Probes) Give(t testing.TB, name string, ok bool) {
 		t.Fatalf("no health check of %s ran within %s", name, Patience)
 	}
 }
+
+// WaitView waits, on the actor's changes, until its view meets cond.
+func WaitView(t testing.TB, a *service.Actor, what string, cond func(service.View) bool) service.View {
+	t.Helper()
+	deadline := time.After(Patience)
+	for {
+		changed := a.Changed()
+		if v := a.Snapshot(); cond(v) {
+			return v
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("%s %s: not within %s; it is %s", a.Name(), what, Patience, a.Snapshot().Describe())
+		}
+	}
+}
