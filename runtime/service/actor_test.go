@@ -470,11 +470,6 @@ func TestUpdateInPlaceAndRestart(t *testing.T) {
 	if err := h.actor.Update(context.Background(), bigger, t.TempDir(), false); err != nil {
 		t.Fatal(err)
 	}
-	// Commands are carried out in order: once a no-op start is, so is
-	// the update.
-	if err := h.actor.Send(context.Background(), supervisor.EvStart, true); err != nil {
-		t.Fatal(err)
-	}
 	if got := sb.Resources().Memory; got != 128<<20 {
 		t.Errorf("memory limit %d after the update", got)
 	}

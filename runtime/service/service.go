@@ -368,9 +368,10 @@ func (a *Actor) Send(ctx context.Context, kind supervisor.EventKind, wait bool) 
 
 // Update hands the actor its unit from a reload: restart says the
 // sandbox itself changed (it is restarted); otherwise a change of limits
-// is applied in place and of policy from then on.
+// is applied in place and of policy from then on. It returns once the
+// actor has done so (a restart begun, new limits written).
 func (a *Actor) Update(ctx context.Context, u *spec.Unit, logDir string, restart bool) error {
-	return a.send(ctx, command{kind: cmdUpdate, unit: u, logDir: logDir, restart: restart}, false)
+	return a.send(ctx, command{kind: cmdUpdate, unit: u, logDir: logDir, restart: restart}, true)
 }
 
 // Remove stops the service and ends its goroutine (Done). shutdown says
