@@ -68,6 +68,12 @@ func TestUserNamespaceMapsABlock(t *testing.T) {
 	if block < 65536 || block%65536 != 0 {
 		t.Errorf("block %d: want aligned to 65536, above the host's first block", block)
 	}
+	// Its private scratch belongs to its root; nested user namespaces
+	// stay refused by the default seccomp profile.
+	r = mustRun(t, "--", "/bin/sh", "-c", "stat -c %u /tmp /run /dev/shm; unshare -U true 2>/dev/null && echo nested || echo no-nested")
+	if got := strings.Fields(r.stdout); len(got) != 4 || got[0] != "0" || got[1] != "0" || got[2] != "0" || got[3] != "no-nested" {
+		t.Errorf("scratch owners and nested user namespace: %q; want 0 0 0 no-nested", r.stdout)
+	}
 
 	s := startRun(t, "userns-host-uid", "--user", "1000", "--", "/bin/sleep", "30")
 	pids := sandboxPids(t, s.name)
@@ -262,6 +268,10 @@ func TestAuditScores(t *testing.T) {
 	}
 	if r := corral(t, "audit", "--config", d.config, "--fail-above", "2", "tight"); r.code != 0 || !strings.Contains(r.stdout, "✓ user namespace") {
 		t.Errorf("audit tight: %s", r)
+	}
+	// The example's services, the default among them, score 2 at most.
+	if r := corral(t, "audit", "--config", filepath.Join("..", "examples", "corral.yaml"), "--fail-above", "2"); r.code != 0 {
+		t.Errorf("examples/corral.yaml scores above 2: %s", r)
 	}
 	d.start()
 	r = d.ctl("audit", "--json")
