@@ -122,7 +122,9 @@ func (a *Allocator) update(f func(*assignments) error) error {
 	if maps.Equal(before, as.Blocks) {
 		return nil
 	}
-	if err := store.WriteJSON(a.path, as); err != nil {
+	// Not fsync'd: the blocks guard live sandboxes, and none outlives a
+	// host's crash; a crash of corral leaves the file whole (rename).
+	if err := store.ReplaceJSON(a.path, as); err != nil {
 		return fmt.Errorf("ID blocks: %w", err)
 	}
 	return nil

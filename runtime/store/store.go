@@ -20,6 +20,19 @@ const tempSuffix = ".tmp"
 // directory, fsync and rename, then fsyncs the directory so the rename
 // itself survives a power cut.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, true)
+}
+
+// ReplaceFile is WriteFile without the fsyncs: the file is whole, old or
+// new, after a crash of the writer, but a power cut may lose the last
+// write. It is for state that a host's crash makes moot (what live
+// sandboxes hold: none outlives the host), where the ~2 ms of two fsyncs
+// would be paid on every sandbox's start.
+func ReplaceFile(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, false)
+}
+
+func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
 	// The writer's PID in the name lets SweepTemp tell the temporary file
 	// of a writer killed mid-way from one being written.
@@ -36,15 +49,20 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return fmt.Errorf("write %s: %w", path, err)
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if !durable {
+		return nil
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
@@ -60,6 +78,15 @@ func WriteJSON(path string, v any) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return WriteFile(path, append(data, '\n'), 0o600)
+}
+
+// ReplaceJSON stores v as indented JSON with ReplaceFile.
+func ReplaceJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return ReplaceFile(path, append(data, '\n'), 0o600)
 }
 
 // ReadJSON loads path into v. A missing file is reported with

@@ -120,3 +120,22 @@ func TestSweepTempRemovesOnlyDeadWritersFiles(t *testing.T) {
 	}
 	assertOnlyFiles(t, dir, files[1:]...)
 }
+
+// TestReplaceFileIsWholeAndLeavesNoTemp: ReplaceFile (no fsync) replaces
+// the content in one rename, with no temporary file left.
+func TestReplaceFileIsWholeAndLeavesNoTemp(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f.json")
+	for _, v := range []map[string]int{{"a": 1}, {"b": 2}} {
+		if err := store.ReplaceJSON(path, v); err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]int
+		if err := store.ReadJSON(path, &got); err != nil || len(got) != 1 || got["a"]+got["b"] == 0 {
+			t.Fatalf("read back %v, %v", got, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("%d entries in the dir, want the file alone", len(entries))
+	}
+}
