@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/corral-dev/corral/runtime/api"
 )
 
 // hostPID1 is the name of the host's PID 1, as a sandbox sees it through
@@ -198,6 +200,61 @@ func TestUnsafeHostMountsStartsAndShows(t *testing.T) {
 			t.Fatalf("logs of peek: no %q after 10s: %s", want, r)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	d.stop()
+}
+
+// TestMountSourceSwappedForASymlinkIsRefusedAtStart: a hostile service
+// with a writable bind of a shared directory replaces another service's
+// mount source there with a symlink to the host's /proc. The file was
+// checked when loaded; the next start of the other service must check it
+// again (the runtime follows the source anew) and refuse, naming it.
+func TestMountSourceSwappedForASymlinkIsRefusedAtStart(t *testing.T) {
+	shared := passableDir(t)
+	data := filepath.Join(shared, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Writable by the hostile sandbox's root (an ID of its block, others
+	// here), without the sticky bit: it may rename what it did not make.
+	if err := os.Chmod(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	d := newDaemon(t, fmt.Sprintf(`
+  swapper:
+    command: ["/bin/sh", "-c", "while [ ! -e /w/go ]; do sleep 0.05; done; mv /w/data /w/old && ln -s /proc /w/data && touch /w/swapped; exec sleep 1000"]
+    mounts: ["%[1]s:/w:rw"]
+  reader:
+    command: ["/bin/sleep", "1000"]
+    mounts: ["%[1]s/data:/data"]
+    restart: {policy: always, backoff: {initial: 100ms, max: 200ms}}
+`, shared)).start()
+	d.waitRunning("swapper")
+	d.waitRunning("reader")
+	if err := os.WriteFile(filepath.Join(shared, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(patience); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Lstat(filepath.Join(shared, "swapped")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hostile service did not swap the source within %s; its status: %+v", patience, d.status("swapper").Service)
+		}
+	}
+	if target, err := os.Readlink(data); err != nil || target != "/proc" {
+		t.Fatalf("after the swap, %s: link %q, %v; want a symlink to /proc", data, target, err)
+	}
+	if r := d.ctl("restart", "reader"); r.code == 0 {
+		t.Logf("corral restart reader: %s", r)
+	}
+	want := "mounts[0]: source " + data + " (resolving to /proc) is the host's /proc"
+	st := d.waitFor("reader", patience, "the start refused", func(st *api.ServiceDetail) bool {
+		return st.State != "running" && strings.Contains(st.Message, want)
+	})
+	t.Logf("reader after the swap: %s: %s", st.State, st.Message)
+	if st.PID != 0 {
+		t.Errorf("reader has pid %d after its start was refused", st.PID)
 	}
 	d.stop()
 }

@@ -238,3 +238,25 @@ func CheckCgroupParent(p string) error {
 	}
 	return nil
 }
+
+// CheckMounts is UnsafeMount for s's rootfs and each of its mounts, at
+// the moment a sandbox is made for s: a source checked when the file was
+// loaded may since have become (or come to pass through) a symlink to a
+// path the sandbox must not get, and the runtime resolves sources anew at
+// every start. logDir is the service file's log dir.
+func (h Host) CheckMounts(s *Service, logDir string) error {
+	if s.Security.UnsafeHostMounts {
+		return nil
+	}
+	if s.Rootfs != "" {
+		if err := h.UnsafeMount(Mount{Source: s.Rootfs, ReadOnly: !s.Security.WritableRoot}, logDir); err != nil {
+			return &FieldError{Field: "rootfs", Err: fmt.Errorf("%w; bind it only with unsafe_host_mounts: true", err)}
+		}
+	}
+	for i, m := range s.Mounts {
+		if err := h.UnsafeMount(m, logDir); err != nil {
+			return &FieldError{Field: index("mounts", i), Err: fmt.Errorf("%w; bind it only with unsafe_host_mounts: true", err)}
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"slices"
@@ -302,5 +303,38 @@ func TestLoosenings(t *testing.T) {
 	want := []string{"capabilities: CAP_NET_ADMIN", "seccomp: unconfined", "read_only: false", "network: host", "rw mount: /srv:/srv"}
 	if got := s.Loosenings(); !slices.Equal(got, want) {
 		t.Errorf("loosenings %q, want %q", got, want)
+	}
+}
+
+// TestCheckMountsAtStart: what a sandbox gets is checked again as it is
+// made, against the host as it is then (a source turned into a symlink
+// since the file was loaded), naming the field; unsafe_host_mounts lifts
+// it.
+func TestCheckMountsAtStart(t *testing.T) {
+	links := map[string]string{"/srv/data": "/srv/data", "/srv/root": "/srv/root"}
+	h := Host{StateDir: "/var/lib/corral", EvalSymlinks: func(p string) (string, error) {
+		if r, ok := links[p]; ok {
+			return r, nil
+		}
+		return p, nil
+	}}
+	s := &Service{Rootfs: "/srv/root", Mounts: []Mount{{Source: "/opt/tools", Destination: "/t", ReadOnly: true}, {Source: "/srv/data", Destination: "/d"}}}
+	if err := h.CheckMounts(s, "/var/log/corral"); err != nil {
+		t.Fatalf("as loaded: %v", err)
+	}
+	links["/srv/data"] = "/proc"
+	err := h.CheckMounts(s, "/var/log/corral")
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "mounts[1]" || !strings.Contains(err.Error(), "source /srv/data (resolving to /proc) is the host's /proc") ||
+		!strings.Contains(err.Error(), "unsafe_host_mounts: true") {
+		t.Errorf("a source swapped for a link to /proc: %v; want mounts[1] refused, naming the way to loosen it", err)
+	}
+	links["/srv/data"], links["/srv/root"] = "/srv/data", "/var/lib/corral/roots/x"
+	if err := h.CheckMounts(s, "/var/log/corral"); !errors.As(err, &fe) || fe.Field != "rootfs" {
+		t.Errorf("a rootfs swapped for a link into the state dir: %v; want rootfs refused", err)
+	}
+	s.Security.UnsafeHostMounts = true
+	if err := h.CheckMounts(s, "/var/log/corral"); err != nil {
+		t.Errorf("with unsafe_host_mounts: %v", err)
 	}
 }

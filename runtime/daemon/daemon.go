@@ -205,7 +205,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	l := &launcher{mgr: mgr}
+	l := &launcher{mgr: mgr, host: opts.Host}
 	d := newDaemon(runCtx, opts, cfg, deps{
 		launcher: l, store: files,
 		usage: host.Usage, logLoss: mgr.LogLoss, removeParent: host.RemoveEmpty,
@@ -566,8 +566,9 @@ func (l *launcher) Release(name string) error { return l.mgr.ReleaseIDs(name) }
 
 // launcher starts real sandboxes: the actors' service.Launcher.
 type launcher struct {
-	mgr *sandbox.Manager
-	cfg func() *spec.Config
+	mgr  *sandbox.Manager
+	cfg  func() *spec.Config
+	host spec.Host // what mount sources are checked against at each start
 }
 
 // Launch creates and starts a sandbox for the unit, its output going to
@@ -575,6 +576,11 @@ type launcher struct {
 func (l *launcher) Launch(u *spec.Unit) (service.Sandbox, error) {
 	cfg := l.cfg()
 	dir := logDir(cfg, u.Service.Name)
+	// Checked when the file was loaded, but a source can have become a
+	// symlink since: the runtime follows it at this start.
+	if err := l.host.CheckMounts(&u.Service, cfg.LogDir); err != nil {
+		return nil, err
+	}
 	// The sandbox's init writes the log as the service's user, which in
 	// its user namespace is an ID of its block on the host.
 	owner, err := l.mgr.HostUser(&u.Service)
