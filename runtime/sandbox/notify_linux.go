@@ -159,18 +159,20 @@ func (sb *Sandbox) Notes() <-chan Note {
 	if sb.notes == nil {
 		sb.notes = make(chan Note, 16)
 		sb.notesDone = make(chan struct{})
-		go sb.readNotify(sb.notify, sb.notes, sb.notesDone)
+		go sb.readNotify(sb.notify, sb.notes, sb.notesDone, time.Now)
 	}
 	return sb.notes
 }
 
-func (sb *Sandbox) readNotify(conn *net.UnixConn, out chan<- Note, done <-chan struct{}) {
+// readNotify is Notes' reader. now is its clock, read once a datagram
+// (a test's fake one steps the rate limit datagram by datagram).
+func (sb *Sandbox) readNotify(conn *net.UnixConn, out chan<- Note, done <-chan struct{}, now func() time.Time) {
 	defer close(out)
 	log := sb.m.log.WithField("sandbox", sb.Name)
 	buf := make([]byte, notifyMax)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
-	var warned, window time.Time
-	taken := 0
+	var warned time.Time
+	var limit notifyLimit
 	for {
 		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
 		if err != nil {
@@ -182,16 +184,14 @@ func (sb *Sandbox) readNotify(conn *net.UnixConn, out chan<- Note, done <-chan s
 		// Each message costs a look at the sandbox's cgroup: a sandbox
 		// that floods its socket gets notifyRate a second looked at, the
 		// rest read and dropped.
-		if now := time.Now(); now.Sub(window) >= time.Second {
-			window, taken = now, 0
-		}
-		if taken++; taken > notifyRate {
+		t := now()
+		if !limit.allow(t) {
 			continue
 		}
 		pid := senderPid(oob[:oobn])
 		if !sb.SenderInSandbox(pid) {
-			if time.Since(warned) > 10*time.Second { // a flood costs one line per 10 s
-				warned = time.Now()
+			if t.Sub(warned) > 10*time.Second { // a flood costs one line per 10 s
+				warned = t
 				log.WithField("sender_pid", pid).Warn("sd_notify message from outside the sandbox dropped")
 			}
 			continue
@@ -206,6 +206,26 @@ func (sb *Sandbox) readNotify(conn *net.UnixConn, out chan<- Note, done <-chan s
 			return
 		}
 	}
+}
+
+// notifyLimit lets notifyRate messages a second through: a fixed window
+// that opens with the first message after the last window ended, so a
+// burst across two windows can pass up to twice notifyRate in a second.
+type notifyLimit struct {
+	window time.Time
+	taken  int
+}
+
+// allow reports whether the message read at now is looked at.
+func (l *notifyLimit) allow(now time.Time) bool {
+	if now.Sub(l.window) >= time.Second {
+		l.window, l.taken = now, 0
+	}
+	if l.taken >= notifyRate {
+		return false // not counted further: a long flood cannot overflow it
+	}
+	l.taken++
+	return true
 }
 
 // parseNote reads one message of the sandbox's own processes; ok is
