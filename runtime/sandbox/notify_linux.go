@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
@@ -135,8 +136,8 @@ const NotifyStatusMax = 256
 // corral acts on it.
 type Note struct {
 	Ready bool // READY=1
-	// Status is the STATUS= text, cut at NotifyStatusMax; HasStatus says
-	// the message had one.
+	// Status is the STATUS= text, cut at NotifyStatusMax (before a UTF-8
+	// character the cut would split); HasStatus says the message had one.
 	Status    string
 	HasStatus bool
 }
@@ -239,10 +240,7 @@ func (sb *Sandbox) parseNote(log logrus.FieldLogger, msg []byte) (note Note, ok 
 				note.Ready, ok = true, true
 			}
 		case "STATUS":
-			if len(val) > NotifyStatusMax {
-				val = val[:NotifyStatusMax]
-			}
-			note.Status, note.HasStatus, ok = string(val), true, true
+			note.Status, note.HasStatus, ok = string(cutStatus(val)), true, true
 		case "MAINPID":
 			pid, err := strconv.Atoi(string(val))
 			if err != nil || !sb.SenderInSandbox(pid) {
@@ -253,6 +251,25 @@ func (sb *Sandbox) parseNote(log logrus.FieldLogger, msg []byte) (note Note, ok 
 		}
 	}
 	return note, ok
+}
+
+// cutStatus cuts a STATUS= text at NotifyStatusMax bytes, or just before
+// if the cut would split a UTF-8 character: half of one would reach the
+// API's JSON as U+FFFD. Bytes that are not UTF-8 are cut where they are.
+func cutStatus(val []byte) []byte {
+	if len(val) <= NotifyStatusMax {
+		return val
+	}
+	cut := NotifyStatusMax
+	// i: the start of the last character that may cross the cut.
+	i := cut - 1
+	for i > cut-utf8.UTFMax && !utf8.RuneStart(val[i]) {
+		i--
+	}
+	if r, size := utf8.DecodeRune(val[i:]); (r != utf8.RuneError || size > 1) && i+size > cut {
+		cut = i
+	}
+	return val[:cut]
 }
 
 // senderPid reads the sender's PID from a datagram's SCM_CREDENTIALS (0

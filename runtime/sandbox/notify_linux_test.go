@@ -92,6 +92,16 @@ func TestParseNote(t *testing.T) {
 		{"status of exactly the bound", "STATUS=" + long, Note{Status: long, HasStatus: true}, true, ""},
 		{"status one byte over the bound", "STATUS=" + long + "y", Note{Status: long, HasStatus: true}, true, ""},
 		{"status far over the bound", "STATUS=" + long + strings.Repeat("y", notifyMax), Note{Status: long, HasStatus: true}, true, ""},
+		// A cut never splits a UTF-8 character: é is 2 bytes, 😀 4.
+		{"status cut inside é", "STATUS=" + long[:255] + "é", Note{Status: long[:255], HasStatus: true}, true, ""},
+		{"status whose é ends at the bound", "STATUS=" + long[:254] + "éy", Note{Status: long[:254] + "é", HasStatus: true}, true, ""},
+		{"status cut after 😀's first byte", "STATUS=" + long[:255] + "😀", Note{Status: long[:255], HasStatus: true}, true, ""},
+		{"status cut after 😀's third byte", "STATUS=" + long[:253] + "😀", Note{Status: long[:253], HasStatus: true}, true, ""},
+		{"status whose 😀 ends at the bound", "STATUS=" + long[:252] + "😀y", Note{Status: long[:252] + "😀", HasStatus: true}, true, ""},
+		// Bytes that are not UTF-8 are cut where they are.
+		{"status cut at a stray continuation byte", "STATUS=" + long + "\x80", Note{Status: long, HasStatus: true}, true, ""},
+		{"status cut inside bytes that are not UTF-8", "STATUS=" + long[:255] + "\xc3(", Note{Status: long[:255] + "\xc3", HasStatus: true}, true, ""},
+		{"status cut inside a lone lead byte run", "STATUS=" + long[:253] + "\xf0\xf0\xf0\xf0", Note{Status: long[:253] + "\xf0\xf0\xf0", HasStatus: true}, true, ""},
 		{"the last status wins", "STATUS=one\nSTATUS=two", Note{Status: "two", HasStatus: true}, true, ""},
 
 		{"ready and status", "READY=1\nSTATUS=up", Note{Ready: true, Status: "up", HasStatus: true}, true, ""},
