@@ -232,6 +232,10 @@ func (l *notifyLimit) allow(now time.Time) bool {
 // parseNote reads one message of the sandbox's own processes; ok is
 // false when it says nothing corral acts on.
 func (sb *Sandbox) parseNote(log logrus.FieldLogger, msg []byte) (note Note, ok bool) {
+	// Only the last MAINPID= is looked at: each costs a read of the
+	// cgroup and a log line, and one datagram holds hundreds of them.
+	var mainpid []byte
+	hasMainpid := false
 	for _, line := range bytes.Split(msg, []byte("\n")) {
 		key, val, _ := bytes.Cut(line, []byte("="))
 		switch string(key) {
@@ -242,11 +246,14 @@ func (sb *Sandbox) parseNote(log logrus.FieldLogger, msg []byte) (note Note, ok 
 		case "STATUS":
 			note.Status, note.HasStatus, ok = string(cutStatus(val)), true, true
 		case "MAINPID":
-			pid, err := strconv.Atoi(string(val))
-			if err != nil || !sb.SenderInSandbox(pid) {
-				log.WithField("mainpid", string(val)).Warn("sd_notify MAINPID refused: not a process of the sandbox")
-				continue
-			}
+			mainpid, hasMainpid = val, true
+		}
+	}
+	if hasMainpid {
+		pid, err := strconv.Atoi(string(mainpid))
+		if err != nil || !sb.SenderInSandbox(pid) {
+			log.WithField("mainpid", string(mainpid)).Warn("sd_notify MAINPID refused: not a process of the sandbox")
+		} else {
 			log.WithField("mainpid", pid).Debug("sd_notify MAINPID (logged only: the sandbox's init supervises the command)")
 		}
 	}

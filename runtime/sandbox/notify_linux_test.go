@@ -136,6 +136,9 @@ func TestParseNote(t *testing.T) {
 		{"MAINPID in the sandbox beside READY", "MAINPID=4343\nREADY=1", Note{Ready: true}, true, logged},
 		// A refused MAINPID spoils nothing else the message says.
 		{"MAINPID refused beside READY", "MAINPID=1\nREADY=1\nSTATUS=up", Note{Ready: true, Status: "up", HasStatus: true}, true, warned},
+		// Only the last MAINPID= is looked at (see TestParseNoteMainpidOnce).
+		{"MAINPID refused, then one in the sandbox", "MAINPID=1\nMAINPID=4242", Note{}, false, logged},
+		{"MAINPID in the sandbox, then one refused", "MAINPID=4242\nMAINPID=1", Note{}, false, warned},
 
 		// NUL is no separator: a line holding one is taken whole.
 		{"NUL after READY=1", "READY=1\x00", Note{}, false, ""},
@@ -167,6 +170,25 @@ func TestParseNote(t *testing.T) {
 				t.Errorf("parseNote(%q) logged %q: both accepted and refused", tc.msg, logs.String())
 			}
 		})
+	}
+}
+
+// However many MAINPID= lines a datagram holds, the cgroup is read once
+// and one line logged: a sandbox's flood of them, notifyRate datagrams a
+// second, must not turn into hundreds of reads and warnings a datagram.
+func TestParseNoteMainpidOnce(t *testing.T) {
+	sb, _ := notifySandbox(t, 4242)
+	var logs bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	log.SetLevel(logrus.DebugLevel)
+	line := "MAINPID=1\n"
+	msg := strings.Repeat(line, notifyMax/len(line))
+	if _, ok := sb.parseNote(log, []byte(msg)); ok {
+		t.Error("parseNote of MAINPID lines only: ok, want nothing to deliver")
+	}
+	if n := strings.Count(logs.String(), "\n"); n != 1 {
+		t.Errorf("%d MAINPID lines logged %d lines, want 1", strings.Count(msg, "\n"), n)
 	}
 }
 
