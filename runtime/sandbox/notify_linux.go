@@ -8,13 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/corral-dev/corral/rootfs/beneath"
@@ -122,8 +120,9 @@ func notifyMount(path string) rspec.Mount {
 	}
 }
 
-// notifyMax is the largest sd_notify message read; the rest of a longer
-// datagram is dropped.
+// notifyMax is the largest sd_notify message read; a longer datagram is
+// dropped whole, as systemd does: its cut last line could say what the
+// whole did not (READY=10 cut to READY=1).
 const notifyMax = 4096
 
 // notifyRate bounds the messages a second looked at from one sandbox.
@@ -150,9 +149,8 @@ type Note struct {
 // Every datagram carries its sender's credentials (SO_PASSCRED): one
 // whose sender is not a process of this sandbox's cgroup (a host process,
 // another sandbox, a process that lies about its PID, which needs
-// CAP_SYS_ADMIN) is dropped. MAINPID= is accepted only when it names a
-// process of the sandbox, and only logged: corral's init is the sandbox's
-// supervisor of record, never a PID a message names.
+// CAP_SYS_ADMIN) is dropped. MAINPID= is ignored: corral's init is the
+// sandbox's supervisor of record, never a PID a message names.
 func (sb *Sandbox) Notes() <-chan Note {
 	if sb.notify == nil {
 		return nil
@@ -175,11 +173,8 @@ func (sb *Sandbox) readNotify(conn *net.UnixConn, out chan<- Note, done <-chan s
 	var warned time.Time
 	var limit notifyLimit
 	for {
-		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		n, oobn, flags, _, err := conn.ReadMsgUnix(buf, oob)
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue
-			}
 			return // closed by Destroy
 		}
 		// Each message costs a look at the sandbox's cgroup: a sandbox
@@ -189,6 +184,9 @@ func (sb *Sandbox) readNotify(conn *net.UnixConn, out chan<- Note, done <-chan s
 		if !limit.allow(t) {
 			continue
 		}
+		if flags&unix.MSG_TRUNC != 0 {
+			continue // longer than notifyMax: dropped whole
+		}
 		pid := senderPid(oob[:oobn])
 		if !sb.SenderInSandbox(pid) {
 			if t.Sub(warned) > 10*time.Second { // a flood costs one line per 10 s
@@ -197,7 +195,7 @@ func (sb *Sandbox) readNotify(conn *net.UnixConn, out chan<- Note, done <-chan s
 			}
 			continue
 		}
-		note, ok := sb.parseNote(log, buf[:n])
+		note, ok := sb.parseNote(buf[:n])
 		if !ok {
 			continue
 		}
@@ -230,12 +228,11 @@ func (l *notifyLimit) allow(now time.Time) bool {
 }
 
 // parseNote reads one message of the sandbox's own processes; ok is
-// false when it says nothing corral acts on.
-func (sb *Sandbox) parseNote(log logrus.FieldLogger, msg []byte) (note Note, ok bool) {
-	// Only the last MAINPID= is looked at: each costs a read of the
-	// cgroup and a log line, and one datagram holds hundreds of them.
-	var mainpid []byte
-	hasMainpid := false
+// false when it says nothing corral acts on. MAINPID= is ignored: the
+// sandbox's init supervises the command, whatever PID a message names
+// (and a PID it names is one of the sandbox's own PID namespace, which
+// the host's could not check without a walk of /proc).
+func (sb *Sandbox) parseNote(msg []byte) (note Note, ok bool) {
 	for _, line := range bytes.Split(msg, []byte("\n")) {
 		key, val, _ := bytes.Cut(line, []byte("="))
 		switch string(key) {
@@ -245,16 +242,6 @@ func (sb *Sandbox) parseNote(log logrus.FieldLogger, msg []byte) (note Note, ok 
 			}
 		case "STATUS":
 			note.Status, note.HasStatus, ok = string(cutStatus(val)), true, true
-		case "MAINPID":
-			mainpid, hasMainpid = val, true
-		}
-	}
-	if hasMainpid {
-		pid, err := strconv.Atoi(string(mainpid))
-		if err != nil || !sb.SenderInSandbox(pid) {
-			log.WithField("mainpid", string(mainpid)).Warn("sd_notify MAINPID refused: not a process of the sandbox")
-		} else {
-			log.WithField("mainpid", pid).Debug("sd_notify MAINPID (logged only: the sandbox's init supervises the command)")
 		}
 	}
 	return note, ok

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/corral-dev/corral/internal/testenv"
@@ -56,139 +55,91 @@ func writeProcs(t *testing.T, sb *Sandbox, text string) {
 	}
 }
 
-// Messages as a sandbox's processes send them; the sandbox holds the
-// PIDs 4242 and 4343 (as the daemon sees them).
+// Messages as a sandbox's processes send them.
 func TestParseNote(t *testing.T) {
-	const (
-		warned = "MAINPID refused" // the refusal, at warning level
-		logged = "logged only"     // an accepted MAINPID, at debug level
-	)
 	long := strings.Repeat("x", NotifyStatusMax)
 	for _, tc := range []struct {
 		desc string
 		msg  string
 		want Note
 		ok   bool
-		log  string // a line the message logs ("": none)
 	}{
-		{"ready", "READY=1", Note{Ready: true}, true, ""},
-		{"ready, newline-terminated", "READY=1\n", Note{Ready: true}, true, ""},
+		{"ready", "READY=1", Note{Ready: true}, true},
+		{"ready, newline-terminated", "READY=1\n", Note{Ready: true}, true},
 		// sd_notify(3): READY=1 is the only readiness; values are taken
 		// exactly, as systemd does.
-		{"READY=0", "READY=0", Note{}, false, ""},
-		{"READY= empty", "READY=", Note{}, false, ""},
-		{"READY=true", "READY=true", Note{}, false, ""},
-		{"READY=1 with a trailing space", "READY=1 ", Note{}, false, ""},
-		{"READY=1 with a CR (CRLF lines)", "READY=1\r\n", Note{}, false, ""},
-		{"READY=1 with a leading space", " READY=1", Note{}, false, ""},
-		{"key in lower case", "ready=1", Note{}, false, ""},
-		{"READY without =", "READY", Note{}, false, ""},
-		{"READY=1=1", "READY=1=1", Note{}, false, ""},
+		{"READY=0", "READY=0", Note{}, false},
+		{"READY= empty", "READY=", Note{}, false},
+		{"READY=true", "READY=true", Note{}, false},
+		{"READY=1 with a trailing space", "READY=1 ", Note{}, false},
+		{"READY=1 with a CR (CRLF lines)", "READY=1\r\n", Note{}, false},
+		{"READY=1 with a leading space", " READY=1", Note{}, false},
+		{"key in lower case", "ready=1", Note{}, false},
+		{"READY without =", "READY", Note{}, false},
+		{"READY=1=1", "READY=1=1", Note{}, false},
 
-		{"status", "STATUS=serving on :8080", Note{Status: "serving on :8080", HasStatus: true}, true, ""},
+		{"status", "STATUS=serving on :8080", Note{Status: "serving on :8080", HasStatus: true}, true},
 		// An empty STATUS= is a message too: it clears the last one.
-		{"empty status", "STATUS=", Note{HasStatus: true}, true, ""},
-		{"status holding =", "STATUS=a=b", Note{Status: "a=b", HasStatus: true}, true, ""},
-		{"status of exactly the bound", "STATUS=" + long, Note{Status: long, HasStatus: true}, true, ""},
-		{"status one byte over the bound", "STATUS=" + long + "y", Note{Status: long, HasStatus: true}, true, ""},
-		{"status far over the bound", "STATUS=" + long + strings.Repeat("y", notifyMax), Note{Status: long, HasStatus: true}, true, ""},
+		{"empty status", "STATUS=", Note{HasStatus: true}, true},
+		{"status holding =", "STATUS=a=b", Note{Status: "a=b", HasStatus: true}, true},
+		{"status of exactly the bound", "STATUS=" + long, Note{Status: long, HasStatus: true}, true},
+		{"status one byte over the bound", "STATUS=" + long + "y", Note{Status: long, HasStatus: true}, true},
+		{"status far over the bound", "STATUS=" + long + strings.Repeat("y", notifyMax), Note{Status: long, HasStatus: true}, true},
 		// A cut never splits a UTF-8 character: é is 2 bytes, 😀 4.
-		{"status cut inside é", "STATUS=" + long[:255] + "é", Note{Status: long[:255], HasStatus: true}, true, ""},
-		{"status whose é ends at the bound", "STATUS=" + long[:254] + "éy", Note{Status: long[:254] + "é", HasStatus: true}, true, ""},
-		{"status cut after 😀's first byte", "STATUS=" + long[:255] + "😀", Note{Status: long[:255], HasStatus: true}, true, ""},
-		{"status cut after 😀's third byte", "STATUS=" + long[:253] + "😀", Note{Status: long[:253], HasStatus: true}, true, ""},
-		{"status whose 😀 ends at the bound", "STATUS=" + long[:252] + "😀y", Note{Status: long[:252] + "😀", HasStatus: true}, true, ""},
+		{"status cut inside é", "STATUS=" + long[:255] + "é", Note{Status: long[:255], HasStatus: true}, true},
+		{"status whose é ends at the bound", "STATUS=" + long[:254] + "éy", Note{Status: long[:254] + "é", HasStatus: true}, true},
+		{"status cut after 😀's first byte", "STATUS=" + long[:255] + "😀", Note{Status: long[:255], HasStatus: true}, true},
+		{"status cut after 😀's third byte", "STATUS=" + long[:253] + "😀", Note{Status: long[:253], HasStatus: true}, true},
+		{"status whose 😀 ends at the bound", "STATUS=" + long[:252] + "😀y", Note{Status: long[:252] + "😀", HasStatus: true}, true},
 		// Bytes that are not UTF-8 are cut where they are.
-		{"status cut at a stray continuation byte", "STATUS=" + long + "\x80", Note{Status: long, HasStatus: true}, true, ""},
-		{"status cut inside bytes that are not UTF-8", "STATUS=" + long[:255] + "\xc3(", Note{Status: long[:255] + "\xc3", HasStatus: true}, true, ""},
-		{"status cut inside a lone lead byte run", "STATUS=" + long[:253] + "\xf0\xf0\xf0\xf0", Note{Status: long[:253] + "\xf0\xf0\xf0", HasStatus: true}, true, ""},
-		{"the last status wins", "STATUS=one\nSTATUS=two", Note{Status: "two", HasStatus: true}, true, ""},
+		{"status cut at a stray continuation byte", "STATUS=" + long + "\x80", Note{Status: long, HasStatus: true}, true},
+		{"status cut inside bytes that are not UTF-8", "STATUS=" + long[:255] + "\xc3(", Note{Status: long[:255] + "\xc3", HasStatus: true}, true},
+		{"status cut inside a lone lead byte run", "STATUS=" + long[:253] + "\xf0\xf0\xf0\xf0", Note{Status: long[:253] + "\xf0\xf0\xf0", HasStatus: true}, true},
+		{"the last status wins", "STATUS=one\nSTATUS=two", Note{Status: "two", HasStatus: true}, true},
 
-		{"ready and status", "READY=1\nSTATUS=up", Note{Ready: true, Status: "up", HasStatus: true}, true, ""},
-		{"empty lines between", "STATUS=up\n\n\nREADY=1\n", Note{Ready: true, Status: "up", HasStatus: true}, true, ""},
-		{"READY=0 after READY=1 does not take it back", "READY=1\nREADY=0", Note{Ready: true}, true, ""},
+		{"ready and status", "READY=1\nSTATUS=up", Note{Ready: true, Status: "up", HasStatus: true}, true},
+		{"empty lines between", "STATUS=up\n\n\nREADY=1\n", Note{Ready: true, Status: "up", HasStatus: true}, true},
+		{"READY=0 after READY=1 does not take it back", "READY=1\nREADY=0", Note{Ready: true}, true},
 
-		{"empty datagram", "", Note{}, false, ""},
-		{"only newlines", "\n\n", Note{}, false, ""},
-		{"only =", "=", Note{}, false, ""},
-		{"empty key", "=1", Note{}, false, ""},
-		{"no = at all", "hello", Note{}, false, ""},
+		{"empty datagram", "", Note{}, false},
+		{"only newlines", "\n\n", Note{}, false},
+		{"only =", "=", Note{}, false},
+		{"empty key", "=1", Note{}, false},
+		{"no = at all", "hello", Note{}, false},
 
 		// What corral does not act on says nothing.
-		{"WATCHDOG", "WATCHDOG=1", Note{}, false, ""},
-		{"RELOADING", "RELOADING=1", Note{}, false, ""},
-		{"STOPPING", "STOPPING=1", Note{}, false, ""},
-		{"ERRNO", "ERRNO=2", Note{}, false, ""},
-		{"FDSTORE", "FDSTORE=1", Note{}, false, ""},
-		{"a key of its own", "X_MY_APP=1", Note{}, false, ""},
-		{"an unknown key beside READY", "X_MY_APP=1\nREADY=1", Note{Ready: true}, true, ""},
+		{"WATCHDOG", "WATCHDOG=1", Note{}, false},
+		{"RELOADING", "RELOADING=1", Note{}, false},
+		{"STOPPING", "STOPPING=1", Note{}, false},
+		{"ERRNO", "ERRNO=2", Note{}, false},
+		{"FDSTORE", "FDSTORE=1", Note{}, false},
+		{"a key of its own", "X_MY_APP=1", Note{}, false},
+		{"an unknown key beside READY", "X_MY_APP=1\nREADY=1", Note{Ready: true}, true},
 
-		// MAINPID is only logged: in the sandbox's cgroup at debug level,
-		// anything else refused with a warning; neither is a Note.
-		{"MAINPID in the sandbox", "MAINPID=4242", Note{}, false, logged},
-		{"MAINPID outside it", "MAINPID=1", Note{}, false, warned},
-		{"MAINPID 0", "MAINPID=0", Note{}, false, warned},
-		{"MAINPID negative", "MAINPID=-4242", Note{}, false, warned},
-		{"MAINPID empty", "MAINPID=", Note{}, false, warned},
-		{"MAINPID not a number", "MAINPID=abc", Note{}, false, warned},
-		{"MAINPID with a space", "MAINPID= 4242", Note{}, false, warned},
-		{"MAINPID beyond an int", "MAINPID=99999999999999999999", Note{}, false, warned},
-		{"MAINPID in the sandbox beside READY", "MAINPID=4343\nREADY=1", Note{Ready: true}, true, logged},
-		// A refused MAINPID spoils nothing else the message says.
-		{"MAINPID refused beside READY", "MAINPID=1\nREADY=1\nSTATUS=up", Note{Ready: true, Status: "up", HasStatus: true}, true, warned},
-		// Only the last MAINPID= is looked at (see TestParseNoteMainpidOnce).
-		{"MAINPID refused, then one in the sandbox", "MAINPID=1\nMAINPID=4242", Note{}, false, logged},
-		{"MAINPID in the sandbox, then one refused", "MAINPID=4242\nMAINPID=1", Note{}, false, warned},
+		// MAINPID is ignored, whatever it names: the sandbox's init
+		// supervises the command. It spoils nothing else the message says.
+		{"MAINPID", "MAINPID=4242", Note{}, false},
+		{"MAINPID of the host's init", "MAINPID=1", Note{}, false},
+		{"MAINPID not a number", "MAINPID=abc", Note{}, false},
+		{"MAINPID beside READY", "MAINPID=1\nREADY=1\nSTATUS=up", Note{Ready: true, Status: "up", HasStatus: true}, true},
 
 		// NUL is no separator: a line holding one is taken whole.
-		{"NUL after READY=1", "READY=1\x00", Note{}, false, ""},
-		{"NUL between two messages", "READY=1\x00STATUS=x", Note{}, false, ""},
+		{"NUL after READY=1", "READY=1\x00", Note{}, false},
+		{"NUL between two messages", "READY=1\x00STATUS=x", Note{}, false},
 		// STATUS= text is passed on byte for byte, control bytes and
 		// all: escaping it is its printer's job (cmd/corral's field).
-		{"NUL in a status", "STATUS=a\x00b", Note{Status: "a\x00b", HasStatus: true}, true, ""},
-		{"terminal escape in a status", "STATUS=\x1b[31mred\x1b[0m", Note{Status: "\x1b[31mred\x1b[0m", HasStatus: true}, true, ""},
-		{"CR in a status", "STATUS=up\r", Note{Status: "up\r", HasStatus: true}, true, ""},
-		{"invalid UTF-8 in a status", "STATUS=\xff\xfe", Note{Status: "\xff\xfe", HasStatus: true}, true, ""},
+		{"NUL in a status", "STATUS=a\x00b", Note{Status: "a\x00b", HasStatus: true}, true},
+		{"terminal escape in a status", "STATUS=\x1b[31mred\x1b[0m", Note{Status: "\x1b[31mred\x1b[0m", HasStatus: true}, true},
+		{"CR in a status", "STATUS=up\r", Note{Status: "up\r", HasStatus: true}, true},
+		{"invalid UTF-8 in a status", "STATUS=\xff\xfe", Note{Status: "\xff\xfe", HasStatus: true}, true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			sb, _ := notifySandbox(t, 4242, 4343)
-			var logs bytes.Buffer
-			log := logrus.New()
-			log.SetOutput(&logs)
-			log.SetLevel(logrus.DebugLevel)
-			got, ok := sb.parseNote(log, []byte(tc.msg))
+			sb, _ := notifySandbox(t)
+			got, ok := sb.parseNote([]byte(tc.msg))
 			if got != tc.want || ok != tc.ok {
 				t.Errorf("parseNote(%q) = %+v, %v; want %+v, %v", tc.msg, got, ok, tc.want, tc.ok)
 			}
-			switch {
-			case tc.log == "" && logs.Len() > 0:
-				t.Errorf("parseNote(%q) logged %q, want nothing", tc.msg, logs.String())
-			case tc.log != "" && !strings.Contains(logs.String(), tc.log):
-				t.Errorf("parseNote(%q) logged %q, want a line with %q", tc.msg, logs.String(), tc.log)
-			case tc.log == warned && strings.Contains(logs.String(), logged),
-				tc.log == logged && strings.Contains(logs.String(), warned):
-				t.Errorf("parseNote(%q) logged %q: both accepted and refused", tc.msg, logs.String())
-			}
 		})
-	}
-}
-
-// However many MAINPID= lines a datagram holds, the cgroup is read once
-// and one line logged: a sandbox's flood of them, notifyRate datagrams a
-// second, must not turn into hundreds of reads and warnings a datagram.
-func TestParseNoteMainpidOnce(t *testing.T) {
-	sb, _ := notifySandbox(t, 4242)
-	var logs bytes.Buffer
-	log := logrus.New()
-	log.SetOutput(&logs)
-	log.SetLevel(logrus.DebugLevel)
-	line := "MAINPID=1\n"
-	msg := strings.Repeat(line, notifyMax/len(line))
-	if _, ok := sb.parseNote(log, []byte(msg)); ok {
-		t.Error("parseNote of MAINPID lines only: ok, want nothing to deliver")
-	}
-	if n := strings.Count(logs.String(), "\n"); n != 1 {
-		t.Errorf("%d MAINPID lines logged %d lines, want 1", strings.Count(msg, "\n"), n)
 	}
 }
 
@@ -477,16 +428,17 @@ func TestReadNotifyDelivers(t *testing.T) {
 	}
 }
 
-// A datagram longer than notifyMax is read cut there: what fits is
-// acted on, as parseNote would on the cut text.
+// A datagram longer than notifyMax is dropped whole, as systemd does:
+// its cut text could say what the whole did not.
 func TestReadNotifyLongDatagram(t *testing.T) {
 	sb, _ := notifySandbox(t, os.Getpid())
 	r := startNotify(t, sb, true)
-	pad := "X_PAD=" + strings.Repeat("p", notifyMax) + "\n"
-	r.sendAt("READY=1\n"+pad, time.Now())
-	r.sendAt(pad+"READY=1", time.Now()) // READY=1 is past the cut
+	pad := "X_PAD=" + strings.Repeat("p", notifyMax-len("X_PAD=\nREADY=1")) + "\n"
+	r.sendAt(pad+"READY=10", time.Now())                           // one byte too long: cut, it would read READY=1
+	r.sendAt("READY=1\n"+pad+strings.Repeat("q", 100), time.Now()) // too long, whatever it starts with
+	r.sendAt(pad+"READY=1", time.Now())                            // exactly notifyMax: read
 	if got, want := r.notes(), []Note{{Ready: true}}; !slices.Equal(got, want) {
-		t.Errorf("notes %+v, want %+v", got, want)
+		t.Errorf("notes %+v, want %+v (only the datagram of notifyMax bytes)", got, want)
 	}
 }
 
