@@ -34,14 +34,20 @@ func setupVariants(cfg Config, sc *scratch.Dir) ([]*Variant, []string, error) {
 	if err != nil {
 		return []*Variant{runcV}, nil, err
 	}
-	// The same without the user namespace: what the namespace and its
-	// id-mapping cost, side by side.
+	// The same without the user namespace: what the namespace costs on
+	// the built-in root, and with the id-mapped mount of a directory root,
+	// side by side.
 	hostUserns, err := CorralVariant(cfg.Corral, sc, false)
 	if err != nil {
 		return []*Variant{runcV}, nil, err
 	}
 	hostUserns.WithoutUserNamespace()
-	variants := []*Variant{hostRoot, hostUserns, busybox, runcV}
+	busyboxUserns, err := CorralVariant(cfg.Corral, sc, true)
+	if err != nil {
+		return []*Variant{runcV}, nil, err
+	}
+	busyboxUserns.WithoutUserNamespace()
+	variants := []*Variant{hostRoot, hostUserns, busybox, busyboxUserns, runcV}
 	var notes []string
 	for _, build := range []func() (*Variant, error){
 		func() (*Variant, error) { return crunVariant(cfg.Crun, sc) },
