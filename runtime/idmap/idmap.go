@@ -11,6 +11,7 @@ package idmap
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -71,12 +72,40 @@ func Parse(name string, data []byte) ([]Entry, error) {
 	return out, sc.Err()
 }
 
-// Blocks are the block starts corral may hand out: the 65536-aligned
-// blocks wholly inside corral's ranges of both files (so a block is the
-// same for uids and gids), never the first block (IDs 0-65535 are the
-// host's own). A range of corral's that overlaps another owner's is an
-// error: two owners of one host ID would share files and processes.
-func Blocks(subuid, subgid []Entry) ([]uint32, error) {
+// Span is a run of whole blocks: the IDs [First, End), both multiples of
+// BlockSize.
+type Span struct{ First, End uint64 }
+
+// Set is the blocks corral may hand out, as sorted, disjoint spans: a
+// range of 4096 blocks is one span, not 4096 entries to build and search
+// at every start.
+type Set []Span
+
+// Has reports whether the block starting at b is in the set.
+func (s Set) Has(b uint32) bool {
+	for _, sp := range s {
+		if uint64(b) >= sp.First && uint64(b) < sp.End {
+			return uint64(b)%BlockSize == 0
+		}
+	}
+	return false
+}
+
+// Len is the number of blocks in the set.
+func (s Set) Len() int {
+	n := 0
+	for _, sp := range s {
+		n += int((sp.End - sp.First) / BlockSize)
+	}
+	return n
+}
+
+// Blocks are the blocks corral may hand out: the 65536-aligned blocks
+// wholly inside corral's ranges of both files (so a block is the same for
+// uids and gids), never the first block (IDs 0-65535 are the host's own).
+// A range of corral's that overlaps another owner's is an error: two
+// owners of one host ID would share files and processes.
+func Blocks(subuid, subgid []Entry) (Set, error) {
 	u, err := ownBlocks("/etc/subuid", subuid)
 	if err != nil {
 		return nil, err
@@ -85,10 +114,17 @@ func Blocks(subuid, subgid []Entry) ([]uint32, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []uint32
-	for _, b := range u {
-		if _, ok := slices.BinarySearch(g, b); ok {
-			out = append(out, b)
+	// Both lists are sorted and disjoint: walk them together.
+	var out Set
+	for i, j := 0, 0; i < len(u) && j < len(g); {
+		first, end := max(u[i].First, g[j].First), min(u[i].End, g[j].End)
+		if first < end {
+			out = append(out, Span{first, end})
+		}
+		if u[i].End < g[j].End {
+			i++
+		} else {
+			j++
 		}
 	}
 	if len(out) == 0 {
@@ -98,8 +134,10 @@ func Blocks(subuid, subgid []Entry) ([]uint32, error) {
 	return out, nil
 }
 
-func ownBlocks(file string, es []Entry) ([]uint32, error) {
-	var out []uint32
+// ownBlocks is the whole blocks of corral's lines of one file, sorted,
+// with overlapping and touching spans merged.
+func ownBlocks(file string, es []Entry) (Set, error) {
+	var spans Set
 	for _, e := range es {
 		if e.Owner != Owner {
 			continue
@@ -110,16 +148,22 @@ func ownBlocks(file string, es []Entry) ([]uint32, error) {
 					file, e.Start, e.end()-1, o.Owner, o.Start, o.end()-1)
 			}
 		}
-		first := (e.Start + BlockSize - 1) / BlockSize * BlockSize
-		if first == 0 {
-			first = BlockSize
-		}
-		for b := first; b+BlockSize <= e.end(); b += BlockSize {
-			out = append(out, uint32(b))
+		first := max((e.Start+BlockSize-1)/BlockSize*BlockSize, BlockSize)
+		end := e.end() / BlockSize * BlockSize
+		if first < end {
+			spans = append(spans, Span{first, end})
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	slices.SortFunc(spans, func(a, b Span) int { return cmp.Compare(a.First, b.First) })
+	var out Set
+	for _, sp := range spans {
+		if n := len(out); n > 0 && sp.First <= out[n-1].End {
+			out[n-1].End = max(out[n-1].End, sp.End)
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out, nil
 }
 
 // SetupStart and SetupBlocks are the range `corral setup` gives corral

@@ -34,8 +34,23 @@ func TestBlocksAreAlignedSharedAndNeverTheFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	// uid blocks 196608..458752; gid from 262144 (aligned up) to 458752.
-	if want := []uint32{262144, 327680, 393216, 458752}; !slices.Equal(got, want) {
+	if want := (Set{{262144, 524288}}); !slices.Equal(got, want) {
 		t.Errorf("blocks %v, want %v", got, want)
+	}
+	for b, want := range map[uint32]bool{196608: false, 262144: true, 458752: true, 524288: false, 262145: false, 0: false} {
+		if got.Has(b) != want {
+			t.Errorf("Has(%d) = %v, want %v", b, !want, want)
+		}
+	}
+	if got.Len() != 4 {
+		t.Errorf("Len() = %d, want 4", got.Len())
+	}
+	// Several lines of corral's: merged where they touch, kept apart where
+	// they do not, and only blocks in both files count.
+	u = entries(t, "corral:65536:131072\ncorral:196608:65536\ncorral:1048576:131072\n")
+	g = entries(t, "corral:0:1179648\n")
+	if got, err := Blocks(u, g); err != nil || !slices.Equal(got, Set{{65536, 262144}, {1048576, 1179648}}) {
+		t.Errorf("several lines: %v, %v", got, err)
 	}
 	if _, err := Blocks(entries(t, "corral:0:65536\n"), entries(t, "corral:0:65536\n")); !errors.Is(err, ErrNoRange) {
 		t.Errorf("only the first block: %v, want ErrNoRange", err)
@@ -62,7 +77,7 @@ func TestAllocatorIsStickyAndDisjoint(t *testing.T) {
 	if err := os.WriteFile(sub, []byte("corral:65536:196608\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	state := filepath.Join(dir, "idmap.json")
+	state := filepath.Join(dir, "idmap")
 	a, err := Open(state, sub, sub)
 	if err != nil {
 		t.Fatal(err)
@@ -112,5 +127,71 @@ func TestSetupAddsOneRangeOverlappingNoOne(t *testing.T) {
 	data, _ := os.ReadFile(u)
 	if !strings.HasPrefix(string(data), "big:1073741824:65536\ncorral:") {
 		t.Errorf("subuid now %q", data)
+	}
+}
+
+// TestAllocatorTakesOverTheLegacyFileAndMendsCutClaims: blocks that an
+// earlier corral recorded in idmap.json stay theirs (their sandboxes may
+// run); a name recorded without its claim (a crash between the two
+// links) gets its block back unless another name took it meanwhile.
+func TestAllocatorTakesOverTheLegacyFileAndMendsCutClaims(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "subid")
+	if err := os.WriteFile(sub, []byte("corral:65536:262144\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "idmap")
+	if err := os.WriteFile(state+".json", []byte(`{"blocks": {"old": 131072}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Open(state, sub, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := a.Get("new"); err != nil || b != 65536 {
+		t.Fatalf("new: %d, %v; want the lowest free block 65536", b, err)
+	}
+	if b, err := a.Get("next"); err != nil || b != 196608 {
+		t.Fatalf("next: %d, %v; want 196608 (131072 is old's, taken over)", b, err)
+	}
+	if b, err := a.Get("old"); err != nil || b != 131072 {
+		t.Fatalf("old: %d, %v; want its block 131072", b, err)
+	}
+	if _, err := os.Stat(state + ".json"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the legacy file is still there: %v", err)
+	}
+	// A cut claim: n.cut recorded, b.262144 never made.
+	if err := os.Symlink("262144", filepath.Join(state, "n.cut")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := a.Get("cut"); err != nil || b != 262144 {
+		t.Fatalf("cut: %d, %v; want its recorded block 262144, claimed now", b, err)
+	}
+	// A record whose block another name holds: a new block, never a shared one.
+	if err := a.Release("new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("131072", filepath.Join(state, "n.stale")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := a.Get("stale"); err != nil || b != 65536 {
+		t.Fatalf("stale: %d, %v; want 65536 (its record names old's block)", b, err)
+	}
+	if target, _ := os.Readlink(filepath.Join(state, "b.131072")); target != "old" {
+		t.Errorf("old's claim now names %q", target)
+	}
+	// Releasing a name whose record names another's block leaves that
+	// block's claim alone.
+	if err := os.Remove(filepath.Join(state, "n.stale")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("131072", filepath.Join(state, "n.stale")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Release("stale"); err != nil {
+		t.Fatal(err)
+	}
+	if target, _ := os.Readlink(filepath.Join(state, "b.131072")); target != "old" {
+		t.Errorf("after releasing stale, old's claim names %q", target)
 	}
 }
