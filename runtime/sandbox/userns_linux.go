@@ -3,12 +3,11 @@ package sandbox
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/corral-dev/corral/internal/userns"
 	"github.com/corral-dev/corral/rootfs"
 	"github.com/corral-dev/corral/runtime/idmap"
 	"github.com/corral-dev/corral/spec"
@@ -26,7 +25,7 @@ import (
 // idMapping is a sandbox's block of host IDs.
 type idMapping struct{ block uint32 }
 
-func (m *Manager) idsPath() string { return filepath.Join(m.stateDir, "idmap.json") }
+func (m *Manager) idsPath() string { return filepath.Join(m.stateDir, "idmap") }
 
 // mapping is name's block: the one it had, or a new one.
 func (m *Manager) mapping(name string) (*idMapping, error) {
@@ -156,41 +155,18 @@ func fieldError(field string, err error) error {
 	return &spec.FieldError{Field: field, Err: err}
 }
 
-// userns is a user namespace with block's mapping, for id-mapped mounts:
-// made once per block by a helper process (cat, blocked on its input)
-// that is gone once the namespace is open, and kept open.
+// userns is a user namespace with block's mapping, for id-mapped mounts,
+// made once per block (internal/userns: a child in C, gone once the
+// namespace is open) and kept open.
 func (m *Manager) userns(block uint32) (*os.File, error) {
 	m.idsMu.Lock()
 	defer m.idsMu.Unlock()
 	if f := m.usernsFds[block]; f != nil {
 		return f, nil
 	}
-	cat, err := exec.LookPath("cat")
+	f, err := userns.Open([]userns.Mapping{{InsideID: 0, HostID: block, Size: idmap.BlockSize}})
 	if err != nil {
-		return nil, fmt.Errorf("a user namespace for the id-mapped mount needs cat: %w", err)
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer w.Close()
-	cmd := exec.Command(cat)
-	cmd.Stdin = r
-	m32 := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(block), Size: idmap.BlockSize}}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWUSER, UidMappings: m32, GidMappings: m32,
-		Pdeathsig: syscall.SIGKILL,
-	}
-	err = cmd.Start()
-	r.Close()
-	if err != nil {
-		return nil, fmt.Errorf("a user namespace for the id-mapped mount: %w", err)
-	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid))
-	w.Close() // cat ends
-	_ = cmd.Wait()
-	if err != nil {
-		return nil, fmt.Errorf("a user namespace for the id-mapped mount: %w", err)
+		return nil, fmt.Errorf("for the id-mapped mount: %w", err)
 	}
 	if m.usernsFds == nil {
 		m.usernsFds = map[uint32]*os.File{}
