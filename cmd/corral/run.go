@@ -229,6 +229,9 @@ func (o *runOptions) run(g *globalOptions) error {
 	// A run's ID block is its own while it runs, and then free again;
 	// never that of a sandbox of the same name that runs.
 	release := func() {
+		if o.svc.Security.HostUserNamespace {
+			return // it took none
+		}
 		if err := mgr.ReleaseIDs(o.svc.Name); err != nil {
 			log.WithError(err).Warn("release the sandbox's ID block")
 		}
@@ -240,8 +243,18 @@ func (o *runOptions) run(g *globalOptions) error {
 		}
 		return fail(flagError(err))
 	}
-	defer release()
 	exit, waitErr := o.supervise(sb, signals, log)
+	// Once the sandbox's PID 1 has been reaped, no process of its PID
+	// namespace is left (the kernel ends them all before its init), and
+	// its block is free while the rest is taken down.
+	released := make(chan struct{})
+	if ended := waitErr == nil; ended {
+		go func() { release(); close(released) }()
+	} else {
+		defer release()
+		close(released)
+	}
+	defer func() { <-released }()
 	if err := sb.Destroy(); err != nil {
 		log.WithError(err).Error("tear-down incomplete")
 		if waitErr == nil {

@@ -265,12 +265,40 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 		return nil, fmt.Errorf("%w: cgroup %s already holds %d processes that this corral did not start (another corral with the same cgroup parent?)",
 			ErrNameInUse, filepath.Join(cgroupParent, svc.Name), len(pids))
 	}
+	// The ID block is looked up (a locked read and write in the state
+	// dir) while the built-in root is built: neither needs the other.
+	mapped := make(chan error, 1)
 	var ids *idMapping
-	if !svc.Security.HostUserNamespace {
-		if ids, err = m.mapping(svc.Name); err != nil {
+	if svc.Security.HostUserNamespace {
+		mapped <- nil
+	} else {
+		go func() {
+			var err error
+			ids, err = m.mapping(svc.Name)
+			mapped <- err
+		}()
+	}
+	waitIDs := func() error {
+		if mapped == nil {
+			return nil
+		}
+		err := <-mapped
+		mapped = nil
+		if ids != nil {
+			sb.rec.IDBlock = ids.block
+		}
+		return err
+	}
+	// Every way out waits for the lookup (before the deferred Destroy).
+	defer func() {
+		if werr := waitIDs(); werr != nil && err == nil {
+			err = werr
+		}
+	}()
+	if svc.Rootfs != "" {
+		if err := waitIDs(); err != nil {
 			return nil, err
 		}
-		sb.rec.IDBlock = ids.block
 	}
 	if svc.Rootfs == "" {
 		sb.root, err = rootfs.HostBind(sb.rec.RootDir, rootfs.HostBindOptions{
@@ -292,7 +320,7 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 	} else {
 		sb.root, err = rootfs.Directory(svc.Rootfs)
 	}
-	if err != nil {
+	if err = errors.Join(waitIDs(), err); err != nil {
 		return nil, err
 	}
 	s := spec.RuntimeSpec(svc)
@@ -527,7 +555,8 @@ func (sb *Sandbox) Start(stdio Stdio) (err error) {
 		ExtraFiles: extra,
 		Init:       true,
 	}
-	if err := sb.container.Run(sb.process); err != nil {
+	err = sb.container.Run(sb.process)
+	if err != nil {
 		sb.process = nil
 		return fmt.Errorf("sandbox %s: start %q: %w", sb.Name, p.Args[0], classifyStartError(p.Args[0], err))
 	}
