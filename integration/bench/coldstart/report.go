@@ -66,9 +66,9 @@ func (r *Report) find(name string) *VariantResult {
 func (r *Report) Print(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Cold start-to-exit of /bin/true (memory %s, %s CPU, %s pids)\n", MemoryFlag, CPUsFlag, PidsFlag)
-	fmt.Fprintf(w, "%-34s %5s %10s %8s %8s %8s  %s\n", "variant", "runs", "median ms", "p95 ms", "min ms", "vs runc", "notes")
+	fmt.Fprintf(w, "%-38s %5s %10s %8s %8s %8s  %s\n", "variant", "runs", "median ms", "p95 ms", "min ms", "vs runc", "notes")
 	for _, v := range r.Variants {
-		fmt.Fprintf(w, "%-34s %5d %10.2f %8.2f %8.2f %8.2f  %s\n", v.Name, v.Runs, v.MedianMS, v.P95MS, v.MinMS, v.VsRunc, v.Note)
+		fmt.Fprintf(w, "%-38s %5d %10.2f %8.2f %8.2f %8.2f  %s\n", v.Name, v.Runs, v.MedianMS, v.P95MS, v.MinMS, v.VsRunc, v.Note)
 	}
 	fmt.Fprintln(w)
 	// The goal is judged on the same busybox root as runc's; the built-in
@@ -89,6 +89,6 @@ func (r *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\ncommands (run 1):")
 	for _, v := range r.Variants {
-		fmt.Fprintf(w, "  %-34s %s\n", v.Name+":", strings.Join(v.Command, " "))
+		fmt.Fprintf(w, "  %-38s %s\n", v.Name+":", strings.Join(v.Command, " "))
 	}
 }
