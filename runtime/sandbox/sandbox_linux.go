@@ -211,9 +211,11 @@ type Sandbox struct {
 	rec       *record
 	root      *rootfs.Root
 	container *libcontainer.Container
-	process   *libcontainer.Process
-	spec      *rspec.Spec
-	limits    spec.Resources
+	// initNeverRan: Run failed before the init process existed.
+	initNeverRan bool
+	process      *libcontainer.Process
+	spec         *rspec.Spec
+	limits       spec.Resources
 	// claims are the parent cgroups it claimed (see claimParents), until
 	// Destroy.
 	claims []string
@@ -298,6 +300,11 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 	if svc.Rootfs != "" {
 		if err := waitIDs(); err != nil {
 			return nil, err
+		}
+		if ids != nil {
+			if err := checkRootEnterable(svc.Rootfs); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if svc.Rootfs == "" {
@@ -557,6 +564,13 @@ func (sb *Sandbox) Start(stdio Stdio) (err error) {
 	}
 	err = sb.container.Run(sb.process)
 	if err != nil {
+		if _, perr := sb.process.Pid(); perr != nil {
+			// Its init never ran (libcontainer could not even start it):
+			// libcontainer's own status of such a container dereferences
+			// the process it never got (a panic), so Destroy removes it
+			// without asking.
+			sb.initNeverRan = true
+		}
 		sb.process = nil
 		return fmt.Errorf("sandbox %s: start %q: %w", sb.Name, p.Args[0], classifyStartError(p.Args[0], err))
 	}
@@ -749,7 +763,12 @@ func (sb *Sandbox) CgroupPath() string { return sb.rec.CgroupPath }
 func (sb *Sandbox) Destroy() error {
 	var errs []error
 	if sb.container != nil {
-		if err := destroyContainer(sb.container, sb.process); err != nil {
+		if sb.initNeverRan {
+			// Nothing ran, no cgroup was entered: only its directory.
+			if err := sb.m.removeContainerDir(sb.Name); err != nil {
+				errs = append(errs, err)
+			}
+		} else if err := destroyContainer(sb.container, sb.process); err != nil {
 			errs = append(errs, err)
 		}
 		sb.container = nil
