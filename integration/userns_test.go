@@ -362,3 +362,39 @@ func TestDirectoryRootIsIDMapped(t *testing.T) {
 		t.Errorf("the operator's root was touched by the sweep: %v", err)
 	}
 }
+
+// TestUnenterableDirectoryRootIsRefused: a directory root owned by an ID
+// outside the sandbox's (nobody inside) and closed to others is refused
+// before anything is made, naming the path, why and the ways out (the
+// runtime could not even chdir into it, and once crashed tearing down
+// the init it never started).
+func TestUnenterableDirectoryRootIsRefused(t *testing.T) {
+	root := busyboxRoot(t)
+	// A first run, while the root is root's, makes the mount points in it:
+	// once it is nobody's inside, the runtime could not.
+	mustRun(t, "--rootfs", root, "--", "/bin/sh", "-c", "exit 0")
+	if err := os.Chown(root, 200000, 200000); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := corral(t, "run", "--rootfs", root, "--", "/bin/sh", "-c", "exit 0")
+	if r.code != 125 {
+		t.Fatalf("corral run on an unenterable root: %s; want exit 125", r)
+	}
+	for _, want := range []string{"--rootfs: " + root + " (owner 200000:200000, mode 0700) cannot be entered by the sandbox", "chmod o+rx " + root, "user_namespace: host"} {
+		wantContains(t, "the refusal", r.stderr, want)
+	}
+	if strings.Contains(r.stderr, "panic") {
+		t.Errorf("corral panicked:\n%s", r.stderr)
+	}
+	if n := stageMounts(t); n != 0 {
+		t.Errorf("%d mounts left under the state dir after the refusal", n)
+	}
+	// Opened to others, the same root runs.
+	if err := os.Chmod(root, 0o705); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "--rootfs", root, "--", "/bin/sh", "-c", "exit 0")
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -146,6 +147,29 @@ func (ids *idMapping) checkPassable(field, path string) error {
 			return nil
 		}
 	}
+}
+
+// checkRootEnterable refuses a directory root the sandbox could not use
+// through its id-mapped mount: an owner outside the sandbox's IDs
+// (0-65535) is nobody there, and neither the sandbox's root nor host root
+// has owner rights it does not map, so others must be able to read and
+// pass it (the runtime opens it, and chdirs into it to start).
+func checkRootEnterable(root string) error {
+	fi, err := os.Stat(root)
+	if err != nil {
+		return &spec.FieldError{Field: "rootfs", Err: err}
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	mapped := st.Uid < idmap.BlockSize && st.Gid < idmap.BlockSize
+	if !mapped && fi.Mode().Perm()&0o005 != 0o005 {
+		return &spec.FieldError{Field: "rootfs", Err: fmt.Errorf(
+			"%s (owner %d:%d, mode %04o) cannot be entered by the sandbox: its owner is outside the IDs a sandbox has (0-%d), so it is nobody there, and others may not read and pass it: chown it to an ID below %d, chmod o+rx %s, or user_namespace: host",
+			root, st.Uid, st.Gid, fi.Mode().Perm(), idmap.BlockSize-1, idmap.BlockSize, root)}
+	}
+	return nil
 }
 
 func fieldError(field string, err error) error {
