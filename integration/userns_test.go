@@ -398,3 +398,47 @@ func TestUnenterableDirectoryRootIsRefused(t *testing.T) {
 	}
 	mustRun(t, "--rootfs", root, "--", "/bin/sh", "-c", "exit 0")
 }
+
+// TestMissingOrOverlappingSubordinateRangeIsRefused: with no corral line
+// in /etc/subuid and /etc/subgid, or one overlapping another owner's, a
+// sandbox is refused before anything is made, saying what to do; with
+// user_namespace: host it still runs. The files are the host's: they are
+// put back as they were, whatever happens.
+func TestMissingOrOverlappingSubordinateRangeIsRefused(t *testing.T) {
+	for _, path := range []string{"/etc/subuid", "/etc/subgid"} {
+		saved, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := os.WriteFile(path, saved, fi.Mode().Perm()); err != nil {
+				t.Errorf("put %s back: %v", path, err)
+			}
+		})
+	}
+	write := func(text string) {
+		t.Helper()
+		for _, path := range []string{"/etc/subuid", "/etc/subgid"} {
+			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct{ desc, file, want string }{
+		{"no corral line", "alice:100000:65536\n", "run `corral setup` to add them"},
+		{"a corral line over alice's", "alice:100000:65536\ncorral:65536:131072\n", "corral's range 65536-196607 overlaps alice's 100000-165535: give corral a range of its own"},
+	} {
+		write(tc.file)
+		r := corral(t, "run", "--", "/bin/true")
+		if r.code != 125 {
+			t.Fatalf("%s: corral run: %s; want exit 125", tc.desc, r)
+		}
+		wantContains(t, tc.desc, r.stderr, tc.want)
+		wantContains(t, tc.desc, r.stderr, "user_namespace: host")
+		mustRun(t, "--userns", "host", "--", "/bin/true")
+	}
+}

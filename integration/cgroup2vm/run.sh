@@ -78,6 +78,7 @@ vm_tests=(
 	TestBindsUnderAUserNamespace
 	TestNetworkHostUnderAUserNamespace
 	TestDirectoryRootIsIDMapped
+	TestMissingOrOverlappingSubordinateRangeIsRefused
 )
 tests=${CGROUP2_VM_TESTS:-^($(IFS='|'; echo "${vm_tests[*]}"))\$}
 
