@@ -17,7 +17,7 @@ var (
 	topKeys       = []string{"daemon", "services"}
 	daemonKeys    = []string{"cgroup_parent", "log_dir", "defaults", "metrics", "alerts"}
 	defaultsKeys  = []string{"restart", "stop", "logs", "resources"}
-	serviceKeys   = []string{"command", "env", "workdir", "user", "hostname", "rootfs", "network", "resources", "capabilities", "seccomp", "read_only", "mounts", "unsafe_host_mounts", "user_namespace", "restart", "stop", "logs", "depends_on", "health", "notify", "alerts"}
+	serviceKeys   = []string{"command", "env", "workdir", "user", "hostname", "rootfs", "image", "entrypoint", "pull", "network", "resources", "capabilities", "seccomp", "read_only", "mounts", "unsafe_host_mounts", "user_namespace", "restart", "stop", "logs", "depends_on", "health", "notify", "alerts"}
 	resourcesKeys = []string{"memory", "cpus", "pids"}
 	restartKeys   = []string{"policy", "backoff", "crash_loop"}
 	backoffKeys   = []string{"initial", "max", "multiplier", "jitter", "reset_after"}
@@ -165,6 +165,7 @@ func (d *decoder) service(p pair, def *defaults, logDir string, stat func(string
 		at[k] = l
 	}
 	var deps []dependRef
+	var image Image
 	setStr := func(v *yaml.Node, field, key string, dst *string) {
 		if x, ok := d.str(v, field); ok {
 			*dst = x
@@ -185,6 +186,16 @@ func (d *decoder) service(p pair, def *defaults, logDir string, stat func(string
 			setStr(v, field, key, &s.Hostname)
 		case "rootfs":
 			setStr(v, field, key, &s.Rootfs)
+		case "image":
+			setStr(v, field, key, &image.Ref)
+		case "entrypoint":
+			at[key] = loc{resolve(v), field}
+			image.Entrypoint, _ = d.strList(v, field, commandHint)
+			if image.Entrypoint == nil {
+				image.Entrypoint = []string{}
+			}
+		case "pull":
+			setStr(v, field, key, &image.Pull)
 		case "network":
 			setStr(v, field, key, &s.Network)
 		case "seccomp":
@@ -250,6 +261,20 @@ func (d *decoder) service(p pair, def *defaults, logDir string, stat func(string
 	})
 	if present == nil {
 		return u, deps // not a mapping: reported, nothing to validate
+	}
+	if _, ok := at["image"]; ok {
+		image.UserFromImage = !present["user"]
+		image.WorkdirFromImage = !present["workdir"]
+		if image.WorkdirFromImage {
+			s.Workdir = ""
+		}
+		s.Image = &image
+	} else {
+		for _, key := range []string{"entrypoint", "pull"} {
+			if l, ok := at[key]; ok {
+				d.errorf(l.node, l.field, "%s is for a service with an image: add image: REF, or drop %s", key, key)
+			}
+		}
 	}
 	if s.Resources.Pids == 0 {
 		s.Resources.Pids = DefaultPids

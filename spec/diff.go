@@ -80,6 +80,7 @@ func sandboxChanged(a, b *Service) bool {
 		a.User != b.User ||
 		a.EffectiveHostname() != b.EffectiveHostname() ||
 		a.Rootfs != b.Rootfs ||
+		imageChanged(a.Image, b.Image) ||
 		a.EffectiveNetwork() != b.EffectiveNetwork() ||
 		!slices.Equal(a.Mounts, b.Mounts) ||
 		!sameSet(a.Security.CapAdd, b.Security.CapAdd) ||
@@ -88,6 +89,16 @@ func sandboxChanged(a, b *Service) bool {
 		a.Security.UnsafeHostMounts != b.Security.UnsafeHostMounts ||
 		a.Security.HostUserNamespace != b.Security.HostUserNamespace ||
 		a.Notify != b.Notify
+}
+
+// imageChanged says whether two services' images differ as the file says
+// them (a tag that moved is the daemon's to see).
+func imageChanged(a, b *Image) bool {
+	if a == nil || b == nil {
+		return a != b
+	}
+	return a.Ref != b.Ref || !slices.Equal(a.Entrypoint, b.Entrypoint) || a.EffectivePull() != b.EffectivePull() ||
+		a.UserFromImage != b.UserFromImage || a.WorkdirFromImage != b.WorkdirFromImage
 }
 
 // Change is how two versions of a service's sandbox differ.

@@ -72,8 +72,12 @@ type Service struct {
 	User     User
 	Hostname string
 	// Rootfs is a directory tree to use as the root; empty means the
-	// built-in root made of read-only binds of the host's system dirs.
-	Rootfs    string
+	// built-in root made of read-only binds of the host's system dirs
+	// (or the image's, with Image).
+	Rootfs string
+	// Image, when set, makes the root of an OCI image's layers; its
+	// config fills in what the service does not say (WithImage).
+	Image     *Image
 	Resources Resources
 	Network   string
 	Mounts    []Mount

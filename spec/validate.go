@@ -40,9 +40,10 @@ func Validate(s *Service) error {
 	if !nameRE.MatchString(s.Name) {
 		add("name", "invalid name %q: use 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit", s.Name)
 	}
-	if len(s.Command) == 0 || s.Command[0] == "" {
+	if (len(s.Command) == 0 && s.Image == nil) || (len(s.Command) > 0 && s.Command[0] == "") {
 		add("command", "no command given")
 	}
+	validateImage(s, add)
 	for _, kv := range s.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsAny(k, " \t\n\x00") {
 			add("env", "invalid entry %q: use KEY=VALUE with a non-empty KEY without spaces", kv)

@@ -239,6 +239,12 @@ type Sandbox struct {
 // Create reserves the service's name, builds its root and hardened spec,
 // and creates the sandbox (its cgroup, nothing running yet).
 func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, err error) {
+	if svc.Image != nil && len(svc.Command) == 0 {
+		// The image's config is applied before a sandbox is made
+		// (spec.WithImage): a service that reaches here without it was
+		// not resolved against an image store.
+		return nil, &spec.FieldError{Field: "image", Err: fmt.Errorf("%s: this corral cannot run services from images yet", svc.Image.Ref)}
+	}
 	if err := spec.Validate(svc); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,259 @@
+package spec
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// Pull policies (pull:): when a service's image is fetched from its
+// registry before the service starts.
+const (
+	// PullMissing, the default: only when the store does not have it.
+	PullMissing = "missing"
+	// PullAlways: at every start, so a moved tag is followed.
+	PullAlways = "always"
+	// PullNever: never; a missing image fails the start.
+	PullNever = "never"
+)
+
+// Image is a service whose root is an OCI image (image: REF): the image's
+// layers, with its config's command, environment, working directory and
+// user where the service file does not say otherwise.
+type Image struct {
+	// Ref names the image: NAME[:TAG] or NAME@sha256:DIGEST, as docker
+	// pull takes it.
+	Ref string
+	// Entrypoint replaces the image's (entrypoint:); nil keeps it.
+	Entrypoint []string
+	// Pull is PullMissing (also when empty), PullAlways or PullNever.
+	Pull string
+	// UserFromImage and WorkdirFromImage: the service file has no user:
+	// or workdir:, so the image's User and WorkingDir apply.
+	UserFromImage, WorkdirFromImage bool
+}
+
+// EffectivePull is the pull policy, its default filled in.
+func (im *Image) EffectivePull() string {
+	if im.Pull == "" {
+		return PullMissing
+	}
+	return im.Pull
+}
+
+// validateImage adds s's errors about its image to add.
+func validateImage(s *Service, add func(field, format string, args ...any)) {
+	im := s.Image
+	if im == nil {
+		return
+	}
+	if _, err := name.ParseReference(im.Ref, name.StrictValidation); err != nil {
+		if _, err := name.ParseReference(im.Ref); err != nil {
+			add("image", "%q is not an image reference: use NAME[:TAG] or NAME@sha256:DIGEST, as docker pull takes (%v)", im.Ref, err)
+		}
+	}
+	if s.Rootfs != "" {
+		add("image", "the service has both image and rootfs: its root is one or the other")
+	}
+	switch im.Pull {
+	case "", PullMissing, PullAlways, PullNever:
+	default:
+		add("pull", "%q is none of %s (the default), %s, %s", im.Pull, PullMissing, PullAlways, PullNever)
+	}
+	if im.Entrypoint != nil && (len(im.Entrypoint) == 0 || im.Entrypoint[0] == "") {
+		add("entrypoint", "an empty entrypoint: give the program to run, or leave entrypoint out for the image's")
+	}
+}
+
+// ImageConfig is what an image's config says about running it (the OCI
+// image config's Entrypoint, Cmd, Env, WorkingDir and User).
+type ImageConfig struct {
+	Entrypoint, Cmd, Env []string
+	WorkingDir, User     string
+}
+
+// ImageFiles reads a file of the image's root (its /etc/passwd and
+// /etc/group, to resolve a User given by name); a missing file is nil,
+// nil.
+type ImageFiles func(path string) ([]byte, error)
+
+// WithImage is s as it runs from an image with config cfg, as Docker
+// users expect:
+//   - the command is the entrypoint (the service's entrypoint:, else the
+//     image's) followed by the service's command, else the image's Cmd;
+//     a service that replaces the entrypoint and gives no command gets
+//     no Cmd (docker run --entrypoint does the same);
+//   - the environment is the image's, with the service's entries winning
+//     key by key;
+//   - the working directory and user are the image's unless the service
+//     gives its own; a user name is looked up in the image's /etc/passwd
+//     (its group in /etc/group).
+//
+// The result is validated again (a user of the image outside the
+// sandbox's IDs is refused there).
+func WithImage(s *Service, ref string, cfg ImageConfig, files ImageFiles) (*Service, error) {
+	out := *s
+	im := s.Image
+	entrypoint, cmd := cfg.Entrypoint, cfg.Cmd
+	if im.Entrypoint != nil {
+		entrypoint, cmd = im.Entrypoint, nil
+	}
+	if len(s.Command) > 0 {
+		cmd = s.Command
+	}
+	out.Command = slices.Concat(entrypoint, cmd)
+	if len(out.Command) == 0 {
+		return nil, &FieldError{Field: "command", Err: fmt.Errorf("image %s has no Entrypoint or Cmd: give the service a command", ref)}
+	}
+	out.Env = mergeEnv(cfg.Env, s.Env)
+	if im.WorkdirFromImage {
+		out.Workdir = cmpOr(cfg.WorkingDir, "/")
+	}
+	if im.UserFromImage && cfg.User != "" {
+		u, err := imageUser(cfg.User, files)
+		if err != nil {
+			return nil, &FieldError{Field: "user", Err: fmt.Errorf("image %s: User %q: %w", ref, cfg.User, err)}
+		}
+		out.User = u
+	}
+	if err := Validate(&out); err != nil {
+		return nil, fmt.Errorf("image %s: %w", ref, err)
+	}
+	return &out, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// mergeEnv is base with over's entries added, replacing base's of the
+// same key, in base's order and then over's.
+func mergeEnv(base, over []string) []string {
+	key := func(kv string) string { k, _, _ := strings.Cut(kv, "="); return k }
+	overKeys := map[string]bool{}
+	for _, kv := range over {
+		overKeys[key(kv)] = true
+	}
+	var out []string
+	for _, kv := range base {
+		if !overKeys[key(kv)] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, over...)
+}
+
+// imageUser resolves an image config's User: uid, uid:gid, name or
+// name:group, names from the image's own /etc/passwd and /etc/group.
+func imageUser(spec string, files ImageFiles) (User, error) {
+	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+	var u User
+	uid, err := strconv.ParseUint(userPart, 10, 32)
+	if err == nil {
+		u.UID = uint32(uid)
+		// A numeric user's group is its passwd entry's, else 0.
+		if gid, ok, err := primaryGroup(files, userPart); err != nil {
+			return User{}, err
+		} else if ok {
+			u.GID = gid
+		}
+	} else {
+		e, ok, err := lookupName(files, "/etc/passwd", userPart)
+		if err != nil {
+			return User{}, err
+		}
+		if !ok {
+			return User{}, fmt.Errorf("no user %q in the image's /etc/passwd", userPart)
+		}
+		u.UID, u.GID = e[0], e[1]
+	}
+	if hasGroup {
+		if gid, err := strconv.ParseUint(groupPart, 10, 32); err == nil {
+			u.GID = uint32(gid)
+		} else {
+			e, ok, err := lookupName(files, "/etc/group", groupPart)
+			if err != nil {
+				return User{}, err
+			}
+			if !ok {
+				return User{}, fmt.Errorf("no group %q in the image's /etc/group", groupPart)
+			}
+			u.GID = e[0]
+		}
+	}
+	return u, nil
+}
+
+// lookupName finds name in a passwd- or group-format file: its IDs (the
+// third field and, for passwd, the fourth).
+func lookupName(files ImageFiles, path, name string) ([]uint32, bool, error) {
+	var found []uint32
+	err := eachEntry(files, path, func(f []string) bool {
+		if f[0] != name {
+			return true
+		}
+		for _, s := range f[2:min(len(f), 4)] {
+			n, err := strconv.ParseUint(s, 10, 32)
+			if err != nil {
+				return true
+			}
+			found = append(found, uint32(n))
+		}
+		return false
+	})
+	if err != nil || found == nil {
+		return nil, false, err
+	}
+	if len(found) == 1 {
+		found = append(found, 0)
+	}
+	return found, true, nil
+}
+
+// primaryGroup is the group (fourth field) of the image's /etc/passwd
+// entry whose uid (third field) is uid.
+func primaryGroup(files ImageFiles, uid string) (uint32, bool, error) {
+	var gid uint32
+	var ok bool
+	err := eachEntry(files, "/etc/passwd", func(f []string) bool {
+		if len(f) < 4 || f[2] != uid {
+			return true
+		}
+		n, err := strconv.ParseUint(f[3], 10, 32)
+		if err != nil {
+			return true
+		}
+		gid, ok = uint32(n), true
+		return false
+	})
+	return gid, ok, err
+}
+
+func eachEntry(files ImageFiles, path string, f func([]string) bool) error {
+	if files == nil {
+		return nil
+	}
+	data, err := files(path)
+	if err != nil {
+		return fmt.Errorf("read the image's %s: %w", path, err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		fields := strings.Split(sc.Text(), ":")
+		if len(fields) < 3 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		if !f(fields) {
+			return nil
+		}
+	}
+	return sc.Err()
+}
