@@ -263,3 +263,11 @@ func removeSameFS(root string) error {
 	}
 	return nil
 }
+
+// NetworkEtc are the /etc files corral supplies in a root it does not
+// make (an image's): hostname, hosts and resolv.conf, as in the built-in
+// root; the image keeps its own passwd and group.
+func NetworkEtc(hostname string, hostNetwork bool) map[string]string {
+	all := etcFiles(HostBindOptions{Hostname: hostname, HostNetwork: hostNetwork})
+	return map[string]string{"hostname": all["hostname"], "hosts": all["hosts"], "resolv.conf": all["resolv.conf"]}
+}

@@ -4,23 +4,49 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/corral-dev/corral/rootfs/beneath"
 )
 
+// LayeredOptions shape a Layered root.
+type LayeredOptions struct {
+	// Userns id-maps each layer through it (the sandbox's user namespace);
+	// nil leaves the host's IDs.
+	Userns *os.File
+	// Upper is the directory of the overlay's writable layer (made here,
+	// with its upperdir and workdir). Every layered root has one: the
+	// runtime makes the mount points an image lacks there, and a root
+	// the service may not write is made read-only by the runtime after
+	// that (read_only, the default). It lives as long as the sandbox.
+	Upper string
+	// Owner is the sandbox's root as the host sees it (its ID block's
+	// first ID; 0 in the host's user namespace): the upper layer's top
+	// directory and its /etc are its.
+	Owner int
+	// Etc are files corral supplies in /etc (hosts, hostname,
+	// resolv.conf), written into the upper layer over the image's.
+	Etc map[string]string
+}
+
 // Layered makes a root of an image's unpacked layers (layers[0] the
-// bottom) at stage (made here; it must not exist): one overlay mount,
-// read-only, or writable into upper (its upperdir and workdir are made
-// there, owned by owner, the sandbox's root on the host). With userns, each
-// layer is id-mapped first (overlayfs cannot id-map a merged overlay, but
-// stacks id-mapped layers), so the layers' owners appear inside as they
-// are on disk and nothing is chowned. The layers are given to the overlay
-// as detached mounts (/proc/self/fd/N): nothing but the overlay itself is
-// mounted in the host's namespace. RemoveDir takes it down.
-func Layered(layers []string, stage string, userns *os.File, upper string, owner int) (_ *Root, err error) {
+// bottom) at stage (made here; it must not exist): one overlay mount over
+// them and opt.Upper. With opt.Userns, each layer is id-mapped first
+// (overlayfs cannot id-map a merged overlay, but stacks id-mapped
+// layers), so the layers' owners appear inside as they are on disk and
+// nothing is chowned. The layers are given to the overlay as detached
+// mounts (/proc/self/fd/N): nothing but the overlay itself is mounted in
+// the host's namespace. RemoveDir takes it down; RemoveUpper removes the
+// writable layer.
+func Layered(layers []string, stage string, opt LayeredOptions) (_ *Root, err error) {
 	if len(layers) == 0 {
 		return nil, errors.New("layered root: an image with no layers")
+	}
+	if opt.Upper == "" {
+		return nil, errors.New("layered root: no writable layer")
 	}
 	var lowers []int
 	defer func() {
@@ -30,11 +56,15 @@ func Layered(layers []string, stage string, userns *os.File, upper string, owner
 	}()
 	// Top first: the order overlayfs stacks lowerdirs in.
 	for i := len(layers) - 1; i >= 0; i-- {
-		fd, err := layerMount(layers[i], userns)
+		fd, err := layerMount(layers[i], opt.Userns)
 		if err != nil {
 			return nil, err
 		}
 		lowers = append(lowers, fd)
+	}
+	up, work, err := makeUpper(opt.Upper, opt.Owner, opt.Etc)
+	if err != nil {
+		return nil, err
 	}
 	fs, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
@@ -50,23 +80,13 @@ func Layered(layers []string, stage string, userns *os.File, upper string, owner
 	if err := addLowers(fs, lowers, set); err != nil {
 		return nil, err
 	}
-	if upper != "" {
-		up, work, err := makeUpper(upper, owner)
-		if err != nil {
-			return nil, err
-		}
-		if err := errors.Join(set("upperdir", up), set("workdir", work)); err != nil {
-			return nil, err
-		}
+	if err := errors.Join(set("upperdir", up), set("workdir", work)); err != nil {
+		return nil, err
 	}
 	if err := unix.FsconfigCreate(fs); err != nil {
 		return nil, fmt.Errorf("layered root: make the overlay of %d layers: %w", len(layers), err)
 	}
-	attrs := unix.MOUNT_ATTR_NODEV
-	if upper == "" {
-		attrs |= unix.MOUNT_ATTR_RDONLY
-	}
-	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, attrs)
+	mnt, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NODEV)
 	if err != nil {
 		return nil, fmt.Errorf("layered root: mount the overlay: %w", err)
 	}
@@ -79,6 +99,24 @@ func Layered(layers []string, stage string, userns *os.File, upper string, owner
 		return nil, fmt.Errorf("layered root: mount at %s: %w", stage, err)
 	}
 	return &Root{Path: stage, owned: true, mapped: true}, nil
+}
+
+// RemoveUpper removes a layered root's writable layer (once the root's
+// mount is down), never through a symlink or across a mount: what the
+// service wrote there is the service's.
+func RemoveUpper(upper string) error {
+	parent, err := beneath.OpenRoot(filepath.Dir(upper))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove writable layer: %w", err)
+	}
+	defer parent.Close()
+	if err := parent.RemoveAll(filepath.Base(upper)); err != nil {
+		return fmt.Errorf("remove writable layer %s: %w", upper, err)
+	}
+	return nil
 }
 
 // layerMount is a detached, read-only mount of one layer's directory,
@@ -132,21 +170,38 @@ func addLowers(fs int, lowers []int, set func(key, value string) error) error {
 	return set("lowerdir", strings.Join(paths, ":"))
 }
 
-// makeUpper makes upper's upperdir and workdir (kept if there), owned by
-// owner: what the sandbox writes lands there, as its root on the host.
-func makeUpper(upper string, owner int) (up, work string, err error) {
-	up, work = upper+"/upper", upper+"/work"
+// makeUpper makes upper's upperdir and workdir, and corral's /etc files
+// in the upperdir: its top directory and /etc owned by owner (the
+// sandbox's root, who may write there when its root is writable), the
+// files root's and read-only.
+func makeUpper(upper string, owner int, etc map[string]string) (up, work string, err error) {
+	fail := func(err error) (string, string, error) {
+		return "", "", fmt.Errorf("layered root: writable layer: %w", err)
+	}
+	up, work = filepath.Join(upper, "upper"), filepath.Join(upper, "work")
 	for _, d := range []string{upper, up, work} {
-		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return "", "", fmt.Errorf("layered root: writable layer: %w", err)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return fail(err)
 		}
 	}
-	// The upperdir is the root's top directory inside: its owner's.
+	if len(etc) > 0 {
+		if err := os.Mkdir(filepath.Join(up, "etc"), 0o755); err != nil {
+			return fail(err)
+		}
+		for name, data := range etc {
+			if err := os.WriteFile(filepath.Join(up, "etc", name), []byte(data), 0o644); err != nil {
+				return fail(err)
+			}
+		}
+		if err := os.Lchown(filepath.Join(up, "etc"), owner, owner); err != nil {
+			return fail(err)
+		}
+	}
 	if err := os.Lchown(up, owner, owner); err != nil {
-		return "", "", fmt.Errorf("layered root: writable layer: %w", err)
+		return fail(err)
 	}
 	if err := os.Chmod(up, 0o755); err != nil {
-		return "", "", fmt.Errorf("layered root: writable layer: %w", err)
+		return fail(err)
 	}
 	return up, work, nil
 }

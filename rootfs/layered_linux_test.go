@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -57,43 +56,31 @@ func checkMerged(t *testing.T, root string) {
 	}
 }
 
-// TestLayeredReadOnlyAndWritable: the layers stack as overlayfs does; a
-// read-only root refuses writes; a writable one puts them in its upper
-// layer, never in a layer; RemoveDir takes the mount down and leaves the
-// layers as they were.
-func TestLayeredReadOnlyAndWritable(t *testing.T) {
+// TestLayeredStacksAndWritesToItsUpperLayer: the layers stack as
+// overlayfs does (with the older kernels' option string too); corral's
+// /etc files are there; writes land in the upper layer, never in a layer;
+// RemoveDir and RemoveUpper leave the layers as they were.
+func TestLayeredStacksAndWritesToItsUpperLayer(t *testing.T) {
 	testenv.NeedRoot(t, "it mounts overlays")
 	for _, plus := range []bool{true, false} {
 		lowerdirPlus = plus
-		layeredReadOnlyAndWritable(t)
+		layeredStacks(t)
 	}
 	lowerdirPlus = true
 }
 
-func layeredReadOnlyAndWritable(t *testing.T) {
+func layeredStacks(t *testing.T) {
 	layers := twoLayers(t)
-	stage := filepath.Join(t.TempDir(), "root")
-	r, err := Layered(layers, stage, nil, "", 0)
+	dir := t.TempDir()
+	stage, upper := filepath.Join(dir, "root"), filepath.Join(dir, "upper")
+	r, err := Layered(layers, stage, LayeredOptions{Upper: upper, Etc: NetworkEtc("web", false)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkMerged(t, r.Path)
-	if err := os.WriteFile(filepath.Join(r.Path, "new"), nil, 0o644); !errors.Is(err, syscall.EROFS) {
-		t.Errorf("a write to the read-only root: %v, want EROFS", err)
+	if b, err := os.ReadFile(filepath.Join(r.Path, "etc", "hostname")); err != nil || string(b) != "web\n" {
+		t.Errorf("/etc/hostname: %q, %v", b, err)
 	}
-	if err := r.Remove(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Lstat(stage); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("stage after Remove: %v", err)
-	}
-
-	upper := filepath.Join(t.TempDir(), "upper")
-	r, err = Layered(layers, stage, nil, upper, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkMerged(t, r.Path)
 	if err := os.WriteFile(filepath.Join(r.Path, "a"), []byte("changed"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +92,20 @@ func layeredReadOnlyAndWritable(t *testing.T) {
 	}
 	if err := r.Remove(); err != nil {
 		t.Fatal(err)
+	}
+	if err := RemoveUpper(upper); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{stage, upper} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after removal: %v", p, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(layers[0], "a")); string(b) != "a0" {
+		t.Errorf("the bottom layer's a became %q", b)
+	}
+	if _, err := Layered(layers, stage, LayeredOptions{}); err == nil {
+		t.Error("a layered root without a writable layer was made")
 	}
 }
 
@@ -121,7 +122,7 @@ func TestLayeredIDMapped(t *testing.T) {
 	defer ns.Close()
 	if err := CheckIDMap(layers[0], ns); errors.Is(err, ErrNoIDMap) {
 		// The cgroup-v2 VM's /tmp is tmpfs on 6.1: Layered must say so.
-		_, lerr := Layered(layers, filepath.Join(t.TempDir(), "root"), ns, "", 0)
+		_, lerr := Layered(layers, filepath.Join(t.TempDir(), "root"), LayeredOptions{Userns: ns, Upper: filepath.Join(t.TempDir(), "upper")})
 		if !errors.Is(lerr, ErrNoIDMap) {
 			t.Fatalf("on a filesystem that cannot id-map: %v, want ErrNoIDMap", lerr)
 		}
@@ -129,11 +130,16 @@ func TestLayeredIDMapped(t *testing.T) {
 		return
 	}
 	stage := filepath.Join(t.TempDir(), "root")
-	r, err := Layered(layers, stage, ns, "", 0)
+	upper := filepath.Join(t.TempDir(), "upper")
+	r, err := Layered(layers, stage, LayeredOptions{Userns: ns, Upper: upper, Owner: block})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Remove()
+	defer func() {
+		if err := errors.Join(r.Remove(), RemoveUpper(upper)); err != nil {
+			t.Error(err)
+		}
+	}()
 	checkMerged(t, r.Path)
 	var st unix.Stat_t
 	if err := unix.Stat(filepath.Join(r.Path, "a"), &st); err != nil || st.Uid != block {

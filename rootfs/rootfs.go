@@ -34,6 +34,9 @@ type Root struct {
 	mapped bool
 }
 
+// IsBuiltin reports whether r is corral's built-in root (HostBind's).
+func (r *Root) IsBuiltin() bool { return r.builtin }
+
 // Directory uses an existing directory tree as the root, as is.
 func Directory(path string) (*Root, error) {
 	abs, err := filepath.Abs(path)

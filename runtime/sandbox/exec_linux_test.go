@@ -36,6 +36,13 @@ func TestMain(m *testing.M) {
 // unless the test runs as root with seccomp support.
 func runningSandbox(t testing.TB, svc *spec.Service) *Sandbox {
 	t.Helper()
+	return runningSandboxOn(t, svc, nil)
+}
+
+// runningSandboxOn is runningSandbox with an image's layers as its root
+// (none: Create's own).
+func runningSandboxOn(t testing.TB, svc *spec.Service, layers []string) *Sandbox {
+	t.Helper()
 	testenv.NeedRoot(t, "sandboxes need namespaces and cgroups")
 	testenv.Need(t, SeccompSupported() && pid1.Supported(), "needs a build with cgo and -tags seccomp (make unit, make test)")
 	host, err := cgroup.Detect()
@@ -48,7 +55,13 @@ func runningSandbox(t testing.TB, svc *spec.Service) *Sandbox {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sb, err := m.Create(svc, fmt.Sprintf("/corral-sandbox-test-%d", os.Getpid()))
+	parent := fmt.Sprintf("/corral-sandbox-test-%d", os.Getpid())
+	var sb *Sandbox
+	if layers != nil {
+		sb, err = m.CreateFromLayers(svc, parent, layers)
+	} else {
+		sb, err = m.Create(svc, parent)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,7 +114,11 @@ type Manager struct {
 // Layout of the state dir.
 func (m *Manager) recordsDir() string    { return filepath.Join(m.stateDir, "sandboxes") }
 func (m *Manager) rootsDir() string      { return filepath.Join(m.stateDir, "roots") }
+func (m *Manager) uppersDir() string     { return filepath.Join(m.stateDir, "uppers") }
 func (m *Manager) containersDir() string { return filepath.Join(m.stateDir, "libcontainer") }
+
+// upperPath is the writable layer of sandbox n's image root.
+func (m *Manager) upperPath(n string) string { return filepath.Join(m.uppersDir(), n) }
 func (m *Manager) recordPath(n string) string {
 	return filepath.Join(m.recordsDir(), n+".json")
 }
@@ -152,7 +156,7 @@ func NewManager(stateDir string, cg *cgroup.Host, log logrus.FieldLogger, kind K
 		}
 		m.trusted = append(m.trusted, p)
 	}
-	for _, d := range []string{m.stateDir, m.recordsDir(), m.rootsDir(), m.containersDir()} {
+	for _, d := range []string{m.stateDir, m.recordsDir(), m.rootsDir(), m.uppersDir(), m.containersDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("make state dir: %w", err)
 		}
@@ -238,12 +242,25 @@ type Sandbox struct {
 
 // Create reserves the service's name, builds its root and hardened spec,
 // and creates the sandbox (its cgroup, nothing running yet).
-func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, err error) {
-	if svc.Image != nil && len(svc.Command) == 0 {
-		// The image's config is applied before a sandbox is made
-		// (spec.WithImage): a service that reaches here without it was
-		// not resolved against an image store.
-		return nil, &spec.FieldError{Field: "image", Err: fmt.Errorf("%s: this corral cannot run services from images yet", svc.Image.Ref)}
+func (m *Manager) Create(svc *spec.Service, cgroupParent string) (*Sandbox, error) {
+	return m.create(svc, cgroupParent, nil)
+}
+
+// CreateFromLayers is Create for a service whose root is an image: the
+// overlay of its unpacked layers (bottom first; rootfs.Layered) over a
+// writable layer of the sandbox's own, removed with it. svc is the
+// service with the image's config applied (spec.WithImage).
+func (m *Manager) CreateFromLayers(svc *spec.Service, cgroupParent string, layers []string) (*Sandbox, error) {
+	if len(layers) == 0 {
+		return nil, &spec.FieldError{Field: "image", Err: errors.New("an image with no layers")}
+	}
+	return m.create(svc, cgroupParent, layers)
+}
+
+func (m *Manager) create(svc *spec.Service, cgroupParent string, layers []string) (_ *Sandbox, err error) {
+	if svc.Image != nil && layers == nil {
+		// Its root is the image's (CreateFromLayers).
+		return nil, &spec.FieldError{Field: "image", Err: fmt.Errorf("%s: the image's layers were not given", svc.Image.Ref)}
 	}
 	if err := spec.Validate(svc); err != nil {
 		return nil, err
@@ -303,17 +320,19 @@ func (m *Manager) Create(svc *spec.Service, cgroupParent string) (_ *Sandbox, er
 			err = werr
 		}
 	}()
-	if svc.Rootfs != "" {
+	if svc.Rootfs != "" || layers != nil {
 		if err := waitIDs(); err != nil {
 			return nil, err
 		}
-		if ids != nil {
+		if ids != nil && svc.Rootfs != "" {
 			if err := checkRootEnterable(svc.Rootfs); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if svc.Rootfs == "" {
+	if layers != nil {
+		sb.root, err = m.layeredRoot(svc, sb.rec.RootDir, layers, ids)
+	} else if svc.Rootfs == "" {
 		sb.root, err = rootfs.HostBind(sb.rec.RootDir, rootfs.HostBindOptions{
 			Hostname:    svc.EffectiveHostname(),
 			HostNetwork: svc.EffectiveNetwork() == spec.NetworkHost,
@@ -794,6 +813,8 @@ func (sb *Sandbox) Destroy() error {
 	if sb.root != nil {
 		if err := sb.root.Remove(); err != nil {
 			errs = append(errs, err)
+		} else if err := rootfs.RemoveUpper(sb.m.upperPath(sb.Name)); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := sb.m.release(sb.rec, sb.claims, true); err != nil {
@@ -979,6 +1000,8 @@ func (m *Manager) removeLeftover(t *trust, rec *record, c *libcontainer.Containe
 	if rec.RootDir != "" {
 		if err := rootfs.RemoveDir(rec.RootDir); err != nil {
 			errs = append(errs, err)
+		} else if err := rootfs.RemoveUpper(m.upperPath(rec.Name)); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(errs) == 0 {
@@ -1066,6 +1089,17 @@ func (m *Manager) sweepOrphanDirs(t *trust, live map[string]bool) []error {
 		for _, e := range entries {
 			if !live[e.Name()] {
 				if err := rootfs.RemoveDir(filepath.Join(m.rootsDir(), e.Name())); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	// Writable layers whose roots are gone (the root's mount comes down
+	// first, above).
+	if entries, err := os.ReadDir(m.uppersDir()); err == nil {
+		for _, e := range entries {
+			if _, err := os.Lstat(filepath.Join(m.rootsDir(), e.Name())); !live[e.Name()] && errors.Is(err, os.ErrNotExist) {
+				if err := rootfs.RemoveUpper(m.upperPath(e.Name())); err != nil {
 					errs = append(errs, err)
 				}
 			}

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -115,9 +116,10 @@ func (ids *idMapping) prepareRoot(r *rootfs.Root, s *rspec.Spec, svc *spec.Servi
 	if err := ids.checkPassable("", r.Path); err != nil {
 		return fmt.Errorf("the sandbox's root in the state dir: %w", err)
 	}
-	if svc.Rootfs != "" {
-		// Id-mapped, the root's owners are as on disk: the runtime makes
-		// missing mount points as the root it is there.
+	if !r.IsBuiltin() {
+		// Id-mapped (a directory or an image's layers), the root's owners
+		// are as on disk: the runtime makes missing mount points as the
+		// root it is there (an image's in its writable layer).
 		return nil
 	}
 	if err := r.MakeMountpoints(s.Mounts); err != nil {
@@ -147,6 +149,33 @@ func (ids *idMapping) checkPassable(field, path string) error {
 			return nil
 		}
 	}
+}
+
+// layeredRoot makes the root of an image's layers for svc at dir, its
+// writable layer in the state dir's uppers/, id-mapped with ids' block
+// when it has one.
+func (m *Manager) layeredRoot(svc *spec.Service, dir string, layers []string, ids *idMapping) (*rootfs.Root, error) {
+	upper := m.upperPath(svc.Name)
+	// A writable layer left by a corral killed before it removed it.
+	if err := rootfs.RemoveUpper(upper); err != nil {
+		return nil, err
+	}
+	opt := rootfs.LayeredOptions{
+		Upper: upper,
+		Etc:   rootfs.NetworkEtc(svc.EffectiveHostname(), svc.EffectiveNetwork() == spec.NetworkHost),
+	}
+	if ids != nil {
+		ns, err := m.userns(ids.block)
+		if err != nil {
+			return nil, err
+		}
+		opt.Userns, opt.Owner = ns, int(ids.block)
+	}
+	r, err := rootfs.Layered(layers, dir, opt)
+	if err != nil {
+		return nil, errors.Join(&spec.FieldError{Field: "image", Err: err}, rootfs.RemoveUpper(upper))
+	}
+	return r, nil
 }
 
 // checkRootEnterable refuses a directory root the sandbox could not use

@@ -16,6 +16,9 @@ func CheckWorkdir(svc *spec.Service) error {
 	if svc.Workdir == "" || svc.Workdir == "/" {
 		return nil // every root has one
 	}
+	if svc.Image != nil {
+		return nil // the image is known only at the start; Create checks then
+	}
 	var root *rootfs.Root
 	var err error
 	if svc.Rootfs == "" {
