@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/corral-dev/corral/rootfs/image"
 	. "github.com/corral-dev/corral/rootfs/image/imagetest"
@@ -29,6 +30,16 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	holdAt, holdMS := os.Getenv("HOLD_AT"), os.Getenv("HOLD_MS")
+	if fsize := os.Getenv("FSIZE"); fsize != "" {
+		// Writes past FSIZE bytes in a file fail (EFBIG), as on a full
+		// disk.
+		var n uint64
+		fmt.Sscan(fsize, &n)
+		if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: n, Max: n}); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+	}
 	image.SetTestHook(func(point string) {
 		fmt.Println(point)
 		if holdAt != "" && point == holdAt {
@@ -101,6 +112,24 @@ func (h *helper) waitFor(t *testing.T, want string) {
 			}
 		case <-timeout:
 			t.Fatalf("the helper did not say %q in a minute; it said %q", want, h.out)
+		}
+	}
+}
+
+// wait reads the helper's output to its end and waits for it to exit.
+func (h *helper) wait(t *testing.T) {
+	t.Helper()
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case line, ok := <-h.lines:
+			if !ok {
+				h.cmd.Wait()
+				return
+			}
+			h.out = append(h.out, line)
+		case <-timeout:
+			t.Fatalf("the helper did not end in a minute; it said %q", h.out)
 		}
 	}
 }
@@ -272,4 +301,52 @@ func countPrefix(t *testing.T, dir, prefix string) int {
 		}
 	}
 	return n
+}
+
+// TestWriteFailsMidFile: an import whose writes fail mid-file (a file
+// size limit, as a full disk does) while it stores a blob, or while it
+// unpacks a layer, fails saying so and leaves no partial blob or layer;
+// the next import, with room, completes.
+func TestWriteFailsMidFile(t *testing.T) {
+	big := GzipLayer(t, File("big", strings.Repeat("incompressible? no: ", 1<<16)))
+	random := make([]byte, 200<<10)
+	for i := range random {
+		random[i] = byte(i*7919 + i/251)
+	}
+	noisy := Layer{Blob: Tar(t, File("noise", string(random)))}
+	noisy.MediaType, noisy.DiffID = "application/vnd.oci.image.layer.v1.tar", Digest(noisy.Blob)
+	for _, tc := range []struct {
+		name  string
+		layer Layer
+	}{
+		{"blob", noisy}, // a 200 KiB blob
+		{"unpack", big}, // a small blob, a 1.2 MiB file
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			c := NewContent()
+			d := c.Image(t, Spec{Layers: []Layer{GzipLayer(t, File("small", "s")), tc.layer}})
+			src := t.TempDir()
+			c.WriteLayout(t, src, d)
+			h := startHelper(t, "STORE="+s.Dir(), "SRC="+src, "FSIZE=102400")
+			h.wait(t)
+			t.Logf("the import said %q", h.out)
+			if !strings.Contains(strings.Join(h.out, "\n"), "file too large") {
+				t.Fatalf("the import did not fail on a write: %q", h.out)
+			}
+			if h.said("done") {
+				t.Fatal("the import completed")
+			}
+			assertNoDebris(t, s)
+			if _, err := os.Lstat(filepath.Join(s.Dir(), "layers/sha256", tc.layer.DiffID.Hex)); err == nil {
+				t.Error("the layer is there")
+			}
+			if _, err := os.Lstat(filepath.Join(s.Dir(), "blobs/sha256", Digest(tc.layer.Blob).Hex)); err == nil && tc.name == "blob" {
+				t.Error("the blob is there")
+			}
+			if _, err := s.Import(ctx, source.Dir(src), image.ImportOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

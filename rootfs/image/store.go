@@ -28,6 +28,7 @@
 package image
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -121,7 +122,7 @@ func (img *Image) Config() (*v1.ConfigFile, error) {
 	if err := source.Check(data, v1.Descriptor{Digest: img.ConfigDigest, Size: int64(len(data))}); err != nil {
 		return nil, fmt.Errorf("image config: %w", err)
 	}
-	return v1.ParseConfigFile(strings.NewReader(string(data)))
+	return v1.ParseConfigFile(bytes.NewReader(data))
 }
 
 // Name is the image's first name, or its digest if it has none: for

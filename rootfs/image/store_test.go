@@ -693,3 +693,40 @@ func TestPruneKeepsImportInFlight(t *testing.T) {
 		}
 	}
 }
+
+// TestSymlinkedParentFromLowerLayer: a layer whose entries go through a
+// symlink an earlier layer made (to an absolute path outside, or up with
+// "..") writes nothing outside: each layer is unpacked in a directory of
+// its own, so the later entry makes a real directory in its layer, which
+// in the overlay hides the lower symlink (Docker, applying layers on one
+// tree, would write through the link, inside the root).
+func TestSymlinkedParentFromLowerLayer(t *testing.T) {
+	s := open(t)
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "victim"), []byte("original"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := tree(t, outside)
+	c := NewContent()
+	d := c.Image(t, Spec{Layers: []Layer{
+		GzipLayer(t, Symlink("abs", outside), Symlink("rel", "../../../../../.."+outside), Symlink("up", "..")),
+		GzipLayer(t, Dir("abs/"), File("abs/victim", "pwned"), File("rel/victim", "pwned"), File("up/new", "x")),
+	}})
+	img, err := s.Import(ctx, layout(t, c, d), image.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := diffTrees(tree(t, outside), before); diff != "" {
+		t.Fatalf("outside changed:\n%s", diff)
+	}
+	upper := tree(t, img.LayerDirs()[1])
+	for _, p := range []string{"abs/victim", "rel/victim", "up/new"} {
+		if !strings.HasPrefix(upper[p], "file") {
+			t.Errorf("layer 2 %s: %q, want a file in the layer", p, upper[p])
+		}
+	}
+	merged := overlayTree(t, img.LayerDirs())
+	if merged["abs"] != "dir 755" || merged["abs/victim"] != `file 644 "pwned"` {
+		t.Errorf("the overlay: abs %q, abs/victim %q", merged["abs"], merged["abs/victim"])
+	}
+}

@@ -167,16 +167,10 @@ func extract(root string, r io.Reader, limit int64, res *Result) error {
 			}
 		}
 		if err := te.UnpackEntry(root, hdr, tr); err != nil {
-			// A read error in the middle of a file's content is the
-			// stream's fault (truncated, too large, cancelled), not the
-			// entry's; say so in the error's class.
-			for _, class := range []error{ErrTooLarge, context.Canceled, context.DeadlineExceeded, io.ErrUnexpectedEOF} {
-				if errors.Is(err, class) {
-					if class == io.ErrUnexpectedEOF {
-						return &EntryError{Entry: name, Err: fmt.Errorf("%w: %v", ErrCorrupt, err)}
-					}
-					return &EntryError{Entry: name, Err: err}
-				}
+			// A stream that ends in the middle of a file's content is
+			// corrupt, not the entry.
+			if errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrCorrupt) {
+				err = fmt.Errorf("%w: %v", ErrCorrupt, err)
 			}
 			return &EntryError{Entry: name, Err: err}
 		}
