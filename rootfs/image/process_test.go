@@ -45,7 +45,10 @@ func TestMain(m *testing.M) {
 		if holdAt != "" && point == holdAt {
 			fmt.Println("holding")
 			if holdMS == "0" {
-				select {}
+				// Sleep, not select{}: a process with every goroutine
+				// blocked would end itself ("deadlock"), not wait for
+				// the kill.
+				time.Sleep(time.Hour)
 			}
 			var ms int
 			fmt.Sscan(holdMS, &ms)
@@ -204,6 +207,9 @@ func TestKilledImport(t *testing.T) {
 			h.waitFor(t, "holding")
 			h.cmd.Process.Signal(syscall.SIGKILL)
 			h.cmd.Wait()
+			if ws := h.cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+				t.Fatalf("the helper ended by itself (%v), not by the kill", h.cmd.ProcessState)
+			}
 
 			if _, err := os.Lstat(filepath.Join(s.Dir(), tc.final)); err == nil {
 				t.Fatalf("%s is there after the kill", tc.final)
