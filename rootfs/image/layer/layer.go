@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -104,8 +106,12 @@ func Unpack(ctx context.Context, dir string, blob io.Reader, diffID v1.Hash, opt
 	digest := sha256.New()
 	stream := &meter{ctx: ctx, r: plain, h: digest, limit: limit}
 	res := &Result{}
-	if err := extract(root, stream, limit, res); err != nil {
+	dirs, err := extract(root, stream, limit, res)
+	if err != nil {
 		return nil, err
+	}
+	if err := fixImplicitDirs(root, dirs); err != nil {
+		return nil, fmt.Errorf("unpack layer: %w", err)
 	}
 	// The diff ID covers the whole stream, the padding after the tar's
 	// end included.
@@ -120,27 +126,31 @@ func Unpack(ctx context.Context, dir string, blob io.Reader, diffID v1.Hash, opt
 	return res, nil
 }
 
-// extract unpacks the tar entries from r into root.
-func extract(root string, r io.Reader, limit int64, res *Result) error {
+// extract unpacks the tar entries from r into root. It returns the
+// directories the tar has entries for.
+func extract(root string, r io.Reader, limit int64, res *Result) (map[string]bool, error) {
 	te := umoci.NewTarExtractor(&umoci.UnpackOptions{OnDiskFormat: umoci.OverlayfsRootfs{}})
 	tr := tar.NewReader(r)
 	var files int64
 	skipped := map[string]bool{}
+	dirs := map[string]bool{"/": true}
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			return dirs, nil
 		}
 		if err != nil {
 			if errors.Is(err, ErrTooLarge) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("after %d entries: %w", res.Entries, err)
+				return nil, fmt.Errorf("after %d entries: %w", res.Entries, err)
 			}
-			return fmt.Errorf("%w: after %d entries: %v", ErrCorrupt, res.Entries, err)
+			return nil, fmt.Errorf("%w: after %d entries: %v", ErrCorrupt, res.Entries, err)
 		}
 		res.Entries++
 		name := hdr.Name
 		clean := path.Clean("/" + name)
 		switch hdr.Typeflag {
+		case tar.TypeDir:
+			dirs[clean] = true
 		case tar.TypeXGlobalHeader:
 			// A pax global header (git archive writes one) is not a file.
 			continue
@@ -163,7 +173,7 @@ func extract(root string, r io.Reader, limit int64, res *Result) error {
 		case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // TypeRegA: old archives still use it
 			files += hdr.Size
 			if hdr.Size < 0 || files > limit {
-				return &EntryError{Entry: name, Err: fmt.Errorf("%w: the files reach %d bytes, over %d", ErrTooLarge, files, limit)}
+				return nil, &EntryError{Entry: name, Err: fmt.Errorf("%w: the files reach %d bytes, over %d", ErrTooLarge, files, limit)}
 			}
 		}
 		if err := te.UnpackEntry(root, hdr, tr); err != nil {
@@ -172,9 +182,30 @@ func extract(root string, r io.Reader, limit int64, res *Result) error {
 			if errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ErrCorrupt) {
 				err = fmt.Errorf("%w: %v", ErrCorrupt, err)
 			}
-			return &EntryError{Entry: name, Err: err}
+			return nil, &EntryError{Entry: name, Err: err}
 		}
 	}
+}
+
+// fixImplicitDirs makes the directories the layer holds without an entry
+// of their own (the parents of its entries, made as the extraction went,
+// with the process's umask) 0755, as Docker makes them, whatever the
+// umask. Nothing else writes in root meanwhile: the walk meets real
+// directories only, never a symlink to follow.
+func fixImplicitDirs(root string, explicit map[string]bool) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		if explicit[path.Clean("/"+filepath.ToSlash(rel))] {
+			return nil
+		}
+		return os.Chmod(p, 0o755)
+	})
 }
 
 // meter reads the uncompressed stream: it hashes and counts it, stops at

@@ -401,3 +401,21 @@ func getxattr(path, name string) (string, error) {
 	}
 	return string(buf[:n]), nil
 }
+
+// TestUnpackImplicitDirs: the parents a layer has no entry for are 0755
+// whatever the umask; those it has keep their mode.
+func TestUnpackImplicitDirs(t *testing.T) {
+	needRoot(t)
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	raw := Tar(t, File("implicit/parent/f", "x"), Entry{Name: "explicit/", Type: '5', Mode: 0o710}, File("explicit/sub/f", "y"), Whiteout("wh/parent/gone"))
+	if _, err := unpack(t, dir, raw, layer.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]os.FileMode{"implicit": 0o755, "implicit/parent": 0o755, "explicit": 0o710, "explicit/sub": 0o755, "wh/parent": 0o755} {
+		if fi, err := os.Lstat(filepath.Join(dir, name)); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v, %v; want %v", name, fi.Mode(), err, want)
+		}
+	}
+}
