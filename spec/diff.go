@@ -72,6 +72,7 @@ func Diff(old, next *Config) Plan {
 // two versions of a service. Defaults compare equal to their explicit
 // values, and env and capabilities compare as sets.
 func sandboxChanged(a, b *Service) bool {
+	a, b = a.AsDeclared(), b.AsDeclared()
 	workdir := func(s *Service) string { return cmp.Or(s.Workdir, "/") }
 	seccomp := func(s *Service) string { return cmp.Or(s.Security.Seccomp, SeccompDefault) }
 	return !slices.Equal(a.Command, b.Command) ||

@@ -260,3 +260,7 @@ func (h Host) CheckMounts(s *Service, logDir string) error {
 	}
 	return nil
 }
+
+// DefaultDataDir is where corral keeps what outlives a boot: its image
+// store (the --data-dir flag).
+const DefaultDataDir = "/var/lib/corral"

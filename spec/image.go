@@ -36,6 +36,35 @@ type Image struct {
 	// UserFromImage and WorkdirFromImage: the service file has no user:
 	// or workdir:, so the image's User and WorkingDir apply.
 	UserFromImage, WorkdirFromImage bool
+	// Digest is the manifest digest the sandbox was made from, and
+	// Declared what the file said where the image's config now stands
+	// (both set when the image is applied, never by the file): a sandbox
+	// is compared with the file as the file said it.
+	Digest   string    `json:",omitempty"`
+	Declared *Declared `json:",omitempty"`
+}
+
+// Declared are the fields of a service that an image's config fills in,
+// as the service file gave them.
+type Declared struct {
+	Command, Env []string
+	Workdir      string
+	User         User
+}
+
+// AsDeclared is s as its service file says it: an applied image's
+// command, environment, working directory and user taken back out.
+func (s *Service) AsDeclared() *Service {
+	if s.Image == nil || s.Image.Declared == nil {
+		return s
+	}
+	out := *s
+	d := s.Image.Declared
+	out.Command, out.Env, out.Workdir, out.User = d.Command, d.Env, d.Workdir, d.User
+	im := *s.Image
+	im.Digest, im.Declared = "", nil
+	out.Image = &im
+	return &out
 }
 
 // EffectivePull is the pull policy, its default filled in.
@@ -99,6 +128,9 @@ type ImageFiles func(path string) ([]byte, error)
 func WithImage(s *Service, ref string, cfg ImageConfig, files ImageFiles) (*Service, error) {
 	out := *s
 	im := s.Image
+	applied := *im
+	applied.Declared = &Declared{Command: s.Command, Env: s.Env, Workdir: s.Workdir, User: s.User}
+	out.Image = &applied
 	entrypoint, cmd := cfg.Entrypoint, cfg.Cmd
 	if im.Entrypoint != nil {
 		entrypoint, cmd = im.Entrypoint, nil

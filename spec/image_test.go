@@ -142,3 +142,26 @@ func TestWithImageRefusals(t *testing.T) {
 		t.Errorf("unreadable passwd: %v", err)
 	}
 }
+
+// A sandbox made from an image compares with its service file as the file
+// says it, not as the image filled it in: an adopted one is not restarted
+// for its image's command.
+func TestAppliedImageComparesAsDeclared(t *testing.T) {
+	declared := &Service{Name: "web", Image: &Image{Ref: "app:1", UserFromImage: true, WorkdirFromImage: true}, Env: []string{"A=1"}}
+	applied, err := WithImage(declared, "app:1", ImageConfig{Cmd: []string{"serve"}, Env: []string{"B=2"}, WorkingDir: "/app"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied.Image.Digest = "sha256:abc"
+	if Compare(applied, declared) != Same {
+		t.Errorf("an applied image compares as changed: %+v vs %+v", applied, declared)
+	}
+	other := *declared
+	other.Env = []string{"A=2"}
+	if Compare(applied, &other) != Reshaped {
+		t.Error("a changed env compares as the same")
+	}
+	if declared.Image.Declared != nil || declared.Image.Digest != "" {
+		t.Error("WithImage changed the service it was given")
+	}
+}

@@ -169,6 +169,9 @@ func printStatus(w io.Writer, st *api.ServiceDetail, now time.Time) {
 		restarts += " (" + strings.Join(by, ", ") + ")"
 	}
 	fmt.Fprintf(w, "restarts:  %s\n", restarts)
+	if st.Image != "" {
+		fmt.Fprintf(w, "image:     %s\n", field(st.Image))
+	}
 	fmt.Fprintf(w, "command:   %s\n", field(strings.Join(st.Command, " ")))
 	if len(st.Loosened) > 0 {
 		fmt.Fprintf(w, "loosened:  %s\n", field(strings.Join(st.Loosened, ", ")))

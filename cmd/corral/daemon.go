@@ -69,7 +69,7 @@ carries on.`,
 			}
 			err := daemon.Run(context.Background(), daemon.Options{
 				ConfigPath: config, StateDir: g.stateDir, SocketPath: g.socketPath(), Log: logrus.StandardLogger(), Version: version,
-				Host: g.host(),
+				Host: g.host(), DataDir: g.dataDir,
 			})
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("daemon: %w", err)}

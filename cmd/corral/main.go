@@ -41,6 +41,7 @@ const exitCorralError = sandbox.CodeStartFailed
 
 type globalOptions struct {
 	stateDir  string
+	dataDir   string
 	socket    string
 	logLevel  string
 	logFormat string
@@ -84,6 +85,7 @@ CPU and pids limits, no capabilities, seccomp, no_new_privileges, masked
 		},
 	}
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", spec.DefaultStateDir, "directory for corral's state (keep it on tmpfs, outside the binary's directory)")
+	root.PersistentFlags().StringVar(&g.dataDir, "data-dir", spec.DefaultDataDir, "directory for what outlives a boot: the image store")
 	root.PersistentFlags().StringVar(&g.socket, "socket", "", "the daemon's control socket (default: corral.sock in the state dir)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warning or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
@@ -110,6 +112,7 @@ CPU and pids limits, no capabilities, seccomp, no_new_privileges, masked
 		newEventsCommand(g),
 		newSetupCommand(),
 		newAuditCommand(g),
+		newImageCommand(g),
 	)
 	return root
 }

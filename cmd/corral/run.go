@@ -15,13 +15,17 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/corral-dev/corral/rootfs/image"
 	"github.com/corral-dev/corral/runtime/cgroup"
+	"github.com/corral-dev/corral/runtime/imagerun"
 	"github.com/corral-dev/corral/runtime/sandbox"
 	"github.com/corral-dev/corral/spec"
 )
 
 type runOptions struct {
 	svc          spec.Service
+	image        string
+	entrypoint   string
 	cgroupParent string
 	readOnly     bool
 	userns       string
@@ -31,7 +35,7 @@ type runOptions struct {
 func newRunCommand(g *globalOptions) *cobra.Command {
 	o := &runOptions{}
 	cmd := &cobra.Command{
-		Use:   "run [flags] -- COMMAND [ARG...]",
+		Use:   "run [flags] -- COMMAND [ARG...]\n  corral run [flags] --image REF [-- ARG...]",
 		Short: "Run a command in a new hardened sandbox, in the foreground",
 		Long: `Run COMMAND in a new sandbox and wait for it. Its standard streams are
 passed through; corral exits with its exit code, or 128+N if signal N
@@ -40,18 +44,39 @@ still running --stop-timeout later, or on a second SIGINT/SIGTERM, every
 process in the sandbox is killed. When the sandbox ends because of a limit
 (an OOM kill, the pids limit), corral says so on stderr.
 
-Without --rootfs the sandbox's root is built from read-only binds of the
-host's /usr, /bin, /sbin and /lib* with a minimal /etc, so no image is
-needed.
+Without --rootfs or --image the sandbox's root is built from read-only
+binds of the host's /usr, /bin, /sbin and /lib* with a minimal /etc, so no
+image is needed. With --image REF (an image of the store: corral image
+import) the root is the image's layers, and its config applies as docker
+run applies it: its Entrypoint runs with the arguments given here, else with
+its Cmd; its Env, WorkingDir and User apply unless --env, --workdir or
+--user say otherwise.
 
 Exit codes of corral itself: 125 corral failed or bad usage, 126 the
 command is not executable, 127 the command was not found.`,
 		Example: `  corral run -- /bin/ls /
   corral run --memory 64M --cpus 0.5 --pids 64 -- /bin/sh -c 'echo hello from $(hostname)'
-  corral run --rootfs /srv/busybox --network host --cap-add NET_BIND_SERVICE -- /bin/httpd -f -p 80`,
-		Args: cobra.MinimumNArgs(1),
+  corral run --rootfs /srv/busybox --network host --cap-add NET_BIND_SERVICE -- /bin/httpd -f -p 80
+  corral run --image corral-example/busybox-web:1 --entrypoint /bin/sh -- -c 'id; ls /www'`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.svc.Command = args
+			if o.image == "" && len(args) == 0 {
+				return &exitError{code: exitCorralError, err: fmt.Errorf("run: no command given (see 'corral run --help')")}
+			}
+			if o.image != "" {
+				o.svc.Image = &spec.Image{Ref: o.image, Pull: spec.PullNever,
+					UserFromImage:    !cmd.Flags().Changed("user"),
+					WorkdirFromImage: !cmd.Flags().Changed("workdir"),
+				}
+				if o.svc.Image.WorkdirFromImage {
+					o.svc.Workdir = ""
+				}
+				if o.entrypoint != "" {
+					o.svc.Image.Entrypoint = []string{o.entrypoint}
+				}
+			} else if o.entrypoint != "" {
+				return &exitError{code: exitCorralError, err: fmt.Errorf("run: --entrypoint is for --image")}
+			}
 			o.svc.Security.WritableRoot = !o.readOnly
 			switch o.userns {
 			case spec.UserNamespacePrivate:
@@ -67,6 +92,8 @@ command is not executable, 127 the command was not found.`,
 	f.SetInterspersed(false) // everything after COMMAND belongs to it
 	f.StringVar(&o.svc.Name, "name", "", "sandbox name (default: run-<random>); also the hostname unless --hostname")
 	f.StringVar(&o.svc.Rootfs, "rootfs", "", "directory tree to use as the root (default: read-only binds of the host's system directories)")
+	f.StringVar(&o.image, "image", "", "run an image of the store (corral image import): its layers are the root, its config the defaults")
+	f.StringVar(&o.entrypoint, "entrypoint", "", "with --image: the program to run instead of the image's Entrypoint (its Cmd is then not used)")
 	f.Var(bytesValue{&o.svc.Resources.Memory}, "memory", "memory limit, e.g. 64M, 1.5G, 134217728 (default: none); swap is not allowed beyond it")
 	f.Var(cpusValue{&o.svc.Resources.CPUs}, "cpus", "CPU limit in CPUs, e.g. 0.5 (default: none)")
 	f.Int64Var(&o.svc.Resources.Pids, "pids", spec.DefaultPids, "limit on processes and threads")
@@ -163,7 +190,7 @@ func (o *runOptions) unsafeMount(h spec.Host, m spec.Mount) error {
 
 // flagNames maps the service fields Validate names to run's flags.
 var flagNames = map[string]string{
-	"name": "--name", "hostname": "--hostname", "workdir": "--workdir", "rootfs": "--rootfs",
+	"name": "--name", "hostname": "--hostname", "workdir": "--workdir", "rootfs": "--rootfs", "image": "--image", "entrypoint": "--entrypoint", "command": "COMMAND",
 	"resources.memory": "--memory", "resources.cpus": "--cpus", "resources.pids": "--pids",
 	"network": "--network", "capabilities": "--cap-add", "user_namespace": "--userns", "user": "--user", "mounts": "--mount", "seccomp": "--seccomp", "env": "--env",
 }
@@ -236,7 +263,23 @@ func (o *runOptions) run(g *globalOptions) error {
 			log.WithError(err).Warn("release the sandbox's ID block")
 		}
 	}
-	sb, err := mgr.Create(&o.svc, o.cgroupParent)
+	svc, layers := &o.svc, []string(nil)
+	if o.svc.Image != nil {
+		// The image is held for as long as this run lives.
+		prepared, err := o.prepareImage(g)
+		if err != nil {
+			release()
+			return fail(flagError(err))
+		}
+		defer prepared.Release()
+		svc, layers = prepared.Service, prepared.Layers
+	}
+	var sb *sandbox.Sandbox
+	if layers != nil {
+		sb, err = mgr.CreateFromLayers(svc, o.cgroupParent, layers)
+	} else {
+		sb, err = mgr.Create(svc, o.cgroupParent)
+	}
 	if err != nil {
 		if !errors.Is(err, sandbox.ErrNameInUse) {
 			release()
@@ -271,6 +314,17 @@ func (o *runOptions) run(g *globalOptions) error {
 		return &exitError{code: code}
 	}
 	return nil
+}
+
+// prepareImage finds --image in the store and applies its config.
+func (o *runOptions) prepareImage(g *globalOptions) (*imagerun.Prepared, error) {
+	store, err := image.Open(imagerun.StoreDir(g.dataDir))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	return imagerun.Prepare(ctx, store, &o.svc)
 }
 
 // supervise starts the sandbox, forwards signals to it until it ends, and

@@ -101,8 +101,10 @@ type Service struct {
 type ServiceDetail struct {
 	Service
 	Command []string `json:"command"`
-	Cgroup  string   `json:"cgroup"`
-	LogFile string   `json:"log_file"`
+	// Image is the image the sandbox runs, as REF@DIGEST ("" for none).
+	Image   string `json:"image,omitempty"`
+	Cgroup  string `json:"cgroup"`
+	LogFile string `json:"log_file"`
 	// Exits are the most recent ends of the service's sandbox, newest last.
 	Exits []Exit `json:"exits"`
 	// Loosened names the loosenings of the hardened sandbox the service

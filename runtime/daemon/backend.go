@@ -102,7 +102,7 @@ func (d *Daemon) Status(ctx context.Context, name string) (*api.ServiceDetail, e
 	}
 	d.mu.Unlock()
 	return &api.ServiceDetail{
-		Service: d.describe(name, v), Command: v.Command, Cgroup: v.Cgroup,
+		Service: d.describe(name, v), Command: v.Command, Image: v.Image, Cgroup: v.Cgroup,
 		LogFile: filepath.Join(dir, "output.log"), Exits: v.Exits, Loosened: loosened,
 	}, nil
 }

@@ -16,6 +16,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,9 +35,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/corral-dev/corral/rootfs/beneath"
+	"github.com/corral-dev/corral/rootfs/image"
 	"github.com/corral-dev/corral/runtime/alert"
 	"github.com/corral-dev/corral/runtime/api"
 	"github.com/corral-dev/corral/runtime/cgroup"
+	"github.com/corral-dev/corral/runtime/imagerun"
 	"github.com/corral-dev/corral/runtime/sandbox"
 	"github.com/corral-dev/corral/runtime/service"
 	"github.com/corral-dev/corral/runtime/store"
@@ -55,6 +58,8 @@ type Options struct {
 	// Host is what the service file is checked against, at start and on
 	// each reload (spec.LoadOn): corral's own paths on this host.
 	Host spec.Host
+	// DataDir holds the image store that services with image: run from.
+	DataDir string
 }
 
 // Daemon supervises the services of one service file.
@@ -205,7 +210,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	l := &launcher{mgr: mgr, host: opts.Host}
+	l := &launcher{mgr: mgr, host: opts.Host, dataDir: opts.DataDir}
 	d := newDaemon(runCtx, opts, cfg, deps{
 		launcher: l, store: files,
 		usage: host.Usage, logLoss: mgr.LogLoss, removeParent: host.RemoveEmpty,
@@ -569,6 +574,11 @@ type launcher struct {
 	mgr  *sandbox.Manager
 	cfg  func() *spec.Config
 	host spec.Host // what mount sources are checked against at each start
+	// dataDir holds the image store, opened at the first service with an
+	// image.
+	dataDir string
+	storeMu sync.Mutex
+	store   *image.Store
 }
 
 // Launch creates and starts a sandbox for the unit, its output going to
@@ -581,17 +591,37 @@ func (l *launcher) Launch(u *spec.Unit) (service.Sandbox, error) {
 	if err := l.host.CheckMounts(&u.Service, cfg.LogDir); err != nil {
 		return nil, err
 	}
+	// A service from an image runs as the image's config says (its
+	// command, its user...): applied first, the log dir is made for it.
+	svc := &u.Service
+	var prepared *imagerun.Prepared
+	if svc.Image != nil {
+		store, err := l.imageStore()
+		if err != nil {
+			return nil, &spec.FieldError{Field: "image", Err: err}
+		}
+		if prepared, err = imagerun.Prepare(context.Background(), store, svc); err != nil {
+			return nil, err
+		}
+		defer prepared.Release() // handed to the sandbox's init once it runs
+		svc = prepared.Service
+	}
 	// The sandbox's init writes the log as the service's user, which in
 	// its user namespace is an ID of its block on the host.
-	owner, err := l.mgr.HostUser(&u.Service)
+	owner, err := l.mgr.HostUser(svc)
 	if err != nil {
 		return nil, err
 	}
 	if err := prepareLogDir(dir, owner); err != nil {
 		return nil, err
 	}
-	svc := u.Service
-	sb, err := l.mgr.Create(&svc, cfg.CgroupParent)
+	var sb *sandbox.Sandbox
+	if prepared != nil {
+		sb, err = l.mgr.CreateFromLayers(svc, cfg.CgroupParent, prepared.Layers)
+	} else {
+		s := *svc
+		sb, err = l.mgr.Create(&s, cfg.CgroupParent)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -606,7 +636,32 @@ func (l *launcher) Launch(u *spec.Unit) (service.Sandbox, error) {
 	if err := sb.Start(sandbox.Stdio{Stdin: devnull, Stdout: devnull, Stderr: devnull, LogDir: dir, LogMaxSize: u.Logs.MaxSize, LogMaxFiles: u.Logs.MaxFiles}); err != nil {
 		return nil, errors.Join(err, sb.Destroy())
 	}
+	if prepared != nil {
+		// The sandbox's init holds its image while it lives, also after
+		// this daemon is gone: no rm or prune takes its layers.
+		pid, err := sb.Pid()
+		if err == nil {
+			err = prepared.Hold(context.Background(), l.store, pid)
+		}
+		if err != nil {
+			return nil, errors.Join(err, sb.Destroy())
+		}
+	}
 	return sb, nil
+}
+
+// imageStore is the image store, opened once.
+func (l *launcher) imageStore() (*image.Store, error) {
+	l.storeMu.Lock()
+	defer l.storeMu.Unlock()
+	if l.store == nil {
+		s, err := image.Open(imagerun.StoreDir(cmp.Or(l.dataDir, spec.DefaultDataDir)))
+		if err != nil {
+			return nil, err
+		}
+		l.store = s
+	}
+	return l.store, nil
 }
 
 // lockFile takes an exclusive, non-blocking lock, so a second daemon on

@@ -779,6 +779,22 @@ func (sb *Sandbox) Usage() (cgroup.Stats, error) {
 	return sb.m.cgroups.Usage(sb.rec.CgroupPath)
 }
 
+// Runs is what the sandbox runs: its command and, for one made from an
+// image, the image as REF@DIGEST.
+func (sb *Sandbox) Runs() (command []string, image string) {
+	svc := sb.rec.Service
+	if svc == nil {
+		return nil, ""
+	}
+	if svc.Image != nil {
+		image = svc.Image.Ref
+		if svc.Image.Digest != "" {
+			image += "@" + svc.Image.Digest
+		}
+	}
+	return svc.Command, image
+}
+
 // CgroupPath is the sandbox's cgroup, relative to each hierarchy's root.
 func (sb *Sandbox) CgroupPath() string { return sb.rec.CgroupPath }
 

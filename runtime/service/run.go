@@ -182,6 +182,13 @@ func (a *Actor) adopt(sb Sandbox) {
 	pid, _ := sb.Pid()
 	a.mu.Lock()
 	a.view.PID, a.view.Cgroup = pid, sb.CgroupPath()
+	// A sandbox that knows what it runs (an image's entrypoint and Cmd
+	// where the file gives none) says so.
+	if r, ok := sb.(interface{ Runs() (command []string, image string) }); ok {
+		if command, image := r.Runs(); len(command) > 0 {
+			a.view.Command, a.view.Image = command, image
+		}
+	}
 	a.mu.Unlock()
 	a.notes = sb.Notes()
 	a.liveOOMWatch(sb)

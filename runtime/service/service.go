@@ -170,7 +170,9 @@ type View struct {
 	PID     int
 	Cgroup  string
 	Command []string
-	Exits   []api.Exit
+	// Image is the image the sandbox runs, with its digest ("" for none).
+	Image string
+	Exits []api.Exit
 	// Done: the goroutine has ended (the service was removed, or the
 	// daemon stopped).
 	Done bool

@@ -1,0 +1,86 @@
+// Package imagerun turns a service whose root is an OCI image (image:)
+// into what its sandbox is made from: the service with the image's config
+// applied, and the image's layers, held by a lease so that no
+// `corral image rm` or `prune` takes them from under a sandbox.
+package imagerun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/corral-dev/corral/rootfs/image"
+	"github.com/corral-dev/corral/spec"
+)
+
+// StoreDir is the image store's directory under a data dir.
+func StoreDir(dataDir string) string { return filepath.Join(dataDir, "images") }
+
+// Prepared is a service ready to be made from its image.
+type Prepared struct {
+	// Service is the service with the image's config applied.
+	Service *spec.Service
+	// Image is the image it runs, as the store has it.
+	Image *image.Image
+	// Layers are the image's unpacked layers, bottom first.
+	Layers []string
+	lease  *image.Lease
+}
+
+// Prepare finds svc's image in the store and leases it to this process
+// until Hold or Release. svc must have an Image.
+func Prepare(ctx context.Context, store *image.Store, svc *spec.Service) (*Prepared, error) {
+	ref := svc.Image.Ref
+	lease, err := store.Lease(ctx, ref, 0)
+	if errors.Is(err, image.ErrNotFound) {
+		switch svc.Image.EffectivePull() {
+		case spec.PullNever:
+			return nil, &spec.FieldError{Field: "image", Err: fmt.Errorf("%s is not in the image store %s, and pull is never: corral image import it", ref, store.Dir())}
+		default:
+			// Pulling from a registry is not built yet: say what works.
+			return nil, &spec.FieldError{Field: "image", Err: fmt.Errorf("%s is not in the image store %s: corral image import it (a docker save archive or an OCI layout)", ref, store.Dir())}
+		}
+	}
+	if err != nil {
+		return nil, &spec.FieldError{Field: "image", Err: err}
+	}
+	p, err := prepare(svc, lease)
+	if err != nil {
+		return nil, errors.Join(err, lease.Release())
+	}
+	return p, nil
+}
+
+func prepare(svc *spec.Service, lease *image.Lease) (*Prepared, error) {
+	img := lease.Image
+	cfg, err := img.Config()
+	if err != nil {
+		return nil, &spec.FieldError{Field: "image", Err: fmt.Errorf("%s: %w", img.Name(), err)}
+	}
+	c := cfg.Config
+	resolved, err := spec.WithImage(svc, svc.Image.Ref, spec.ImageConfig{
+		Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User,
+	}, img.ReadFile)
+	if err != nil {
+		return nil, err
+	}
+	resolved.Image.Digest = img.Digest.String()
+	return &Prepared{Service: resolved, Image: img, Layers: img.LayerDirs(), lease: lease}, nil
+}
+
+// Hold hands the lease over to the sandbox's init, pid, which holds the
+// image for as long as it lives (also after this process is gone: a
+// daemon's sandboxes outlive it).
+func (p *Prepared) Hold(ctx context.Context, store *image.Store, pid int) error {
+	held, err := store.Lease(ctx, p.Image.Digest.String(), pid)
+	if err != nil {
+		return fmt.Errorf("image %s: lease it to the sandbox: %w", p.Image.Name(), err)
+	}
+	_ = held // released by the kernel's reaping of pid: a lease of a dead holder lapses
+	return p.Release()
+}
+
+// Release gives up this process's lease (the sandbox failed to start, or
+// Hold passed it on).
+func (p *Prepared) Release() error { return p.lease.Release() }
