@@ -67,7 +67,7 @@ func (d *daemonProc) start() *daemonProc {
 	if d.out, err = os.Create(filepath.Join(d.dir, fmt.Sprintf("daemon-%d.log", time.Now().UnixNano()))); err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(corralBin, "--state-dir", d.stateDir, "daemon", "--config", d.config)
+	d.cmd = exec.Command(corralBin, "--state-dir", d.stateDir, "--data-dir", dataDir, "daemon", "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -164,7 +164,7 @@ func (d *daemonProc) ctl(args ...string) result {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return finish(d.t, exec.CommandContext(ctx, corralBin, append([]string{"--state-dir", d.stateDir}, args...)...))
+	return finish(d.t, exec.CommandContext(ctx, corralBin, append([]string{"--state-dir", d.stateDir, "--data-dir", dataDir}, args...)...))
 }
 
 // status reads one service's detail through the API.

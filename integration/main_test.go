@@ -25,6 +25,8 @@ var (
 	// meets another corral's sandboxes, and leftovers are easy to find.
 	stateDir     string
 	cgroupParent string
+	// dataDir holds the image store of every corral the tests run.
+	dataDir string
 	host         *cgroup.Host
 	workDir      string
 )
@@ -59,6 +61,7 @@ func setUpAndRun(m *testing.M) (int, error) {
 		return 1, err
 	}
 	stateDir = filepath.Join(workDir, "state")
+	dataDir = filepath.Join(workDir, "data")
 	cgroupParent = fmt.Sprintf("/corral-itest-%d", os.Getpid())
 	if host, err = cgroup.Detect(); err != nil {
 		return 1, err
@@ -149,9 +152,9 @@ func (r result) String() string {
 
 // corralCmd prepares `corral --state-dir ... run --cgroup-parent ... ARGS`.
 func corralCmd(ctx context.Context, args ...string) *exec.Cmd {
-	full := append([]string{"--state-dir", stateDir}, args...)
+	full := append([]string{"--state-dir", stateDir, "--data-dir", dataDir}, args...)
 	if len(args) > 0 && args[0] == "run" {
-		full = append([]string{"--state-dir", stateDir, "run", "--cgroup-parent", cgroupParent}, args[1:]...)
+		full = append([]string{"--state-dir", stateDir, "--data-dir", dataDir, "run", "--cgroup-parent", cgroupParent}, args[1:]...)
 	}
 	cmd := exec.CommandContext(ctx, corralBin, full...)
 	cmd.Stdin = nil
