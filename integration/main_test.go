@@ -27,8 +27,8 @@ var (
 	cgroupParent string
 	// dataDir holds the image store of every corral the tests run.
 	dataDir string
-	host         *cgroup.Host
-	workDir      string
+	host    *cgroup.Host
+	workDir string
 )
 
 func TestMain(m *testing.M) {
