@@ -17,7 +17,7 @@ DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static python3
 # What `make bench` compares corral against.
 BENCH_DEPS := runc crun supervisor s6
 
-.PHONY: all deps build install demo up down test unit integration test-cgroup2 bench bench-deps clean
+.PHONY: all deps build install demo example-image up down test unit integration test-cgroup2 bench bench-deps clean
 
 all: build
 
@@ -41,6 +41,13 @@ install: deps build
 demo:
 	$(PREFIX)/bin/corral run --name demo --memory 64M --cpus 0.5 --pids 64 -- \
 		/bin/sh -c 'echo "hello from $$(hostname), PID $$$$, uid $$(id -u)"; grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status; touch /x || true'
+
+# The example image, made offline from the host's busybox-static (no
+# registry), imported into the store; examples/images.yaml runs it.
+example-image: install
+	@layout=$$(mktemp -d); trap 'rm -rf "$$layout"' EXIT; \
+	$(CURDIR)/examples/images/busybox-oci.sh "$$layout/busybox-web" && \
+	$(PREFIX)/bin/corral image import "$$layout/busybox-web"
 
 # The daemon on the example service file, in the background; `make down`
 # stops it (every service, dependents first) and it leaves nothing behind.
