@@ -100,4 +100,3 @@ func readInLayer(layer string, parts []string) (data []byte, found, stop bool, e
 	}
 	return nil, false, opaque, nil
 }
-

@@ -173,6 +173,12 @@ func (a *Actor) start() *supervisor.Event {
 // adopt makes sb the service's sandbox: one it just started, or one an
 // earlier daemon left running (or ended); either way it is watched, shown
 // and checked the same.
+// runsDescriber is a Sandbox that can say what it runs: its command and
+// its image as REF@DIGEST (sandbox.Sandbox can; the fakes need not).
+type runsDescriber interface {
+	Runs() (command []string, image string)
+}
+
 func (a *Actor) adopt(sb Sandbox) {
 	a.sb = sb
 	go func() {
@@ -184,7 +190,7 @@ func (a *Actor) adopt(sb Sandbox) {
 	a.view.PID, a.view.Cgroup = pid, sb.CgroupPath()
 	// A sandbox that knows what it runs (an image's entrypoint and Cmd
 	// where the file gives none) says so.
-	if r, ok := sb.(interface{ Runs() (command []string, image string) }); ok {
+	if r, ok := sb.(runsDescriber); ok {
 		if command, image := r.Runs(); len(command) > 0 {
 			a.view.Command, a.view.Image = command, image
 		}
