@@ -12,8 +12,9 @@ BIN      := bin/corral
 
 # Debian/Ubuntu packages: cgo and libseccomp for the build, busybox for the
 # tests' directory rootfs, gcc's static libc for the 32-bit syscall probe,
-# python3 for the tests' HTTP, TCP and sd_notify services.
-DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static python3
+# python3 for the tests' HTTP, TCP and sd_notify services, docker-registry
+# (the CNCF distribution registry) for the image pull tests.
+DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static python3 docker-registry
 # What `make bench` compares corral against.
 BENCH_DEPS := runc crun supervisor s6
 

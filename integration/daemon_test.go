@@ -33,8 +33,15 @@ func TestDaemonRestartsKilledServiceAfterBackoff(t *testing.T) {
 	})
 	took := time.Since(killedAt)
 	t.Logf("replacement running %s after SIGKILL (backoff 500ms)", took)
-	if took < 500*time.Millisecond || took > 3*time.Second {
-		t.Errorf("replacement after %s; want the 500ms backoff, and not much more", took)
+	// Never before its backoff; the delay the daemon decided is exactly
+	// it. How much later the replacement runs is a sandbox's start, which
+	// on a slow host (the emulated cgroup-v2 VM) takes seconds: not
+	// bounded here (make bench measures it).
+	if took < 500*time.Millisecond {
+		t.Errorf("replacement after %s; want no sooner than the 500ms backoff", took)
+	}
+	if delays := nextStartDelays(t, d.log(), "sleeper"); len(delays) != 1 || delays[0] != 500*time.Millisecond {
+		t.Errorf("delays the daemon decided: %v; want one of 500ms", delays)
 	}
 	if next.Restarts != 1 || len(next.Exits) != 1 || next.Exits[0].Reason != "killed by signal 9 (SIGKILL)" {
 		t.Errorf("restarts %d, exits %+v; want 1 restart after a SIGKILL", next.Restarts, next.Exits)

@@ -5,8 +5,11 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/spf13/cobra"
 
@@ -32,8 +35,83 @@ against its digest and each layer unpacked once into a directory of its own,
 shared by every image that has it. A service with image: REF (or corral run
 --image REF) runs on an overlay of its layers.`,
 	}
-	cmd.AddCommand(newImageImportCommand(g), newImageLsCommand(g), newImageInspectCommand(g), newImageRmCommand(g), newImagePruneCommand(g))
+	cmd.AddCommand(newImagePullCommand(g), newImageImportCommand(g), newImageLsCommand(g), newImageInspectCommand(g), newImageRmCommand(g), newImagePruneCommand(g))
 	return cmd
+}
+
+func newImagePullCommand(g *globalOptions) *cobra.Command {
+	var opt source.RegistryOptions
+	cmd := &cobra.Command{
+		Use:   "pull REF",
+		Short: "Pull an image from a registry: NAME[:TAG] or NAME@sha256:DIGEST",
+		Long: `Pull an image over the OCI distribution (registry v2) protocol: HTTPS, or
+plain HTTP for a loopback registry or with --insecure; credentials from
+~/.docker/config.json (docker login) and its helpers. A multi-platform
+image gives the host's platform; NAME@sha256:DIGEST pins the image. Blobs
+and layers the store has already are not fetched again. On a terminal it
+shows the layers and bytes as they come.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := g.openStore()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			if isTerminal(os.Stderr) {
+				p := &pullProgress{w: os.Stderr, started: time.Now()}
+				opt.Progress = p.report
+				defer p.finish()
+			}
+			start := time.Now()
+			img, err := imagerun.Pull(ctx, store, args[0], opt)
+			if err != nil {
+				return fmt.Errorf("pull %s: %w", args[0], err)
+			}
+			fmt.Printf("pulled %s %s (%d layers, %s) in %s\n", img.Name(), img.Digest, len(img.Layers), humanBytes(layersSize(img)), time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&opt.Insecure, "insecure", false, "allow plain HTTP, and TLS without a verified certificate, for this registry")
+	cmd.Flags().DurationVar(&opt.Timeout, "timeout", source.DefaultRegistryTimeout, "how long the registry may take to answer each request")
+	return cmd
+}
+
+// pullProgress shows a pull's layers and bytes on one terminal line.
+type pullProgress struct {
+	w       io.Writer
+	started time.Time
+	mu      sync.Mutex
+	read    map[string]int64
+	done    map[string]bool
+	total   map[string]int64
+}
+
+func (p *pullProgress) report(d v1.Descriptor, read int64, done bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.read == nil {
+		p.read, p.done, p.total = map[string]int64{}, map[string]bool{}, map[string]int64{}
+	}
+	k := d.Digest.String()
+	p.read[k], p.total[k] = read, d.Size
+	if done {
+		p.done[k] = true
+	}
+	var got, want int64
+	for k := range p.read {
+		got += p.read[k]
+		want += p.total[k]
+	}
+	fmt.Fprintf(p.w, "\rlayers %d of %d done, %s of %s", len(p.done), len(p.read), humanBytes(got), humanBytes(want))
+}
+
+func (p *pullProgress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.read != nil {
+		fmt.Fprintln(p.w)
+	}
 }
 
 func newImageImportCommand(g *globalOptions) *cobra.Command {

@@ -26,6 +26,7 @@ type runOptions struct {
 	svc          spec.Service
 	image        string
 	entrypoint   string
+	pull         string
 	cgroupParent string
 	readOnly     bool
 	userns       string
@@ -46,8 +47,8 @@ process in the sandbox is killed. When the sandbox ends because of a limit
 
 Without --rootfs or --image the sandbox's root is built from read-only
 binds of the host's /usr, /bin, /sbin and /lib* with a minimal /etc, so no
-image is needed. With --image REF (an image of the store: corral image
-import) the root is the image's layers, and its config applies as docker
+image is needed. With --image REF (an image, pulled from its registry
+unless the store has it (--pull)) the root is the image's layers, and its config applies as docker
 run applies it: its Entrypoint runs with the arguments given here, else with
 its Cmd; its Env, WorkingDir and User apply unless --env, --workdir or
 --user say otherwise.
@@ -64,7 +65,7 @@ command is not executable, 127 the command was not found.`,
 				return &exitError{code: exitCorralError, err: fmt.Errorf("run: no command given (see 'corral run --help')")}
 			}
 			if o.image != "" {
-				o.svc.Image = &spec.Image{Ref: o.image, Pull: spec.PullNever,
+				o.svc.Image = &spec.Image{Ref: o.image, Pull: o.pull,
 					UserFromImage:    !cmd.Flags().Changed("user"),
 					WorkdirFromImage: !cmd.Flags().Changed("workdir"),
 				}
@@ -93,6 +94,7 @@ command is not executable, 127 the command was not found.`,
 	f.StringVar(&o.svc.Name, "name", "", "sandbox name (default: run-<random>); also the hostname unless --hostname")
 	f.StringVar(&o.svc.Rootfs, "rootfs", "", "directory tree to use as the root (default: read-only binds of the host's system directories)")
 	f.StringVar(&o.image, "image", "", "run an image of the store (corral image import): its layers are the root, its config the defaults")
+	f.StringVar(&o.pull, "pull", spec.PullMissing, "with --image: when to pull it from its registry: missing, always or never")
 	f.StringVar(&o.entrypoint, "entrypoint", "", "with --image: the program to run instead of the image's Entrypoint (its Cmd is then not used)")
 	f.Var(bytesValue{&o.svc.Resources.Memory}, "memory", "memory limit, e.g. 64M, 1.5G, 134217728 (default: none); swap is not allowed beyond it")
 	f.Var(cpusValue{&o.svc.Resources.CPUs}, "cpus", "CPU limit in CPUs, e.g. 0.5 (default: none)")
@@ -190,7 +192,7 @@ func (o *runOptions) unsafeMount(h spec.Host, m spec.Mount) error {
 
 // flagNames maps the service fields Validate names to run's flags.
 var flagNames = map[string]string{
-	"name": "--name", "hostname": "--hostname", "workdir": "--workdir", "rootfs": "--rootfs", "image": "--image", "entrypoint": "--entrypoint", "command": "COMMAND",
+	"name": "--name", "hostname": "--hostname", "workdir": "--workdir", "rootfs": "--rootfs", "image": "--image", "entrypoint": "--entrypoint", "pull": "--pull", "command": "COMMAND",
 	"resources.memory": "--memory", "resources.cpus": "--cpus", "resources.pids": "--pids",
 	"network": "--network", "capabilities": "--cap-add", "user_namespace": "--userns", "user": "--user", "mounts": "--mount", "seccomp": "--seccomp", "env": "--env",
 }

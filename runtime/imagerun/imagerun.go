@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/corral-dev/corral/rootfs/image"
+	"github.com/corral-dev/corral/rootfs/image/source"
 	"github.com/corral-dev/corral/spec"
 )
 
@@ -28,18 +31,44 @@ type Prepared struct {
 	lease  *image.Lease
 }
 
-// Prepare finds svc's image in the store and leases it to this process
-// until Hold or Release. svc must have an Image.
+// Pull fetches ref from its registry into the store.
+func Pull(ctx context.Context, store *image.Store, ref string, opt source.RegistryOptions) (*image.Image, error) {
+	var want string
+	if n, err := name.ParseReference(ref); err == nil {
+		if t, ok := n.(name.Tag); ok {
+			want = t.Name()
+		}
+	}
+	return store.Import(ctx, source.Registry(ref, opt), image.ImportOptions{Name: want})
+}
+
+// Prepare finds svc's image in the store, pulled first as its pull:
+// says (always; missing: when the store lacks it), and leases it to this
+// process until Hold or Release. svc must have an Image.
 func Prepare(ctx context.Context, store *image.Store, svc *spec.Service) (*Prepared, error) {
 	ref := svc.Image.Ref
+	pull := func() error {
+		if _, err := Pull(ctx, store, ref, source.RegistryOptions{}); err != nil {
+			return &spec.FieldError{Field: "image", Err: fmt.Errorf("pull %s: %w", ref, err)}
+		}
+		return nil
+	}
+	policy := svc.Image.EffectivePull()
+	if policy == spec.PullAlways {
+		if err := pull(); err != nil {
+			return nil, err
+		}
+	}
 	lease, err := store.Lease(ctx, ref, 0)
 	if errors.Is(err, image.ErrNotFound) {
-		switch svc.Image.EffectivePull() {
-		case spec.PullNever:
-			return nil, &spec.FieldError{Field: "image", Err: fmt.Errorf("%s is not in the image store %s, and pull is never: corral image import it", ref, store.Dir())}
-		default:
-			// Pulling from a registry is not built yet: say what works.
-			return nil, &spec.FieldError{Field: "image", Err: fmt.Errorf("%s is not in the image store %s: corral image import it (a docker save archive or an OCI layout)", ref, store.Dir())}
+		if policy == spec.PullNever {
+			return nil, &spec.FieldError{Field: "image", Err: fmt.Errorf("%s is not in the image store %s, and pull is never: corral image import or pull it", ref, store.Dir())}
+		}
+		if policy == spec.PullMissing {
+			if err := pull(); err != nil {
+				return nil, err
+			}
+			lease, err = store.Lease(ctx, ref, 0)
 		}
 	}
 	if err != nil {
