@@ -130,3 +130,18 @@ func TestImportRefusesACorruptArchive(t *testing.T) {
 		t.Errorf("inspect after a failed import: %s", r)
 	}
 }
+
+// TestImportRefusesALayerOverTheLimit: a layer that unpacks past
+// --max-layer-size is refused, naming the layer (that nothing is left of
+// it is the store's tests', TestImportFailures).
+func TestImportRefusesALayerOverTheLimit(t *testing.T) {
+	layout := exampleLayout(t)
+	r := corral(t, "image", "import", "--max-layer-size", "256K", layout)
+	if r.code == 0 || !strings.Contains(r.stderr, "layer 1 of 1") {
+		t.Fatalf("a layer over the limit: %s", r)
+	}
+	t.Logf("refused: %s", strings.TrimSpace(r.stderr))
+	if r := corral(t, "image", "import", "--max-layer-size", "not-a-size", layout); r.code == 0 || !strings.Contains(r.stderr, "--max-layer-size") {
+		t.Errorf("a bad size: %s", r)
+	}
+}

@@ -41,6 +41,7 @@ shared by every image that has it. A service with image: REF (or corral run
 
 func newImagePullCommand(g *globalOptions) *cobra.Command {
 	var opt source.RegistryOptions
+	var maxLayer int64
 	cmd := &cobra.Command{
 		Use:   "pull REF",
 		Short: "Pull an image from a registry: NAME[:TAG] or NAME@sha256:DIGEST",
@@ -64,7 +65,7 @@ shows the layers and bytes as they come.`,
 				defer p.finish()
 			}
 			start := time.Now()
-			img, err := imagerun.Pull(ctx, store, args[0], opt)
+			img, err := imagerun.Pull(ctx, store, args[0], opt, maxLayer)
 			if err != nil {
 				return fmt.Errorf("pull %s: %w", args[0], err)
 			}
@@ -74,6 +75,7 @@ shows the layers and bytes as they come.`,
 	}
 	cmd.Flags().BoolVar(&opt.Insecure, "insecure", false, "allow plain HTTP, and TLS without a verified certificate, for this registry")
 	cmd.Flags().DurationVar(&opt.Timeout, "timeout", source.DefaultRegistryTimeout, "how long the registry may take to answer each request")
+	cmd.Flags().Var(bytesValue{&maxLayer}, "max-layer-size", "refuse a layer that unpacks to more than this, e.g. 2G (default 8G)")
 	return cmd
 }
 
@@ -152,6 +154,7 @@ no image already has it. An import that fails leaves nothing behind.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Name, "name", "", "the image to take from a source that holds several (and the name it gets)")
+	cmd.Flags().Var(bytesValue{&opts.MaxLayerSize}, "max-layer-size", "refuse a layer that unpacks to more than this, e.g. 2G (default 8G)")
 	return cmd
 }
 

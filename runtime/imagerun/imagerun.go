@@ -31,15 +31,16 @@ type Prepared struct {
 	lease  *image.Lease
 }
 
-// Pull fetches ref from its registry into the store.
-func Pull(ctx context.Context, store *image.Store, ref string, opt source.RegistryOptions) (*image.Image, error) {
+// Pull fetches ref from its registry into the store; maxLayer bounds each
+// layer's unpacked size (0: the store's default).
+func Pull(ctx context.Context, store *image.Store, ref string, opt source.RegistryOptions, maxLayer int64) (*image.Image, error) {
 	var want string
 	if n, err := name.ParseReference(ref); err == nil {
 		if t, ok := n.(name.Tag); ok {
 			want = t.Name()
 		}
 	}
-	return store.Import(ctx, source.Registry(ref, opt), image.ImportOptions{Name: want})
+	return store.Import(ctx, source.Registry(ref, opt), image.ImportOptions{Name: want, MaxLayerSize: maxLayer})
 }
 
 // Prepare finds svc's image in the store, pulled first as its pull:
@@ -48,7 +49,7 @@ func Pull(ctx context.Context, store *image.Store, ref string, opt source.Regist
 func Prepare(ctx context.Context, store *image.Store, svc *spec.Service) (*Prepared, error) {
 	ref := svc.Image.Ref
 	pull := func() error {
-		if _, err := Pull(ctx, store, ref, source.RegistryOptions{}); err != nil {
+		if _, err := Pull(ctx, store, ref, source.RegistryOptions{}, 0); err != nil {
 			return &spec.FieldError{Field: "image", Err: fmt.Errorf("pull %s: %w", ref, err)}
 		}
 		return nil

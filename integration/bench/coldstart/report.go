@@ -87,6 +87,9 @@ func (r *Report) Print(w io.Writer) {
 			fmt.Fprintf(w, "user namespace cost, %s: %+.2f ms at the median (goal <= %.0f ms)\n", name, with.MedianMS-without.MedianMS, UsernsGoalMS)
 		}
 	}
+	if img, host := r.find("corral --image busybox"), r.find("corral (host root)"); img != nil && host != nil && host.MedianMS > 0 {
+		fmt.Fprintf(w, "corral --image busybox / corral (host root) median ratio: %.2f (goal <= %.2f)\n", img.MedianMS/host.MedianMS, ImageGoalRatio)
+	}
 	fmt.Fprintln(w, "\ncommands (run 1):")
 	for _, v := range r.Variants {
 		fmt.Fprintf(w, "  %-38s %s\n", v.Name+":", strings.Join(v.Command, " "))

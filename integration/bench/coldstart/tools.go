@@ -47,7 +47,11 @@ func setupVariants(cfg Config, sc *scratch.Dir) ([]*Variant, []string, error) {
 		return []*Variant{runcV}, nil, err
 	}
 	busyboxUserns.WithoutUserNamespace()
-	variants := []*Variant{hostRoot, hostUserns, busybox, busyboxUserns, runcV}
+	image, err := imageVariant(cfg.Corral, sc)
+	if err != nil {
+		return []*Variant{runcV}, nil, err
+	}
+	variants := []*Variant{hostRoot, hostUserns, busybox, busyboxUserns, image, runcV}
 	var notes []string
 	for _, build := range []func() (*Variant, error){
 		func() (*Variant, error) { return crunVariant(cfg.Crun, sc) },
