@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,8 +81,9 @@ func fsType(path string) string {
 	return fmt.Sprintf("0x%x", st.Type)
 }
 
-// unmountStage takes down a mount corral made at path (an id-mapped
-// root), if there is one there; then path is an empty directory again.
+// unmountStage takes down a mount corral made at path (an id-mapped or
+// layered root), if there is one there; then path is an empty directory
+// again.
 func unmountStage(path string) error {
 	// Never through a symlink: one in place of a root is removed as a
 	// link, never followed to a mount it names.
@@ -95,11 +95,11 @@ func unmountStage(path string) error {
 	if err != nil {
 		return err
 	}
-	mounted, err := mountinfo.Mounted(abs)
-	if err != nil || !mounted {
-		return err
-	}
-	if err := unix.Unmount(abs, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil {
+	// Asked of the kernel rather than of the mount table (a read and a
+	// parse of mountinfo per sandbox): EINVAL says nothing is mounted
+	// there.
+	err = unix.Unmount(abs, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+	if err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("unmount %s: %w", abs, err)
 	}
 	return nil

@@ -4,7 +4,9 @@
 package rootfs
 
 import (
+	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 
@@ -87,6 +89,12 @@ func RemoveDir(path string) error {
 	// down first: what it shows is the operator's, never to be removed.
 	if err := unmountStage(path); err != nil {
 		return fmt.Errorf("remove root %s: %w", path, err)
+	}
+	// An empty directory (such a mount's stage, once it is down) goes
+	// with one rmdir, which never follows a link or crosses a mount
+	// (EBUSY); anything else is walked.
+	if err := unix.Rmdir(path); err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
 	}
 	return removeSameFS(path)
 }

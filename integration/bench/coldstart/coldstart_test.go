@@ -70,3 +70,18 @@ func TestReportVsRunc(t *testing.T) {
 		t.Errorf("runc: %+v", c)
 	}
 }
+
+func TestPairedMedian(t *testing.T) {
+	for _, tc := range []struct {
+		a, b []float64
+		want float64
+	}{
+		{[]float64{10, 20, 30}, []float64{9, 18, 31}, 1},
+		{[]float64{10, 20, 30, 40}, []float64{9, 18, 27, 36}, 2.5},
+		{nil, nil, 0},
+	} {
+		if got := pairedMedian(tc.a, tc.b); got != tc.want {
+			t.Errorf("pairedMedian(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
