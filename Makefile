@@ -16,7 +16,7 @@ BIN      := bin/corral
 # (the CNCF distribution registry) for the image pull tests.
 DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static python3 docker-registry
 # What `make bench` compares corral against.
-BENCH_DEPS := runc crun supervisor s6
+BENCH_DEPS := runc crun supervisor s6 umoci skopeo
 
 .PHONY: all deps build install demo example-image up down test unit integration test-cgroup2 bench bench-deps clean
 

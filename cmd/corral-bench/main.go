@@ -17,7 +17,7 @@
 //
 // Usage:
 //
-//	corral-bench --corral bin/corral [--only cold|restart|scale]
+//	corral-bench --corral bin/corral [--only cold|restart|scale|images]
 //	             [--rounds 200] [--warmup 5] [--kills 40] [--scale 200]
 //	             [--json FILE] [--runc runc] [--crun crun|""] [--scratch-base /var/tmp]
 //
@@ -45,6 +45,7 @@ import (
 	"github.com/corral-dev/corral/integration/bench/cgroupfs"
 	"github.com/corral-dev/corral/integration/bench/child"
 	"github.com/corral-dev/corral/integration/bench/coldstart"
+	"github.com/corral-dev/corral/integration/bench/imports"
 	"github.com/corral-dev/corral/integration/bench/machine"
 	"github.com/corral-dev/corral/integration/bench/restart"
 	"github.com/corral-dev/corral/integration/bench/scale"
@@ -59,13 +60,14 @@ type options struct {
 	warmup      int
 	kills       int
 	scale       int
+	imageRounds int
 	only        string
 	jsonPath    string
 	scratchBase string
 }
 
 // The parts of the bench, in the order they run.
-var parts = []string{"cold", "restart", "scale"}
+var parts = []string{"cold", "restart", "scale", "images"}
 
 func (o *options) runs(part string) bool { return o.only == "" || o.only == part }
 
@@ -88,6 +90,7 @@ func parseFlags() *options {
 	flag.IntVar(&o.warmup, "warmup", 5, "unmeasured cold-start rounds run first")
 	flag.IntVar(&o.kills, "kills", 40, "restart: measured kills of each supervisor's service")
 	flag.IntVar(&o.scale, "scale", 200, "scale: the number of services")
+	flag.IntVar(&o.imageRounds, "image-rounds", 5, "images: rounds of importing the 100 MB image with each tool")
 	flag.StringVar(&o.only, "only", "", "run one part only: "+strings.Join(parts, ", ")+" (default: all)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.scratchBase, "scratch-base", "/var/tmp", "directory under which the scratch dir is made")
@@ -107,6 +110,7 @@ type results struct {
 	Cold    *coldstart.Report `json:"cold,omitempty"`
 	Restart *restart.Report   `json:"restart,omitempty"`
 	Scale   *scale.Report     `json:"scale,omitempty"`
+	Images  *imports.Report   `json:"images,omitempty"`
 	// OthersCPU is, for each part, the share of the machine's CPU that
 	// processes other than the bench's used while it ran.
 	OthersCPU map[string]float64 `json:"others_cpu_share"`
@@ -169,6 +173,14 @@ func run(ctx context.Context, o *options) (err error) {
 		}
 		res.Scale.Print(os.Stdout)
 		res.OthersCPU["scale"] = others.PrintPart(os.Stdout, "scale")
+	}
+	if o.runs("images") {
+		cfg := imports.Config{Corral: corral, Rounds: o.imageRounds, Layers: 4, LayerBytes: 25 << 20}
+		if res.Images, err = imports.Run(ctx, cfg, sc, os.Stdout); err != nil {
+			return err
+		}
+		res.Images.Print(os.Stdout)
+		res.OthersCPU["images"] = others.PrintPart(os.Stdout, "images")
 	}
 	if o.jsonPath != "" {
 		res.Time = time.Now().UTC()
