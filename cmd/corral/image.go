@@ -29,7 +29,7 @@ func (g *globalOptions) openStore() (*image.Store, error) {
 func newImageCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "image",
-		Short: "Manage the images services run from: import, ls, inspect, rm, prune",
+		Short: "Manage the images services run from: pull, import, ls, inspect, rm, prune",
 		Long: `The image store (under --data-dir) holds OCI images, each blob verified
 against its digest and each layer unpacked once into a directory of its own,
 shared by every image that has it. A service with image: REF (or corral run
