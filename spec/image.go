@@ -1,14 +1,16 @@
 package spec
 
 import (
-	"bufio"
 	"bytes"
+	"cmp"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/moby/sys/user"
 )
 
 // Pull policies (pull:): when a service's image is fetched from its
@@ -144,7 +146,7 @@ func WithImage(s *Service, ref string, cfg ImageConfig, files ImageFiles) (*Serv
 	}
 	out.Env = mergeEnv(cfg.Env, s.Env)
 	if im.WorkdirFromImage {
-		out.Workdir = cmpOr(cfg.WorkingDir, "/")
+		out.Workdir = cmp.Or(cfg.WorkingDir, "/")
 	}
 	if im.UserFromImage && cfg.User != "" {
 		u, err := imageUser(cfg.User, files)
@@ -157,13 +159,6 @@ func WithImage(s *Service, ref string, cfg ImageConfig, files ImageFiles) (*Serv
 		return nil, fmt.Errorf("image %s: %w", ref, err)
 	}
 	return &out, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // mergeEnv is base with over's entries added, replacing base's of the
@@ -183,109 +178,43 @@ func mergeEnv(base, over []string) []string {
 	return append(out, over...)
 }
 
-// imageUser resolves an image config's User: uid, uid:gid, name or
-// name:group, names from the image's own /etc/passwd and /etc/group.
+// imageUser resolves an image config's User (uid, uid:gid, name or
+// name:group) as runc does (moby/sys/user), names from the image's own
+// /etc/passwd and /etc/group.
 func imageUser(spec string, files ImageFiles) (User, error) {
-	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
-	var u User
-	uid, err := strconv.ParseUint(userPart, 10, 32)
-	if err == nil {
-		u.UID = uint32(uid)
-		// A numeric user's group is its passwd entry's, else 0.
-		if gid, ok, err := primaryGroup(files, userPart); err != nil {
-			return User{}, err
-		} else if ok {
-			u.GID = gid
-		}
-	} else {
-		e, ok, err := lookupName(files, "/etc/passwd", userPart)
-		if err != nil {
-			return User{}, err
-		}
-		if !ok {
-			return User{}, fmt.Errorf("no user %q in the image's /etc/passwd", userPart)
-		}
-		u.UID, u.GID = e[0], e[1]
+	passwd, err := imageFile(files, "/etc/passwd")
+	if err != nil {
+		return User{}, err
 	}
-	if hasGroup {
-		if gid, err := strconv.ParseUint(groupPart, 10, 32); err == nil {
-			u.GID = uint32(gid)
-		} else {
-			e, ok, err := lookupName(files, "/etc/group", groupPart)
-			if err != nil {
-				return User{}, err
-			}
-			if !ok {
-				return User{}, fmt.Errorf("no group %q in the image's /etc/group", groupPart)
-			}
-			u.GID = e[0]
-		}
+	group, err := imageFile(files, "/etc/group")
+	if err != nil {
+		return User{}, err
 	}
-	return u, nil
+	u, err := user.GetExecUser(spec, nil, passwd, group)
+	if err != nil {
+		name, grp, _ := strings.Cut(spec, ":")
+		switch {
+		case errors.Is(err, user.ErrNoPasswdEntries):
+			return User{}, fmt.Errorf("no user %q in the image's /etc/passwd", name)
+		case errors.Is(err, user.ErrNoGroupEntries):
+			return User{}, fmt.Errorf("no group %q in the image's /etc/group", grp)
+		}
+		return User{}, err
+	}
+	return User{UID: uint32(u.Uid), GID: uint32(u.Gid)}, nil
 }
 
-// lookupName finds name in a passwd- or group-format file: its IDs (the
-// third field and, for passwd, the fourth).
-func lookupName(files ImageFiles, path, name string) ([]uint32, bool, error) {
-	var found []uint32
-	err := eachEntry(files, path, func(f []string) bool {
-		if f[0] != name {
-			return true
-		}
-		for _, s := range f[2:min(len(f), 4)] {
-			n, err := strconv.ParseUint(s, 10, 32)
-			if err != nil {
-				return true
-			}
-			found = append(found, uint32(n))
-		}
-		return false
-	})
-	if err != nil || found == nil {
-		return nil, false, err
-	}
-	if len(found) == 1 {
-		found = append(found, 0)
-	}
-	return found, true, nil
-}
-
-// primaryGroup is the group (fourth field) of the image's /etc/passwd
-// entry whose uid (third field) is uid.
-func primaryGroup(files ImageFiles, uid string) (uint32, bool, error) {
-	var gid uint32
-	var ok bool
-	err := eachEntry(files, "/etc/passwd", func(f []string) bool {
-		if len(f) < 4 || f[2] != uid {
-			return true
-		}
-		n, err := strconv.ParseUint(f[3], 10, 32)
-		if err != nil {
-			return true
-		}
-		gid, ok = uint32(n), true
-		return false
-	})
-	return gid, ok, err
-}
-
-func eachEntry(files ImageFiles, path string, f func([]string) bool) error {
+// imageFile is one of the image's files as a reader, nil if it has none.
+func imageFile(files ImageFiles, path string) (io.Reader, error) {
 	if files == nil {
-		return nil
+		return nil, nil
 	}
 	data, err := files(path)
 	if err != nil {
-		return fmt.Errorf("read the image's %s: %w", path, err)
+		return nil, fmt.Errorf("read the image's %s: %w", path, err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		fields := strings.Split(sc.Text(), ":")
-		if len(fields) < 3 || strings.HasPrefix(fields[0], "#") {
-			continue
-		}
-		if !f(fields) {
-			return nil
-		}
+	if data == nil {
+		return nil, nil
 	}
-	return sc.Err()
+	return bytes.NewReader(data), nil
 }
