@@ -276,12 +276,7 @@ func (o *runOptions) run(g *globalOptions) error {
 		defer prepared.Release()
 		svc, layers = prepared.Service, prepared.Layers
 	}
-	var sb *sandbox.Sandbox
-	if layers != nil {
-		sb, err = mgr.CreateFromLayers(svc, o.cgroupParent, layers)
-	} else {
-		sb, err = mgr.Create(svc, o.cgroupParent)
-	}
+	sb, err := mgr.Create(svc, o.cgroupParent, layers...)
 	if err != nil {
 		if !errors.Is(err, sandbox.ErrNameInUse) {
 			release()

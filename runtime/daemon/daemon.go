@@ -593,7 +593,8 @@ func (l *launcher) Launch(u *spec.Unit) (service.Sandbox, error) {
 	}
 	// A service from an image runs as the image's config says (its
 	// command, its user...): applied first, the log dir is made for it.
-	svc := &u.Service
+	service := u.Service // the sandbox's record keeps its own copy
+	svc := &service
 	var prepared *imagerun.Prepared
 	if svc.Image != nil {
 		store, err := l.imageStore()
@@ -615,13 +616,11 @@ func (l *launcher) Launch(u *spec.Unit) (service.Sandbox, error) {
 	if err := prepareLogDir(dir, owner); err != nil {
 		return nil, err
 	}
-	var sb *sandbox.Sandbox
+	var layers []string
 	if prepared != nil {
-		sb, err = l.mgr.CreateFromLayers(svc, cfg.CgroupParent, prepared.Layers)
-	} else {
-		s := *svc
-		sb, err = l.mgr.Create(&s, cfg.CgroupParent)
+		layers = prepared.Layers
 	}
+	sb, err := l.mgr.Create(svc, cfg.CgroupParent, layers...)
 	if err != nil {
 		return nil, err
 	}

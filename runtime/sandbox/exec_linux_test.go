@@ -56,12 +56,7 @@ func runningSandboxOn(t testing.TB, svc *spec.Service, layers []string) *Sandbox
 		t.Fatal(err)
 	}
 	parent := fmt.Sprintf("/corral-sandbox-test-%d", os.Getpid())
-	var sb *Sandbox
-	if layers != nil {
-		sb, err = m.CreateFromLayers(svc, parent, layers)
-	} else {
-		sb, err = m.Create(svc, parent)
-	}
+	sb, err := m.Create(svc, parent, layers...)
 	if err != nil {
 		t.Fatal(err)
 	}

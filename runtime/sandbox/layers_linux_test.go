@@ -76,7 +76,7 @@ func imageService(name string, writable bool) *spec.Service {
 	}
 }
 
-// TestCreateFromLayers: a sandbox's root is the image's layers stacked,
+// TestCreateFromLayers: Create with an image's layers: a sandbox's root is the image's layers stacked,
 // id-mapped (the layers' owners as on disk), with corral's /etc files;
 // read-only unless the service says otherwise, when writes land in its
 // own writable layer; nothing is left when it is destroyed, and the

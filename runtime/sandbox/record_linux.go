@@ -72,3 +72,8 @@ func processStartTime(pid int) (uint64, error) {
 	st, err := procstat.Read(pid)
 	return st.StartTime, err
 }
+
+// hasUpper says whether the sandbox has a writable layer of its own in
+// the state dir's uppers/ (its root is an image's). A record that lost
+// its service leaves that to the sweep of orphan layers.
+func (r *record) hasUpper() bool { return r.Service != nil && r.Service.Image != nil }

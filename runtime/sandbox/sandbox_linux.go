@@ -241,26 +241,19 @@ type Sandbox struct {
 }
 
 // Create reserves the service's name, builds its root and hardened spec,
-// and creates the sandbox (its cgroup, nothing running yet).
-func (m *Manager) Create(svc *spec.Service, cgroupParent string) (*Sandbox, error) {
-	return m.create(svc, cgroupParent, nil)
-}
-
-// CreateFromLayers is Create for a service whose root is an image: the
-// overlay of its unpacked layers (bottom first; rootfs.Layered) over a
-// writable layer of the sandbox's own, removed with it. svc is the
-// service with the image's config applied (spec.WithImage).
-func (m *Manager) CreateFromLayers(svc *spec.Service, cgroupParent string, layers []string) (*Sandbox, error) {
-	if len(layers) == 0 {
-		return nil, &spec.FieldError{Field: "image", Err: errors.New("an image with no layers")}
-	}
+// and creates the sandbox (its cgroup, nothing running yet). A service
+// whose root is an image (svc with the image's config applied,
+// spec.WithImage) gives the image's unpacked layers, bottom first: its
+// root is their overlay (rootfs.Layered) over a writable layer of the
+// sandbox's own, removed with it. Any other gives none.
+func (m *Manager) Create(svc *spec.Service, cgroupParent string, layers ...string) (*Sandbox, error) {
 	return m.create(svc, cgroupParent, layers)
 }
 
 func (m *Manager) create(svc *spec.Service, cgroupParent string, layers []string) (_ *Sandbox, err error) {
-	if svc.Image != nil && layers == nil {
-		// Its root is the image's (CreateFromLayers).
-		return nil, &spec.FieldError{Field: "image", Err: fmt.Errorf("%s: the image's layers were not given", svc.Image.Ref)}
+	if (svc.Image != nil) != (len(layers) > 0) {
+		// An image's root is its layers, and only an image has layers.
+		return nil, &spec.FieldError{Field: "image", Err: fmt.Errorf("the service's image (%v) and the layers given (%d) do not go together", svc.Image != nil, len(layers))}
 	}
 	if err := spec.Validate(svc); err != nil {
 		return nil, err
@@ -320,7 +313,7 @@ func (m *Manager) create(svc *spec.Service, cgroupParent string, layers []string
 			err = werr
 		}
 	}()
-	if svc.Rootfs != "" || layers != nil {
+	if svc.Rootfs != "" || len(layers) > 0 {
 		if err := waitIDs(); err != nil {
 			return nil, err
 		}
@@ -330,7 +323,7 @@ func (m *Manager) create(svc *spec.Service, cgroupParent string, layers []string
 			}
 		}
 	}
-	if layers != nil {
+	if len(layers) > 0 {
 		sb.root, err = m.layeredRoot(svc, sb.rec.RootDir, layers, ids)
 	} else if svc.Rootfs == "" {
 		sb.root, err = rootfs.HostBind(sb.rec.RootDir, rootfs.HostBindOptions{
@@ -829,8 +822,10 @@ func (sb *Sandbox) Destroy() error {
 	if sb.root != nil {
 		if err := sb.root.Remove(); err != nil {
 			errs = append(errs, err)
-		} else if err := rootfs.RemoveUpper(sb.m.upperPath(sb.Name)); err != nil {
-			errs = append(errs, err)
+		} else if sb.rec.hasUpper() {
+			if err := rootfs.RemoveUpper(sb.m.upperPath(sb.Name)); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := sb.m.release(sb.rec, sb.claims, true); err != nil {
@@ -1016,8 +1011,10 @@ func (m *Manager) removeLeftover(t *trust, rec *record, c *libcontainer.Containe
 	if rec.RootDir != "" {
 		if err := rootfs.RemoveDir(rec.RootDir); err != nil {
 			errs = append(errs, err)
-		} else if err := rootfs.RemoveUpper(m.upperPath(rec.Name)); err != nil {
-			errs = append(errs, err)
+		} else if rec.hasUpper() {
+			if err := rootfs.RemoveUpper(m.upperPath(rec.Name)); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if len(errs) == 0 {
