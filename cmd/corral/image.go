@@ -60,7 +60,7 @@ shows the layers and bytes as they come.`,
 			ctx, cancel := signalContext()
 			defer cancel()
 			if isTerminal(os.Stderr) {
-				p := &pullProgress{w: os.Stderr, started: time.Now()}
+				p := &pullProgress{w: os.Stderr}
 				opt.Progress = p.report
 				defer p.finish()
 			}
@@ -81,12 +81,11 @@ shows the layers and bytes as they come.`,
 
 // pullProgress shows a pull's layers and bytes on one terminal line.
 type pullProgress struct {
-	w       io.Writer
-	started time.Time
-	mu      sync.Mutex
-	read    map[string]int64
-	done    map[string]bool
-	total   map[string]int64
+	w     io.Writer
+	mu    sync.Mutex
+	read  map[string]int64
+	done  map[string]bool
+	total map[string]int64
 }
 
 func (p *pullProgress) report(d v1.Descriptor, read int64, done bool) {
