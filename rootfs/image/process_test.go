@@ -256,6 +256,7 @@ func TestOpenSweeps(t *testing.T) {
 		"layers/sha256/.tmp-" + diffID.Hex + "-1":                          true,
 		"layers/sha256/.del-" + diffID.Hex + "-2":                          true,
 		"layers/sha256/" + diffID.Hex + ".json":                            false,
+		fmt.Sprintf("layers/sha256/.tmp-%d-4", dead):                       false, // a note written aside
 		fmt.Sprintf("leases/%s-%d-3.json", strings.Repeat("cd", 32), dead): false,
 		"blobs/sha256/" + live:                                             false,
 	} {

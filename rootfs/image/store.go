@@ -283,6 +283,16 @@ func (s *Store) sweep() error {
 		switch {
 		case strings.HasPrefix(n, tempPrefix):
 			hex, _, _ = strings.Cut(strings.TrimPrefix(n, tempPrefix), "-")
+			if pid, ok := tempOwner(n); ok && len(hex) != 64 {
+				// A layer's note written aside (.tmp-PID-*), not a layer
+				// unpacked aside (.tmp-DIFFID-*).
+				if !processExists(pid) {
+					if err := os.Remove(filepath.Join(layers, n)); err != nil {
+						errs = append(errs, err)
+					}
+				}
+				continue
+			}
 		case strings.HasPrefix(n, deletePrefix):
 			hex, _, _ = strings.Cut(strings.TrimPrefix(n, deletePrefix), "-")
 		case strings.HasSuffix(n, ".json"):
