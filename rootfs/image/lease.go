@@ -25,9 +25,10 @@ type Lease struct {
 	// Image is the leased image, as it was when the lease was taken.
 	Image *Image
 
-	path string
-	once sync.Once
-	err  error
+	store *Store
+	path  string
+	once  sync.Once
+	err   error
 }
 
 // Release ends the lease. It is safe to call more than once.
@@ -38,6 +39,44 @@ func (l *Lease) Release() error {
 		}
 	})
 	return l.err
+}
+
+// Transfer hands the lease to the process pid (a sandbox's init, which
+// outlives the daemon that started it) and ends this one. No lock is
+// taken: this lease holds the image throughout, so Remove and Prune see
+// it in use all along. The image's leases whose holders have ended are
+// removed on the way, so that a service restarted over and over leaves
+// one per live sandbox, not one per start.
+func (l *Lease) Transfer(pid int) (*Lease, error) {
+	next, err := l.store.writeLease(l.Image, pid)
+	if err != nil {
+		return nil, fmt.Errorf("lease %s to %d: %w", l.Image.Name(), pid, err)
+	}
+	l.store.sweepLeases(l.Image.Digest.Hex + "-")
+	return next, l.Release()
+}
+
+// sweepLeases removes the lease files named with prefix whose holders
+// have ended (a file of a live holder, or one unreadable, stays).
+func (s *Store) sweepLeases(prefix string) {
+	dir := filepath.Join(s.dir, "leases")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), prefix) || !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		var rec leaseRecord
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || json.Unmarshal(data, &rec) != nil || rec.PID <= 0 {
+			continue
+		}
+		if !holderLives(rec) {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // leaseRecord is a lease file.
@@ -120,7 +159,7 @@ func (s *Store) writeLease(img *Image, pid int) (*Lease, error) {
 	if err := writeFile(path, data, false); err != nil {
 		return nil, err
 	}
-	return &Lease{Image: img, path: path}, nil
+	return &Lease{Image: img, store: s, path: path}, nil
 }
 
 // liveLeases returns the leases whose holders live; with sweep, it

@@ -3,6 +3,7 @@ package image_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -355,5 +356,48 @@ func TestWriteFailsMidFile(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestLeaseTransfer: a lease handed to another process holds the image
+// while that process lives and lapses when it ends; the image's leases of
+// ended holders go at the next transfer, so a service restarted over and
+// over does not leave one lease per start.
+func TestLeaseTransfer(t *testing.T) {
+	s := open(t)
+	c := NewContent()
+	d := c.Image(t, Spec{Layers: []Layer{GzipLayer(t, File("f", "f"))}})
+	if _, err := s.Import(ctx, layout(t, c, Named(d, "app:1")), image.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	leases := filepath.Join(s.Dir(), "leases")
+	transfer := func() *exec.Cmd {
+		t.Helper()
+		child := exec.Command("sleep", "100")
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		l, err := s.Lease(ctx, "app:1", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Transfer(child.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		return child
+	}
+	for i := 0; i < 3; i++ {
+		child := transfer()
+		if err := s.Remove(ctx, d.Digest.String()); !errors.Is(err, image.ErrInUse) {
+			t.Fatalf("remove while the child holds it: %v, want ErrInUse", err)
+		}
+		if n := countPrefix(t, leases, d.Digest.Hex); n != 1 {
+			t.Errorf("round %d: %d leases of the image, want the child's alone", i, n)
+		}
+		_ = child.Process.Kill()
+		_ = child.Wait()
+	}
+	if err := s.Remove(ctx, d.Digest.String()); err != nil {
+		t.Errorf("remove once every holder ended: %v", err)
 	}
 }

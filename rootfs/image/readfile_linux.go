@@ -77,14 +77,17 @@ func readInLayer(layer string, parts []string) (data []byte, found, stop bool, e
 				err = fmt.Errorf("larger than %d bytes", maxReadFile)
 			}
 			return data, err == nil, false, err
-		case last:
-			return nil, false, false, fmt.Errorf("not a regular file (mode %o)", mode)
-		case mode != unix.S_IFDIR:
-			// A file, link or device where a directory is: this layer
-			// replaces the directory, and a symlink is never followed.
-			if mode == unix.S_IFLNK {
-				return nil, false, false, errors.New("a directory on the way is a symlink")
+		case mode == unix.S_IFLNK:
+			what := "a directory on the way is a symlink"
+			if last {
+				what = "not a regular file"
 			}
+			return nil, false, false, fmt.Errorf("%s: %s is a symlink in the image, and corral follows none there", what, "/"+strings.Join(parts[:i+1], "/"))
+		case last:
+			return nil, false, false, fmt.Errorf("not a regular file but %s", fileKind(mode))
+		case mode != unix.S_IFDIR:
+			// A file or device where a directory is: this layer replaces
+			// the directory.
 			return nil, false, true, nil
 		}
 		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -99,4 +102,19 @@ func readInLayer(layer string, parts []string) (data []byte, found, stop bool, e
 		}
 	}
 	return nil, false, opaque, nil
+}
+
+// fileKind names a file type for messages.
+func fileKind(mode uint32) string {
+	switch mode {
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFCHR, unix.S_IFBLK:
+		return "a device"
+	}
+	return fmt.Sprintf("file type %o", mode)
 }

@@ -640,7 +640,7 @@ func (l *launcher) Launch(u *spec.Unit) (service.Sandbox, error) {
 		// this daemon is gone: no rm or prune takes its layers.
 		pid, err := sb.Pid()
 		if err == nil {
-			err = prepared.Hold(context.Background(), l.store, pid)
+			err = prepared.Hold(pid)
 		}
 		if err != nil {
 			return nil, errors.Join(err, sb.Destroy())

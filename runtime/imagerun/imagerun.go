@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
 	"github.com/corral-dev/corral/rootfs/image"
 	"github.com/corral-dev/corral/rootfs/image/source"
 	"github.com/corral-dev/corral/spec"
@@ -34,13 +32,8 @@ type Prepared struct {
 // Pull fetches ref from its registry into the store; maxLayer bounds each
 // layer's unpacked size (0: the store's default).
 func Pull(ctx context.Context, store *image.Store, ref string, opt source.RegistryOptions, maxLayer int64) (*image.Image, error) {
-	var want string
-	if n, err := name.ParseReference(ref); err == nil {
-		if t, ok := n.(name.Tag); ok {
-			want = t.Name()
-		}
-	}
-	return store.Import(ctx, source.Registry(ref, opt), image.ImportOptions{Name: want, MaxLayerSize: maxLayer})
+	// The registry names its one image by ref's tag, if it has one.
+	return store.Import(ctx, source.Registry(ref, opt), image.ImportOptions{MaxLayerSize: maxLayer})
 }
 
 // Prepare finds svc's image in the store, pulled first as its pull:
@@ -101,14 +94,12 @@ func prepare(svc *spec.Service, lease *image.Lease) (*Prepared, error) {
 
 // Hold hands the lease over to the sandbox's init, pid, which holds the
 // image for as long as it lives (also after this process is gone: a
-// daemon's sandboxes outlive it).
-func (p *Prepared) Hold(ctx context.Context, store *image.Store, pid int) error {
-	held, err := store.Lease(ctx, p.Image.Digest.String(), pid)
-	if err != nil {
-		return fmt.Errorf("image %s: lease it to the sandbox: %w", p.Image.Name(), err)
+// daemon's sandboxes outlive it); the lease lapses when the init ends.
+func (p *Prepared) Hold(pid int) error {
+	if _, err := p.lease.Transfer(pid); err != nil {
+		return fmt.Errorf("image %s: %w", p.Image.Name(), err)
 	}
-	_ = held // released by the kernel's reaping of pid: a lease of a dead holder lapses
-	return p.Release()
+	return nil
 }
 
 // Release gives up this process's lease (the sandbox failed to start, or
