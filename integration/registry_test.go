@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/corral-dev/corral/internal/testenv"
@@ -65,8 +66,9 @@ func registry(t *testing.T) string {
 	return addr
 }
 
-// push puts the example image into the registry as ref.
-func push(t *testing.T, ref string) {
+// push puts the example image into the registry as ref, with env added
+// to its config's (another image, by digest, for each env).
+func push(t *testing.T, ref string, env ...string) {
 	t.Helper()
 	p, err := layout.FromPath(exampleLayout(t))
 	if err != nil {
@@ -83,6 +85,17 @@ func push(t *testing.T, ref string) {
 	img, err := ii.Image(idx.Manifests[0].Digest)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(env) > 0 {
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cfg.Config
+		c.Env = append(c.Env[:len(c.Env):len(c.Env)], env...)
+		if img, err = mutate.Config(img, c); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r, err := name.ParseReference(ref)
 	if err != nil {
@@ -118,10 +131,42 @@ func TestPullFromARegistry(t *testing.T) {
   web:
     image: `+addr+`/example/web:3
     health: {http: {port: 8080, path: /}, interval: 1s, timeout: 900ms}
+  steady:
+    image: `+addr+`/example/web:2
+    entrypoint: [/bin/sleep]
+    command: ["1000"]
 `).start()
 	st := d.waitFor("web", patience, "healthy", func(st *api.ServiceDetail) bool { return st.Health == "healthy" })
 	if !strings.HasPrefix(st.Image, addr+"/example/web:3@sha256:") {
 		t.Errorf("status image %q", st.Image)
+	}
+	steady := d.waitRunning("steady")
+
+	// The tag moves: the file is unchanged, yet the next reload restarts
+	// the service that runs it, and says why; a dry run only says so.
+	push(t, addr+"/example/web:3", "VERSION=2")
+	r = d.ctl("image", "pull", addr+"/example/web:3")
+	if r.code != 0 {
+		t.Fatalf("pull of the moved tag: %s", r)
+	}
+	moved := strings.Fields(r.stdout)[2]
+	_, was, _ := strings.Cut(st.Image, "@")
+	why := "web: image " + addr + "/example/web:3 is now " + moved + "; the sandbox runs " + was
+	r = d.ctl("reload", "--dry-run")
+	if r.code != 0 || !strings.Contains(r.stdout, "restart:") || !strings.Contains(r.stdout, why) {
+		t.Errorf("reload --dry-run: %s; want web restarted, with %q", r, why)
+	}
+	if now := d.status("web"); now.PID != st.PID {
+		t.Errorf("a dry run restarted web")
+	}
+	if r = d.ctl("reload"); r.code != 0 || !strings.Contains(r.stdout, why) {
+		t.Errorf("reload: %s", r)
+	}
+	d.waitFor("web", patience, "restarted from "+moved+", healthy", func(now *api.ServiceDetail) bool {
+		return now.PID != 0 && now.PID != st.PID && now.Image == addr+"/example/web:3@"+moved && now.Health == "healthy"
+	})
+	if now := d.status("steady"); now.PID != steady.PID {
+		t.Errorf("steady, whose image did not move, was restarted")
 	}
 	d.stop()
 }

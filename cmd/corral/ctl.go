@@ -293,6 +293,11 @@ func newReloadCommand(g *globalOptions) *cobra.Command {
 					fmt.Printf("  %-22s %s\n", l.what+":", strings.Join(l.names, " "))
 				}
 			}
+			for _, name := range plan.Restart {
+				if why := plan.Why[name]; why != "" {
+					fmt.Printf("  %s: %s\n", field(name), field(why))
+				}
+			}
 			return nil
 		},
 	}

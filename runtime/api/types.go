@@ -134,6 +134,9 @@ type Plan struct {
 	Restart   []string `json:"restart,omitempty"`
 	Update    []string `json:"update,omitempty"` // limits changed in place
 	Unchanged []string `json:"unchanged,omitempty"`
+	// Why says, by service, why one whose file entry is unchanged is
+	// restarted (its image's tag moved).
+	Why map[string]string `json:"why,omitempty"`
 }
 
 // LogsRequest selects log lines.

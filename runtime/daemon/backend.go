@@ -189,7 +189,8 @@ func (d *Daemon) Reload(ctx context.Context, dryRun bool) (*api.Plan, error) {
 		return nil, fmt.Errorf("%w: %w", api.ErrInvalid, err)
 	}
 	p := spec.Diff(cur, next)
-	plan := &api.Plan{Add: p.Add, Remove: p.Remove, Restart: p.Restart, Update: p.Update, Unchanged: p.Unchanged}
+	moved := d.restartMovedImages(next, &p)
+	plan := &api.Plan{Add: p.Add, Remove: p.Remove, Restart: p.Restart, Update: p.Update, Unchanged: p.Unchanged, Why: moved}
 	if dryRun {
 		return plan, nil
 	}
@@ -197,6 +198,9 @@ func (d *Daemon) Reload(ctx context.Context, dryRun bool) (*api.Plan, error) {
 		"add": strings.Join(p.Add, ","), "remove": strings.Join(p.Remove, ","),
 		"restart": strings.Join(p.Restart, ","), "update": strings.Join(p.Update, ","),
 	}).Info("reloading")
+	for _, name := range slices.Sorted(maps.Keys(moved)) {
+		d.log.WithField("service", name).Info("restarting: " + moved[name])
+	}
 
 	// Removed services stop first, dependents before dependencies.
 	d.removeWaves(cur, func(name string) bool { return slices.Contains(p.Remove, name) }, true)
@@ -217,6 +221,52 @@ func (d *Daemon) Reload(ctx context.Context, dryRun bool) (*api.Plan, error) {
 	}
 	d.startWaves(next, d.register(next, p.Add))
 	return plan, nil
+}
+
+// restartMovedImages moves to p's Restart the services it would leave
+// running whose sandbox runs another digest than the one their image's
+// name has in the store now (a `corral image pull` or import moved the
+// tag since): the file is the same but what it names is not, and a
+// reload is when the operator asked for the file to hold. It returns why
+// each was moved. A name the store no longer has leaves its service
+// alone: its next start pulls it or fails, as its pull: says.
+func (d *Daemon) restartMovedImages(next *spec.Config, p *spec.Plan) map[string]string {
+	if d.deps.imageDigest == nil {
+		return nil
+	}
+	why := map[string]string{}
+	for _, name := range slices.Concat(p.Update, p.Unchanged) {
+		u, a := next.Unit(name), d.service(name)
+		if a == nil || u.Service.Image == nil {
+			continue
+		}
+		v := a.Snapshot()
+		at := strings.LastIndex(v.Image, "@")
+		if v.PID == 0 || at < 0 {
+			continue // no sandbox, or not one from an image
+		}
+		runs := v.Image[at+1:]
+		now, err := d.deps.imageDigest(u.Service.Image.Ref)
+		if err != nil || now == runs {
+			continue
+		}
+		why[name] = fmt.Sprintf("image %s is now %s; the sandbox runs %s", u.Service.Image.Ref, now, runs)
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	moved := func(name string) bool { _, ok := why[name]; return ok }
+	p.Update = slices.DeleteFunc(p.Update, moved)
+	p.Unchanged = slices.DeleteFunc(p.Unchanged, moved)
+	p.PolicyChanged = slices.DeleteFunc(p.PolicyChanged, moved)
+	reshaped := p.Restart
+	p.Restart = nil // again, in the file's order
+	for _, u := range next.Units {
+		if name := u.Service.Name; moved(name) || slices.Contains(reshaped, name) {
+			p.Restart = append(p.Restart, name)
+		}
+	}
+	return why
 }
 
 // Audit is `corral audit`: the services' hardening as configured now.

@@ -108,6 +108,9 @@ type deps struct {
 	usage        func(cgroupPath string) (cgroup.Stats, error)
 	logLoss      func(name string) (uint64, syscall.Errno)
 	removeParent func(parent string) error
+	// imageDigest is the manifest digest an image's name has in the
+	// store now; nil where no service can run from an image.
+	imageDigest func(ref string) (string, error)
 }
 
 // newDaemon is a daemon of cfg over deps, with no service yet.
@@ -214,6 +217,7 @@ func Run(ctx context.Context, opts Options) error {
 	d := newDaemon(runCtx, opts, cfg, deps{
 		launcher: l, store: files,
 		usage: host.Usage, logLoss: mgr.LogLoss, removeParent: host.RemoveEmpty,
+		imageDigest: l.imageDigest,
 	})
 	l.cfg = d.config
 	d.cleanStart = takeCleanStop(files.Dir, d.cleanStopPath())
@@ -661,6 +665,19 @@ func (l *launcher) imageStore() (*image.Store, error) {
 		l.store = s
 	}
 	return l.store, nil
+}
+
+// imageDigest is the manifest digest ref names in the image store now.
+func (l *launcher) imageDigest(ref string) (string, error) {
+	store, err := l.imageStore()
+	if err != nil {
+		return "", err
+	}
+	img, err := store.Get(ref)
+	if err != nil {
+		return "", err
+	}
+	return img.Digest.String(), nil
 }
 
 // lockFile takes an exclusive, non-blocking lock, so a second daemon on

@@ -53,12 +53,30 @@ type fixture struct {
 	probes   *servicetest.Probes
 
 	mu      sync.Mutex
-	signals []string // "NAME SIGNAL" in the order sent
+	signals []string          // "NAME SIGNAL" in the order sent
+	images  map[string]string // the image store: digest by name
+}
+
+// tagImage gives ref digest in the fixture's image store, as a pull or
+// import would.
+func (f *fixture) tagImage(ref, digest string) {
+	f.mu.Lock()
+	f.images[ref] = digest
+	f.mu.Unlock()
+}
+
+func (f *fixture) imageDigest(ref string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d, ok := f.images[ref]; ok {
+		return d, nil
+	}
+	return "", fmt.Errorf("image %s: not in the store", ref)
 }
 
 func newFixture(t *testing.T, yaml string) *fixture {
 	t.Helper()
-	f := &fixture{t: t, path: filepath.Join(t.TempDir(), "corral.yaml"), clock: clockwork.NewFakeClock()}
+	f := &fixture{t: t, path: filepath.Join(t.TempDir(), "corral.yaml"), clock: clockwork.NewFakeClock(), images: map[string]string{}}
 	f.write(yaml)
 	cfg, err := spec.LoadOn(f.path, spec.Host{})
 	if err != nil {
@@ -71,12 +89,19 @@ func newFixture(t *testing.T, yaml string) *fixture {
 			f.signals = append(f.signals, sb.Name+" "+unix.SignalName(sig.(syscall.Signal)))
 			f.mu.Unlock()
 		}
+		// Made from its image's digest at launch, as the launcher does.
+		if im := sb.Unit.Service.Image; im != nil {
+			if d, err := f.imageDigest(im.Ref); err == nil {
+				sb.Image = im.Ref + "@" + d
+			}
+		}
 	})
 	log := logrus.New()
 	log.Out = io.Discard
 	ctx, cancel := context.WithCancel(context.Background())
 	f.d = newDaemon(ctx, Options{ConfigPath: f.path, Log: log}, cfg, deps{
 		launcher: f.launcher, store: f.store, clock: f.clock, rand: func() float64 { return 0.5 }, probe: f.probes.Probe,
+		imageDigest: f.imageDigest,
 	})
 	f.d.cleanStart = true
 	t.Cleanup(func() {
@@ -242,6 +267,70 @@ func TestOperatorStopHoldsAcrossADaemonsDeath(t *testing.T) {
 				t.Errorf("launched %v, want stay down %v", launched, tc.stayDown)
 			}
 		})
+	}
+}
+
+// TestReloadRestartsAServiceWhoseImageMoved: an unchanged file entry
+// whose image's tag now names another digest restarts at the next reload,
+// said in the plan (also of a dry run); services whose image did not move,
+// or that are not running, are left alone.
+func TestReloadRestartsAServiceWhoseImageMoved(t *testing.T) {
+	yaml := `services:
+  web: {image: app:1, command: [serve]}
+  pinned: {image: app:2}
+  other: {command: [/bin/other]}
+  down: {image: app:1, restart: "no"}
+`
+	f := newFixture(t, yaml)
+	f.tagImage("app:1", "sha256:aaa")
+	f.tagImage("app:2", "sha256:bbb")
+	wait(t, f.startAll(), "start-up")
+	first := map[string]*servicetest.Sandbox{}
+	for range 4 {
+		sb := f.launcher.Next(t)
+		first[sb.Name] = sb
+	}
+	for _, name := range []string{"web", "pinned", "other"} {
+		f.running(name)
+	}
+	first["down"].Exit(0)
+	f.view("down", "exited", func(v service.View) bool { return v.PID == 0 })
+
+	f.tagImage("app:1", "sha256:ccc") // a pull moved the tag
+	ctx := context.Background()
+	plan, err := f.d.Reload(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := api.Plan{
+		Restart: []string{"web"}, Unchanged: []string{"pinned", "other", "down"},
+		Why: map[string]string{"web": "image app:1 is now sha256:ccc; the sandbox runs sha256:aaa"},
+	}
+	if fmt.Sprint(*plan) != fmt.Sprint(want) {
+		t.Fatalf("dry-run plan %+v, want %+v", *plan, want)
+	}
+	if len(f.sent()) != 0 || len(f.launcher.Order()) != 4 {
+		t.Fatalf("a dry run acted: signals %v, launches %v", f.sent(), f.launcher.Order())
+	}
+	if plan, err = f.d.Reload(ctx, false); err != nil || fmt.Sprint(*plan) != fmt.Sprint(want) {
+		t.Fatalf("reload: plan %+v, %v", plan, err)
+	}
+	sb := f.launcher.Next(t)
+	f.launcher.None(t)
+	if sb.Name != "web" || sb.Image != "app:1@sha256:ccc" || !first["web"].Destroyed() {
+		t.Fatalf("restarted %s from %s; old sandbox destroyed %v", sb.Name, sb.Image, first["web"].Destroyed())
+	}
+	if v := f.running("web"); v.Image != "app:1@sha256:ccc" {
+		t.Errorf("web runs %s", v.Image)
+	}
+	for _, name := range []string{"pinned", "other"} {
+		if first[name].Destroyed() || len(first[name].Signals()) != 0 {
+			t.Errorf("%s was touched", name)
+		}
+	}
+	// Now that it runs what its tag names, the next reload leaves it.
+	if plan, err = f.d.Reload(ctx, true); err != nil || len(plan.Restart) != 0 || plan.Why != nil {
+		t.Errorf("a second reload: plan %+v, %v", plan, err)
 	}
 }
 

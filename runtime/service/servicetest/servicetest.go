@@ -37,6 +37,9 @@ type Sandbox struct {
 	// OnSignal, if set, hears each signal sent (before the sandbox acts
 	// on it).
 	OnSignal func(os.Signal)
+	// Image is the image it runs as REF@DIGEST, as a real sandbox made
+	// from an image says ("" for none).
+	Image string
 
 	pid     int
 	started time.Time
@@ -120,9 +123,12 @@ func (s *Sandbox) Resources() spec.Resources {
 	return s.resources
 }
 
-func (s *Sandbox) Pid() (int, error)  { return s.pid, nil }
-func (s *Sandbox) CgroupPath() string { return "/corral-test/" + s.Name }
-func (s *Sandbox) Started() time.Time { return s.started }
+func (s *Sandbox) Pid() (int, error) { return s.pid, nil }
+
+// Runs says what the sandbox runs: its unit's command and Image.
+func (s *Sandbox) Runs() (command []string, image string) { return s.Unit.Service.Command, s.Image }
+func (s *Sandbox) CgroupPath() string                     { return "/corral-test/" + s.Name }
+func (s *Sandbox) Started() time.Time                     { return s.started }
 
 func (s *Sandbox) Wait() (sandbox.Exit, error) {
 	e := <-s.ended
