@@ -13,10 +13,11 @@ BIN      := bin/corral
 # Debian/Ubuntu packages: cgo and libseccomp for the build, busybox for the
 # tests' directory rootfs, gcc's static libc for the 32-bit syscall probe,
 # python3 for the tests' HTTP, TCP and sd_notify services, docker-registry
-# (the CNCF distribution registry) for the image pull tests.
-DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static python3 docker-registry
-# What `make bench` compares corral against.
-BENCH_DEPS := runc crun supervisor s6 umoci skopeo
+# (the CNCF distribution registry) for the image pull tests, umoci for the
+# test that checks an image's root against `umoci unpack` (and the bench).
+DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static python3 docker-registry umoci
+# What else `make bench` compares corral against.
+BENCH_DEPS := runc crun supervisor s6 skopeo
 
 .PHONY: all deps build install demo example-image up down test unit integration test-cgroup2 bench bench-deps clean
 
@@ -102,7 +103,7 @@ test-cgroup2: build
 	GO='$(GO)' TAGS='$(TAGS)' LDFLAGS='$(LDFLAGS)' CORRAL_BIN=$(CURDIR)/$(BIN) integration/cgroup2vm/run.sh
 
 bench-deps:
-	@$(MAKE) --no-print-directory deps DEPS='$(BENCH_DEPS)'
+	@$(MAKE) --no-print-directory deps DEPS='$(DEPS) $(BENCH_DEPS)'
 
 # Cold start-to-exit of /bin/true, corral beside runc in interleaved rounds.
 bench: build bench-deps
