@@ -101,16 +101,26 @@ func measureDisk(ctx context.Context, corral string, n int, layers []v1.Layer, s
 	if mounts, err = mountPoints(); err != nil {
 		return nil, err
 	}
+	r := &Disk{Services: n, ReadOnly: diskReadOnly, StoreBytes: store, UnpackedBytes: unpacked}
 	u := newUsage(mounts)
-	for _, p := range []string{data, state, logs} {
-		if _, err := u.add(p); err != nil {
-			return nil, err
-		}
+	if r.DataBytes, err = u.add(data); err != nil {
+		return nil, err
 	}
+	if r.StateEntries, err = u.addByEntry(state); err != nil {
+		return nil, err
+	}
+	for _, v := range r.StateEntries {
+		r.StateBytes += v
+	}
+	if r.LogBytes, err = u.add(logs); err != nil {
+		return nil, err
+	}
+	r.SkippedMounts = len(u.Skipped)
+	r.derive()
 	if _, err := d.StopAndCheck(diskCgroupParent); err != nil {
 		return nil, err
 	}
-	return newDisk(n, diskReadOnly, store, unpacked, u.Bytes, len(u.Skipped)), nil
+	return r, nil
 }
 
 // diskConfig is the daemon's service file: n services running

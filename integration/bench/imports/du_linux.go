@@ -26,13 +26,13 @@ type usage struct {
 	// Skipped are the mount points met inside them, not entered. The
 	// directory each is mounted on is not counted either: it is hidden
 	// under the mount (an empty stage dir, one block).
-	Skipped []string
+	Skipped map[string]bool
 }
 
 type inode struct{ dev, ino uint64 }
 
 func newUsage(mounts map[string]bool) *usage {
-	return &usage{mounts: mounts, seen: map[inode]bool{}}
+	return &usage{mounts: mounts, seen: map[inode]bool{}, Skipped: map[string]bool{}}
 }
 
 // mountPoints are the mount points of the bench's mount namespace.
@@ -73,7 +73,7 @@ func (u *usage) add(root string) (int64, error) {
 			return err
 		}
 		if path != root && (u.mounts[path] || st.Dev != top.Dev) {
-			u.Skipped = append(u.Skipped, path)
+			u.Skipped[path] = true
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -92,6 +92,31 @@ func (u *usage) add(root string) (int64, error) {
 	}
 	u.Bytes += added
 	return added, nil
+}
+
+// addByEntry adds the tree at root entry by entry, and returns what each
+// top-level entry added ("." is root's own directory, and what appeared
+// in it meanwhile).
+func (u *usage) addByEntry(root string) (map[string]int64, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("disk used by %s: %w", root, err)
+	}
+	out := make(map[string]int64, len(entries)+1)
+	for _, e := range entries {
+		n, err := u.add(filepath.Join(root, e.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[e.Name()] = n
+	}
+	if out["."], err = u.add(root); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func lstat(path string) (*syscall.Stat_t, error) {

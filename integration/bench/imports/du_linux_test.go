@@ -3,7 +3,6 @@ package imports
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"testing"
 )
@@ -66,8 +65,8 @@ func TestUsageAdd(t *testing.T) {
 	if got != want || u.Bytes != want {
 		t.Errorf("add = %d (total %d), want %d", got, u.Bytes, want)
 	}
-	if !slices.Equal(u.Skipped, []string{p("mnt")}) {
-		t.Errorf("skipped %q, want the mount point alone", u.Skipped)
+	if len(u.Skipped) != 1 || !u.Skipped[p("mnt")] {
+		t.Errorf("skipped %v, want the mount point alone", u.Skipped)
 	}
 	if want >= 1<<20 {
 		t.Errorf("want %d: the symlink's target or the sparse file's size was counted", want)
@@ -110,5 +109,53 @@ func TestUsageAddSharedInodes(t *testing.T) {
 	}
 	if _, err := u.add(filepath.Join(dir, "missing")); err == nil {
 		t.Error("a missing tree: no error")
+	}
+}
+
+// A tree added entry by entry: each top-level entry's bytes, the root's
+// own directory as ".", the same total as a walk of the whole, and a
+// mount point skipped once however often it is met.
+func TestUsageAddByEntry(t *testing.T) {
+	root := t.TempDir()
+	p := func(elem ...string) string { return filepath.Join(append([]string{root}, elem...)...) }
+	for _, d := range []string{"init", "uppers", "uppers/a", "roots", "roots/a"} {
+		if err := os.Mkdir(p(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(p("init", "bin"), make([]byte, 512<<10), 0o500); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p("uppers", "a", "hosts"), []byte("127.0.0.1 a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mounts := map[string]bool{p("roots", "a"): true}
+	whole, err := newUsage(mounts).add(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := newUsage(mounts)
+	got, err := u.addByEntry(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{
+		".":      blocks(t, root),
+		"init":   blocks(t, p("init")) + blocks(t, p("init", "bin")),
+		"uppers": blocks(t, p("uppers")) + blocks(t, p("uppers", "a")) + blocks(t, p("uppers", "a", "hosts")),
+		"roots":  blocks(t, p("roots")),
+	}
+	var sum int64
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %d, want %d", k, got[k], v)
+		}
+		sum += got[k]
+	}
+	if len(got) != len(want) || sum != whole || u.Bytes != whole {
+		t.Errorf("entries %v (sum %d, total %d), want %v summing to the whole walk's %d", got, sum, u.Bytes, want, whole)
+	}
+	if len(u.Skipped) != 1 {
+		t.Errorf("skipped %v, want roots/a once", u.Skipped)
 	}
 }
