@@ -41,7 +41,7 @@ var rootDirs = []string{"bin", "dev", "etc", "proc", "root", "run", "sys", "tmp"
 
 // measureDisk imports an image of layers (and busybox) into a fresh
 // store, measures it, runs n services from it under one daemon, measures
-// the data and state dirs with all running, and stops the daemon, which
+// the data, state and log dirs with all running, and stops the daemon, which
 // must leave nothing behind.
 func measureDisk(ctx context.Context, corral string, n int, layers []v1.Layer, sc *scratch.Dir, g *child.Group, w io.Writer) (*Disk, error) {
 	dir := sc.Path("images-disk")
