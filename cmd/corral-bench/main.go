@@ -1,7 +1,7 @@
 // Command corral-bench measures corral beside the tools users would pick
 // instead, in the same run: absolute times drift on shared machines, so
 // rounds are interleaved and the results that count are ratios and
-// differences of medians. It has three parts, run in this order, each a
+// differences of medians. It has four parts, run in this order, each a
 // package under integration/bench:
 //
 //   - cold (coldstart): start-to-exit of /bin/true in a corral sandbox
@@ -14,11 +14,15 @@
 //     service's command has exec'd, memory (PSS), idle wake-ups and CPU,
 //     the CPU its metrics endpoint costs (idle and per scrape), time to
 //     stop them all; beside s6-svscan with the same services.
+//   - images (imports): import of a 100 MB image beside umoci unpack and
+//     skopeo copy; then the disk used by 100 services from one image
+//     under one daemon, beside a copy of its root per service.
 //
 // Usage:
 //
 //	corral-bench --corral bin/corral [--only cold|restart|scale|images]
 //	             [--rounds 200] [--warmup 5] [--kills 40] [--scale 200]
+//	             [--image-rounds 5] [--image-services 100]
 //	             [--json FILE] [--runc runc] [--crun crun|""] [--scratch-base /var/tmp]
 //
 // It must run as root. It makes everything it uses in a scratch dir and
@@ -61,6 +65,7 @@ type options struct {
 	kills       int
 	scale       int
 	imageRounds int
+	imageSvcs   int
 	only        string
 	jsonPath    string
 	scratchBase string
@@ -91,6 +96,7 @@ func parseFlags() *options {
 	flag.IntVar(&o.kills, "kills", 40, "restart: measured kills of each supervisor's service")
 	flag.IntVar(&o.scale, "scale", 200, "scale: the number of services")
 	flag.IntVar(&o.imageRounds, "image-rounds", 5, "images: rounds of importing the 100 MB image with each tool")
+	flag.IntVar(&o.imageSvcs, "image-services", 100, "images: services run from the image to measure the disk they use")
 	flag.StringVar(&o.only, "only", "", "run one part only: "+strings.Join(parts, ", ")+" (default: all)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.scratchBase, "scratch-base", "/var/tmp", "directory under which the scratch dir is made")
@@ -117,8 +123,8 @@ type results struct {
 }
 
 func run(ctx context.Context, o *options) (err error) {
-	if o.rounds < 1 || o.warmup < 0 || o.kills < 1 || o.scale < 1 {
-		return fmt.Errorf("--rounds, --kills and --scale must be at least 1 and --warmup at least 0")
+	if o.rounds < 1 || o.warmup < 0 || o.kills < 1 || o.scale < 1 || o.imageRounds < 1 || o.imageSvcs < 1 {
+		return fmt.Errorf("--rounds, --kills, --scale, --image-rounds and --image-services must be at least 1 and --warmup at least 0")
 	}
 	if o.only != "" && !slices.Contains(parts, o.only) {
 		return fmt.Errorf("--only %q: use one of %s", o.only, strings.Join(parts, ", "))
@@ -175,8 +181,8 @@ func run(ctx context.Context, o *options) (err error) {
 		res.OthersCPU["scale"] = others.PrintPart(os.Stdout, "scale")
 	}
 	if o.runs("images") {
-		cfg := imports.Config{Corral: corral, Rounds: o.imageRounds, Layers: 4, LayerBytes: 25 << 20}
-		if res.Images, err = imports.Run(ctx, cfg, sc, os.Stdout); err != nil {
+		cfg := imports.Config{Corral: corral, Rounds: o.imageRounds, Layers: 4, LayerBytes: 25 << 20, Services: o.imageSvcs}
+		if res.Images, err = imports.Run(ctx, cfg, sc, g, os.Stdout); err != nil {
 			return err
 		}
 		res.Images.Print(os.Stdout)

@@ -1,12 +1,12 @@
 package coldstart
 
 import (
-	"debug/elf"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/corral-dev/corral/integration/bench/busybox"
 )
 
 // busyboxApplets are linked in the root: true is the payload, the others
@@ -17,10 +17,9 @@ var busyboxApplets = []string{"true", "sh", "ls", "cat", "echo", "id", "ps", "mo
 var rootDirs = []string{"bin", "proc", "dev", "sys", "tmp", "run", "etc", "root"}
 
 // makeBusyboxRoot builds a minimal root at dir: a static busybox and its
-// applet links. A dynamic busybox would need the host's libraries inside,
-// so it is refused.
+// applet links.
 func makeBusyboxRoot(dir string) error {
-	src, err := findStaticBusybox()
+	src, err := busybox.Static()
 	if err != nil {
 		return err
 	}
@@ -41,44 +40,6 @@ func makeBusyboxRoot(dir string) error {
 		}
 	}
 	return nil
-}
-
-// findStaticBusybox returns the host's busybox if it is statically linked
-// (Debian's busybox-static installs it as /bin/busybox).
-func findStaticBusybox() (string, error) {
-	var tried []string
-	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
-		if _, err := os.Stat(p); err != nil {
-			continue
-		}
-		static, err := isStatic(p)
-		if err != nil {
-			return "", fmt.Errorf("inspect %s: %w", p, err)
-		}
-		if static {
-			return p, nil
-		}
-		tried = append(tried, p+" (dynamically linked)")
-	}
-	if len(tried) == 0 {
-		tried = append(tried, "no /bin/busybox")
-	}
-	return "", fmt.Errorf("need a static busybox for the root (apt-get install busybox-static): %s", strings.Join(tried, ", "))
-}
-
-// isStatic reports whether the ELF file has no program interpreter.
-func isStatic(path string) (bool, error) {
-	f, err := elf.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return false, nil
-		}
-	}
-	return true, nil
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

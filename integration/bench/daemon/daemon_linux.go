@@ -28,10 +28,12 @@ type Daemon struct {
 	Client   *api.Client
 }
 
-// Start starts `corral --state-dir stateDir daemon --config config`, its
-// output going to logPath.
-func Start(g *child.Group, corral, stateDir, config, logPath string) (*Daemon, error) {
-	argv := []string{corral, "--state-dir", stateDir, "daemon", "--config", config}
+// Start starts `corral --state-dir stateDir [global...] daemon --config
+// config`, its output going to logPath; global are more of corral's global
+// flags (--data-dir DIR).
+func Start(g *child.Group, corral, stateDir, config, logPath string, global ...string) (*Daemon, error) {
+	argv := append([]string{corral, "--state-dir", stateDir}, global...)
+	argv = append(argv, "daemon", "--config", config)
 	p, err := g.Start("corral daemon", argv, logPath)
 	if err != nil {
 		return nil, err
@@ -57,6 +59,41 @@ func (d *Daemon) WaitReady(ctx context.Context, timeout time.Duration) error {
 			return fmt.Errorf("corral daemon not answering on %s after %s%s", d.Socket, timeout, d.LogTail())
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// WaitRunning waits until the daemon lists n services, every one running.
+// A service that failed for good ends the wait.
+func (d *Daemon) WaitRunning(ctx context.Context, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := d.ErrIfExited(); err != nil {
+			return err
+		}
+		list, err := d.Client.List(ctx)
+		if err != nil {
+			return fmt.Errorf("wait for %d services running: %w", n, err)
+		}
+		running := 0
+		for _, s := range list {
+			switch s.State {
+			case "running":
+				running++
+			case "failed":
+				return fmt.Errorf("service %s failed: %s%s", s.Name, s.Message, d.LogTail())
+			}
+		}
+		if running == n && len(list) == n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s: %d of %d services running%s", timeout, running, n, d.LogTail())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

@@ -2,7 +2,9 @@
 // multi-layer image of about 100 MB into corral's store, beside `umoci
 // unpack` (unpacking the same OCI layout into a bundle) and `skopeo copy`
 // (copying its blobs, unpacking nothing), each into a fresh directory,
-// in interleaved rounds.
+// in interleaved rounds. Then the disk that Config.Services services
+// from one such image take under one daemon, beside a copy of its root
+// per service.
 package imports
 
 import (
@@ -24,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/corral-dev/corral/integration/bench/child"
 	"github.com/corral-dev/corral/integration/bench/scratch"
 	"github.com/corral-dev/corral/integration/bench/stats"
 )
@@ -40,6 +43,8 @@ type Config struct {
 	// LayerBytes each (random data: it does not compress).
 	Layers     int
 	LayerBytes int64
+	// Services run from the image for the disk measurement.
+	Services int
 }
 
 // Result is one tool's line.
@@ -56,6 +61,7 @@ type Report struct {
 	Rounds     int      `json:"rounds"`
 	ImageBytes int64    `json:"image_bytes"`
 	Results    []Result `json:"results"`
+	Disk       *Disk    `json:"disk,omitempty"`
 	Notes      []string `json:"notes,omitempty"`
 }
 
@@ -67,10 +73,15 @@ type tool struct {
 	run func(ctx context.Context, layoutDir, dir string) error
 }
 
-// Run makes the image in sc and times each tool on it.
-func Run(ctx context.Context, cfg Config, sc *scratch.Dir, w io.Writer) (*Report, error) {
+// Run makes the image in sc and times each tool on it, then measures the
+// disk its services take; the daemon it runs them under is started in g.
+func Run(ctx context.Context, cfg Config, sc *scratch.Dir, g *child.Group, w io.Writer) (*Report, error) {
 	layoutDir := sc.Path("images-layout")
-	size, err := makeLayout(layoutDir, cfg.Layers, cfg.LayerBytes)
+	layers, err := randomLayers(cfg.Layers, cfg.LayerBytes)
+	if err != nil {
+		return nil, fmt.Errorf("images: make the image: %w", err)
+	}
+	size, err := makeLayout(layoutDir, imageRef, layers)
 	if err != nil {
 		return nil, fmt.Errorf("images: make the image: %w", err)
 	}
@@ -132,6 +143,9 @@ func Run(ctx context.Context, cfg Config, sc *scratch.Dir, w io.Writer) (*Report
 			r.Results[i].VsCorral = c / r.Results[i].MedianMS
 		}
 	}
+	if r.Disk, err = measureDisk(ctx, cfg.Corral, cfg.Services, layers, sc, g, w); err != nil {
+		return nil, fmt.Errorf("images: disk: %w", err)
+	}
 	return r, nil
 }
 
@@ -148,21 +162,30 @@ func (r *Report) Print(w io.Writer) {
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "note:", n)
 	}
+	if r.Disk != nil {
+		r.Disk.Print(w)
+	}
 }
 
-// makeLayout writes an OCI layout at dir of a random image named
-// imageRef, and returns the size of its layers.
-func makeLayout(dir string, layers int, layerBytes int64) (int64, error) {
+// randomLayers are n layers of random content (it does not compress),
+// size bytes each; the same in every call.
+func randomLayers(n int, size int64) ([]v1.Layer, error) {
 	// OCI media types throughout: umoci takes no other.
 	src := rand.NewSource(1)
 	var ls []v1.Layer
-	for range layers {
-		l, err := random.Layer(layerBytes, types.OCILayer, random.WithSource(src))
+	for range n {
+		l, err := random.Layer(size, types.OCILayer, random.WithSource(src))
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		ls = append(ls, l)
 	}
+	return ls, nil
+}
+
+// makeLayout writes an OCI layout at dir of one image of ls (ls[0] the
+// bottom) named ref, and returns the size of its layers.
+func makeLayout(dir, ref string, ls []v1.Layer) (int64, error) {
 	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 	img, err := mutate.AppendLayers(base, ls...)
 	if err != nil {
@@ -182,7 +205,7 @@ func makeLayout(dir string, layers int, layerBytes int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": imageRef})); err != nil {
+	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": ref})); err != nil {
 		return 0, err
 	}
 	var size int64

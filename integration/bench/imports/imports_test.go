@@ -15,7 +15,11 @@ import (
 // named for the tools, with the layers asked for.
 func TestMakeLayout(t *testing.T) {
 	dir := t.TempDir()
-	size, err := makeLayout(dir, 3, 4096)
+	ls, err := randomLayers(3, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := makeLayout(dir, imageRef, ls)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +37,7 @@ func TestMakeLayout(t *testing.T) {
 		t.Errorf("manifest descriptor %+v", d)
 	}
 	img, _ := ii.Image(d.Digest)
-	ls, _ := img.Layers()
+	ls, _ = img.Layers()
 	if len(ls) != 3 || size < 3*4096/2 {
 		t.Errorf("%d layers, %d bytes", len(ls), size)
 	}

@@ -12,6 +12,10 @@
 //	restart/         the restart part: a daemon's state dir and service
 //	                 file, supervisord's and s6's dirs, the stamp files
 //	scale/           the scale part: service file, state dirs, s6 scan dirs
+//	images-layout/   the images part: the image whose import it times
+//	images-run-*/    one import's fresh dir, removed after it
+//	images-disk/     the images part's disk measurement: its image, store
+//	                 (data/), state dir, logs and service file
 package scratch
 
 import (
