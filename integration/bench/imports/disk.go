@@ -9,9 +9,10 @@ import (
 	"strings"
 )
 
-// DiskGoalRatio bounds the disk used with the services running against
-// the image's own in the store: N services from one image should cost
-// about one copy of it.
+// DiskGoalRatio bounds the disk the image and N services from it use
+// against the image's own in the store: N services from one image should
+// cost about one copy of it. The daemon's copy of itself (initEntry) is
+// no part of either: one per state dir whatever it runs, or none.
 const DiskGoalRatio = 1.1
 
 // initEntry is the state dir's directory of the daemon's execute-only
@@ -48,20 +49,21 @@ type Disk struct {
 	// NaiveBytes is a copy of the root per service (umoci unpack per
 	// service, say): Services × UnpackedBytes.
 	NaiveBytes int64 `json:"naive_bytes"`
-	// Ratio is RunningBytes / StoreBytes, against DiskGoalRatio.
+	// Ratio is RunningBytes less the state dir's initEntry over
+	// StoreBytes, against DiskGoalRatio.
 	Ratio float64 `json:"ratio"`
-	// RatioWithoutInit leaves out the state dir's initEntry.
-	RatioWithoutInit float64 `json:"ratio_without_init"`
+	// RatioWithInit counts initEntry too.
+	RatioWithInit float64 `json:"ratio_with_init"`
 }
 
 // derive computes the totals and ratios from the measured figures.
 func (d *Disk) derive() {
 	d.RunningBytes = d.DataBytes + d.StateBytes + d.LogBytes
 	d.NaiveBytes = int64(d.Services) * d.UnpackedBytes
-	d.Ratio, d.RatioWithoutInit = 0, 0
+	d.Ratio, d.RatioWithInit = 0, 0
 	if d.StoreBytes > 0 {
-		d.Ratio = float64(d.RunningBytes) / float64(d.StoreBytes)
-		d.RatioWithoutInit = float64(d.RunningBytes-d.StateEntries[initEntry]) / float64(d.StoreBytes)
+		d.Ratio = float64(d.RunningBytes-d.StateEntries[initEntry]) / float64(d.StoreBytes)
+		d.RatioWithInit = float64(d.RunningBytes) / float64(d.StoreBytes)
 	}
 }
 
@@ -99,8 +101,8 @@ func (d *Disk) Print(w io.Writer) {
 		verdict = "NOT met"
 	}
 	fmt.Fprintf(w, "used with %d services / the image in the store: %.3f (goal <= %.2f: %s)\n", d.Services, d.Ratio, DiskGoalRatio, verdict)
-	fmt.Fprintf(w, "  without the state dir's %s/ (%.1f MB: the daemon's execute-only copy of corral, one per state dir whatever it runs): %.3f\n",
-		initEntry, mb(d.StateEntries[initEntry]), d.RatioWithoutInit)
+	fmt.Fprintf(w, "  that leaves out the state dir's %s/ (%.1f MB: the daemon's execute-only copy of corral, one per state dir whatever it runs, on tmpfs by default); with it: %.3f\n",
+		initEntry, mb(d.StateEntries[initEntry]), d.RatioWithInit)
 }
 
 // stateEntries lists the state dir's entries that hold something, the
