@@ -204,7 +204,8 @@ func layeredTree(t *testing.T, layers []string) map[string]string {
 	done := make(chan result, 1)
 	go func() {
 		// The thread stays locked: it ends with the goroutine, mount
-		// namespace and all.
+		// namespace and all (never the main thread: TestMain's init
+		// keeps that one, see main_test.go).
 		runtime.LockOSThread()
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 			done <- result{err: fmt.Errorf("unshare: %w", err)}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,6 +31,13 @@ var (
 	host    *cgroup.Host
 	workDir string
 )
+
+// The main goroutine keeps the main thread for itself. A test that
+// unshares a namespace on a locked thread (layeredTree) ends that thread
+// when it is done; but Go never ends the main thread, it parks it, in
+// the namespace it was left in, and /proc/self (the main thread's view)
+// would then show that private mount namespace to every later test.
+func init() { runtime.LockOSThread() }
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,6 +27,11 @@ import (
 // process would, instead of running the tests. It prints each hook point
 // it passes; at the point HOLD_AT it says "holding" and waits HOLD_MS
 // milliseconds (for ever if 0).
+// The main goroutine keeps the main thread: overlayTree unshares a mount
+// namespace on a locked thread, and Go parks rather than ends the main
+// thread, which would leave /proc/self in that private namespace.
+func init() { runtime.LockOSThread() }
+
 func TestMain(m *testing.M) {
 	if os.Getenv("CORRAL_IMAGE_HELPER") == "" {
 		os.Exit(m.Run())

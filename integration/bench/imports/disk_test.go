@@ -26,8 +26,8 @@ func TestDiskDerive(t *testing.T) {
 	for _, tc := range []struct {
 		used            int64
 		ratio, withInit float64
-		perService         int64
-		met                bool
+		perService      int64
+		met             bool
 	}{
 		{262e6, 238.0 / 210, 262.0 / 210, 280e3, false},
 		{255e6, 1.1, 255.0 / 210, 210e3, true},
