@@ -27,6 +27,9 @@ type daemonProc struct {
 	stateDir string
 	logDir   string
 	cgroup   string
+	// dataDir is its image store: the one all tests share, unless a test
+	// needs one of its own.
+	dataDir  string
 	services string
 	// daemonExtra is more of the daemon section (indented by two spaces).
 	daemonExtra string
@@ -46,6 +49,7 @@ func newDaemon(t *testing.T, services string) *daemonProc {
 	d.stateDir = filepath.Join(workDir, fmt.Sprintf("daemon-%d", n))
 	d.logDir = filepath.Join(d.dir, "logs")
 	d.cgroup = fmt.Sprintf("%s/daemon-%d", cgroupParent, n)
+	d.dataDir = dataDir
 	d.write(services)
 	return d
 }
@@ -67,7 +71,7 @@ func (d *daemonProc) start() *daemonProc {
 	if d.out, err = os.Create(filepath.Join(d.dir, fmt.Sprintf("daemon-%d.log", time.Now().UnixNano()))); err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command(corralBin, "--state-dir", d.stateDir, "--data-dir", dataDir, "daemon", "--config", d.config)
+	d.cmd = exec.Command(corralBin, "--state-dir", d.stateDir, "--data-dir", d.dataDir, "daemon", "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -164,7 +168,7 @@ func (d *daemonProc) ctl(args ...string) result {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return finish(d.t, exec.CommandContext(ctx, corralBin, append([]string{"--state-dir", d.stateDir, "--data-dir", dataDir}, args...)...))
+	return finish(d.t, exec.CommandContext(ctx, corralBin, append([]string{"--state-dir", d.stateDir, "--data-dir", d.dataDir}, args...)...))
 }
 
 // status reads one service's detail through the API.

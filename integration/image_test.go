@@ -63,9 +63,10 @@ func TestRunFromAnImage(t *testing.T) {
 // Entrypoint and Cmd as its user, healthy over HTTP; status names the
 // image with its digest; rm is refused while it runs; the sandbox is
 // adopted, not restarted, after a kill -9 of the daemon; once it is
-// stopped the image can go, and prune frees its layers.
+// stopped the image can go, and prune frees its layers. Its store is its
+// own: in the shared one, other tests' images (pushed to and pulled from
+// a registry) keep the example's layer, as they should.
 func TestDaemonRunsAServiceFromAnImage(t *testing.T) {
-	importExample(t)
 	d := newDaemon(t, `
   web:
     image: `+exampleImage+`
@@ -73,7 +74,13 @@ func TestDaemonRunsAServiceFromAnImage(t *testing.T) {
       http: {port: 8080, path: /}
       interval: 1s
       timeout: 900ms
-`).start()
+`)
+	d.dataDir = filepath.Join(workDir, "data-"+t.Name())
+	t.Cleanup(func() { os.RemoveAll(d.dataDir) })
+	if r := d.ctl("image", "import", exampleLayout(t)); r.code != 0 {
+		t.Fatalf("image import: %s", r)
+	}
+	d.start()
 	st := d.waitFor("web", patience, "healthy", func(st *api.ServiceDetail) bool { return st.Health == "healthy" })
 	if !strings.HasPrefix(st.Image, exampleImage+"@sha256:") || strings.Join(st.Command, " ") != "/bin/httpd -f -v -p 8080 -h /www" {
 		t.Errorf("status: image %q, command %q", st.Image, st.Command)
@@ -109,7 +116,7 @@ func TestDaemonRunsAServiceFromAnImage(t *testing.T) {
 	if r := d.ctl("image", "prune"); r.code != 0 || strings.Contains(r.stdout, "freed 0 B") {
 		t.Errorf("prune: %s", r)
 	}
-	entries, _ := os.ReadDir(filepath.Join(dataDir, "images", "layers", "sha256"))
+	entries, _ := os.ReadDir(filepath.Join(d.dataDir, "images", "layers", "sha256"))
 	if len(entries) != 0 {
 		t.Errorf("layers left after prune: %v", entries)
 	}
