@@ -110,6 +110,17 @@ func (a *Allocator) Get(name string) (uint32, error) {
 	return 0, fmt.Errorf("%w (%d blocks, one per service): widen corral's lines in /etc/subuid and /etc/subgid", ErrExhausted, a.blocks.Len())
 }
 
+// Block is the block recorded for name, if any (read without the lock:
+// a recorded block changes only by name's own Get or Release).
+func (a *Allocator) Block(name string) (uint32, bool) {
+	d, err := os.OpenFile(a.dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer d.Close()
+	return readBlock(int(d.Fd()), name)
+}
+
 // Release frees name's block, if it has one.
 func (a *Allocator) Release(name string) error {
 	d, err := a.lock()

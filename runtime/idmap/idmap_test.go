@@ -98,8 +98,14 @@ func TestAllocatorIsStickyAndDisjoint(t *testing.T) {
 	if again, _ := b.Get("y"); again != y {
 		t.Errorf("y got %d, had %d", again, y)
 	}
+	if got, ok := b.Block("y"); !ok || got != y {
+		t.Errorf("Block(y) = %d, %t; want %d", got, ok, y)
+	}
 	if err := b.Release("y"); err != nil {
 		t.Fatal(err)
+	}
+	if got, ok := b.Block("y"); ok {
+		t.Errorf("Block(y) after its release = %d", got)
 	}
 	if w, err := a.Get("w"); err != nil || w != y {
 		t.Errorf("w got %d (%v), want y's freed %d", w, err, y)

@@ -234,6 +234,9 @@ type Sandbox struct {
 	// notesDone is closed by Destroy.
 	notes     chan Note
 	notesDone chan struct{}
+	// userns is the user namespace its init joins (see joinUserns), held
+	// until the init has started; nil: the runtime makes one.
+	userns *os.File
 	// For an adopted sandbox (process is nil: its init is not our child):
 	// the init's PID and a pidfd that becomes readable when it ends.
 	initPid int
@@ -390,6 +393,11 @@ func (m *Manager) create(svc *spec.Service, cgroupParent string, layers []string
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: svc.Name, Spec: s})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox %s: convert spec: %w", svc.Name, err)
+	}
+	if ids != nil {
+		if sb.userns, err = m.joinUserns(cfg, ids.block); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", svc.Name, err)
+		}
 	}
 	if m.kind == Detached {
 		// What the record holds that a successor needs if the record is
@@ -560,6 +568,10 @@ func (sb *Sandbox) Start(stdio Stdio) (err error) {
 		if cfg.Keep, err = open(dupConn(sb.notify)); err != nil {
 			return fmt.Errorf("sandbox %s: notify socket: %w", sb.Name, err)
 		}
+	}
+	if sb.userns != nil {
+		files = append(files, sb.userns) // joined by the init in Run
+		sb.userns = nil
 	}
 	argv, env, extra := cfg.Wrap(p.Args)
 	sb.process = &libcontainer.Process{
@@ -796,6 +808,10 @@ func (sb *Sandbox) CgroupPath() string { return sb.rec.CgroupPath }
 // call on a half-made sandbox and more than once.
 func (sb *Sandbox) Destroy() error {
 	var errs []error
+	if sb.userns != nil { // never started
+		sb.userns.Close()
+		sb.userns = nil
+	}
 	if sb.container != nil {
 		if sb.initNeverRan {
 			// Nothing ran, no cgroup was entered: only its directory.

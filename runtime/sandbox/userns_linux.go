@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/opencontainers/runc/libcontainer/configs"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/corral-dev/corral/internal/userns"
 	"github.com/corral-dev/corral/rootfs"
@@ -71,6 +73,14 @@ func (m *Manager) ReleaseIDs(name string) error {
 			return nil // no range: nothing was handed out
 		}
 		m.ids = ids
+	}
+	// The block's user namespace goes with it: whoever gets the block
+	// next starts from a new one.
+	if block, ok := m.ids.Block(name); ok {
+		if f := m.usernsFds[block]; f != nil {
+			f.Close()
+			delete(m.usernsFds, block)
+		}
 	}
 	return m.ids.Release(name)
 }
@@ -226,6 +236,37 @@ func (m *Manager) userns(block uint32) (*os.File, error) {
 	}
 	m.usernsFds[block] = f
 	return f, nil
+}
+
+// joinUserns has the sandbox join the user namespace already made for its
+// block's id-mapped mounts (a directory or an image root, binds with
+// idmap) rather than have the runtime make another with the same mapping:
+// the runtime's own costs a clone and a round trip with its parent to
+// write the maps at every start. A sandbox without such a mount keeps
+// the runtime's. The path names the returned fd, a copy of the block's
+// that is the sandbox's alone until its init has started (the caller
+// closes it then): the block's own may be closed meanwhile by ReleaseIDs
+// and its number reused for another block's namespace, which the init
+// would then join. The runtime's init opens the path as root, before it
+// enters anything, while this process waits for it in Run.
+func (m *Manager) joinUserns(cfg *configs.Config, block uint32) (*os.File, error) {
+	m.idsMu.Lock()
+	defer m.idsMu.Unlock()
+	f := m.usernsFds[block]
+	if f == nil {
+		return nil, nil
+	}
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("user namespace of block %d: %w", block, err)
+	}
+	own := os.NewFile(uintptr(fd), "userns")
+	for i := range cfg.Namespaces {
+		if cfg.Namespaces[i].Type == configs.NEWUSER {
+			cfg.Namespaces[i].Path = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd)
+		}
+	}
+	return own, nil
 }
 
 // checkIDMaps refuses, before anything runs, a bind with idmap that the
