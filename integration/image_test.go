@@ -143,12 +143,16 @@ func TestImportRefusesACorruptArchive(t *testing.T) {
 // it is the store's tests', TestImportFailures).
 func TestImportRefusesALayerOverTheLimit(t *testing.T) {
 	layout := exampleLayout(t)
-	r := corral(t, "image", "import", "--max-layer-size", "256K", layout)
+	// A store of its own: the shared one may hold the example's layer
+	// already, and a layer in the store is not unpacked again.
+	store := filepath.Join(workDir, "data-"+t.Name())
+	t.Cleanup(func() { os.RemoveAll(store) })
+	r := corral(t, "--data-dir", store, "image", "import", "--max-layer-size", "256K", layout)
 	if r.code == 0 || !strings.Contains(r.stderr, "layer 1 of 1") {
 		t.Fatalf("a layer over the limit: %s", r)
 	}
 	t.Logf("refused: %s", strings.TrimSpace(r.stderr))
-	if r := corral(t, "image", "import", "--max-layer-size", "not-a-size", layout); r.code == 0 || !strings.Contains(r.stderr, "--max-layer-size") {
+	if r := corral(t, "--data-dir", store, "image", "import", "--max-layer-size", "not-a-size", layout); r.code == 0 || !strings.Contains(r.stderr, "--max-layer-size") {
 		t.Errorf("a bad size: %s", r)
 	}
 }
