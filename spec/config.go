@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,9 +16,9 @@ import (
 // The keys of each mapping of the service file (see Parse).
 var (
 	topKeys       = []string{"daemon", "services"}
-	daemonKeys    = []string{"cgroup_parent", "log_dir", "defaults", "metrics", "alerts"}
+	daemonKeys    = []string{"cgroup_parent", "log_dir", "defaults", "metrics", "alerts", "bridge", "subnet", "dns", "ipv6"}
 	defaultsKeys  = []string{"restart", "stop", "logs", "resources"}
-	serviceKeys   = []string{"command", "env", "workdir", "user", "hostname", "rootfs", "image", "entrypoint", "pull", "network", "resources", "capabilities", "seccomp", "read_only", "mounts", "unsafe_host_mounts", "user_namespace", "restart", "stop", "logs", "depends_on", "health", "notify", "alerts"}
+	serviceKeys   = []string{"command", "env", "workdir", "user", "hostname", "rootfs", "image", "entrypoint", "pull", "network", "publish", "egress", "resources", "capabilities", "seccomp", "read_only", "mounts", "unsafe_host_mounts", "user_namespace", "restart", "stop", "logs", "depends_on", "health", "notify", "alerts"}
 	resourcesKeys = []string{"memory", "cpus", "pids"}
 	restartKeys   = []string{"policy", "backoff", "crash_loop"}
 	backoffKeys   = []string{"initial", "max", "multiplier", "jitter", "reset_after"}
@@ -94,6 +95,11 @@ func (d *decoder) config(root *yaml.Node, c *Config, stat func(string) (fs.FileI
 		refs[p.key] = deps
 	}
 	d.dependencies(c.Units, refs)
+	for _, fe := range CheckPublished(c.Units) {
+		if !d.suppressed(fe.Field) {
+			d.add(d.published[fe.Field], fe.Field, fe.Err)
+		}
+	}
 }
 
 func (d *decoder) daemon(n *yaml.Node, c *Config, def *defaults) {
@@ -110,6 +116,45 @@ func (d *decoder) daemon(n *yaml.Node, c *Config, def *defaults) {
 		case "log_dir":
 			if p, ok := d.absPath(v, field); ok {
 				c.LogDir = p
+			}
+		case "bridge":
+			if x, ok := d.str(v, field); ok {
+				if err := CheckBridgeName(x); err != nil {
+					d.add(resolve(v), field, err)
+					return
+				}
+				c.Bridge.Name = x
+			}
+		case "subnet":
+			if x, ok := d.str(v, field); ok {
+				p, err := netip.ParsePrefix(x)
+				if err == nil {
+					err = CheckSubnet(p)
+				} else {
+					err = fmt.Errorf("%q is not a CIDR such as %s", x, DefaultSubnet)
+				}
+				if err != nil {
+					d.add(resolve(v), field, err)
+					return
+				}
+				c.Bridge.Subnet = p.Masked()
+			}
+		case "dns":
+			d.list(v, field, "a list of IPv4 addresses", func(_ int, el *yaml.Node, f string) {
+				x, ok := d.str(el, f)
+				if !ok {
+					return
+				}
+				ip, err := netip.ParseAddr(x)
+				if err != nil || !ip.Is4() || ip.IsLoopback() {
+					d.errorf(resolve(el), f, "%q is not an IPv4 address a sandbox can reach (loopback is the sandbox's own)", x)
+					return
+				}
+				c.Bridge.DNS = append(c.Bridge.DNS, ip)
+			})
+		case "ipv6":
+			if x, ok := d.boolean(v, field); ok && x {
+				d.errorf(resolve(v), field, "IPv6 on the bridge is not built yet: sandboxes get IPv4 only; drop ipv6: true")
 			}
 		case "metrics":
 			d.metrics(v, field, &c.Metrics)
@@ -198,6 +243,41 @@ func (d *decoder) service(p pair, def *defaults, logDir string, stat func(string
 			setStr(v, field, key, &image.Pull)
 		case "network":
 			setStr(v, field, key, &s.Network)
+		case "publish":
+			d.list(v, field, "a list of [HOST_IP:]HOST_PORT:PORT[/tcp|/udp] strings", func(_ int, el *yaml.Node, f string) {
+				str, ok := d.str(el, f)
+				if !ok {
+					return
+				}
+				p, err := ParsePublish(str)
+				if err != nil {
+					d.add(resolve(el), f, err)
+					return
+				}
+				at[index("publish", len(s.Publish))] = loc{resolve(el), f}
+				if d.published == nil {
+					d.published = map[string]*yaml.Node{}
+				}
+				d.published[f] = resolve(el)
+				s.Publish = append(s.Publish, p)
+			})
+			at[key] = loc{resolve(v), field}
+		case "egress":
+			// Present, even empty: deny by default.
+			at[key] = loc{resolve(v), field}
+			s.Egress.Restricted = true
+			d.list(v, field, "a list of CIDR[:PORT[/PROTO]] or HOST[:PORT[/PROTO]] strings", func(_ int, el *yaml.Node, f string) {
+				str, ok := d.str(el, f)
+				if !ok {
+					return
+				}
+				r, err := ParseEgress(str)
+				if err != nil {
+					d.add(resolve(el), f, err)
+					return
+				}
+				s.Egress.Allow = append(s.Egress.Allow, r)
+			})
 		case "seccomp":
 			setStr(v, field, key, &s.Security.Seccomp)
 		case "user":

@@ -28,6 +28,9 @@ type decoder struct {
 	stat func(string) (fs.FileInfo, error)
 	// host is what the mounts are checked against (Host.UnsafeMount).
 	host Host
+	// published locates each publish entry, by its field path, for the
+	// check across services (CheckPublished).
+	published map[string]*yaml.Node
 }
 
 // Tags of the YAML core schema, as yaml.Node.ShortTag spells them.

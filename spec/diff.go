@@ -83,6 +83,9 @@ func sandboxChanged(a, b *Service) bool {
 		a.Rootfs != b.Rootfs ||
 		imageChanged(a.Image, b.Image) ||
 		a.EffectiveNetwork() != b.EffectiveNetwork() ||
+		!slices.Equal(a.Publish, b.Publish) ||
+		a.Egress.Restricted != b.Egress.Restricted ||
+		!slices.Equal(a.Egress.Allow, b.Egress.Allow) ||
 		!slices.Equal(a.Mounts, b.Mounts) ||
 		!sameSet(a.Security.CapAdd, b.Security.CapAdd) ||
 		seccomp(a) != seccomp(b) ||

@@ -94,6 +94,10 @@ func LoadOn(path string, h Host) (*Config, error) {
 //	daemon:                      # optional
 //	  cgroup_parent: /corral     # absolute clean cgroup path (CheckCgroupParent); default DefaultCgroupParent
 //	  log_dir: /var/log/corral   # absolute; one directory per service; default DefaultLogDir
+//	  bridge: corral0            # the bridge of network: bridge services; default DefaultBridge
+//	  subnet: 10.89.0.0/16       # its IPv4 subnet, /8 to /28; default DefaultSubnet
+//	  dns: [192.0.2.53]          # resolvers given to bridge sandboxes; default the host's non-loopback ones
+//	  ipv6: false                # true is refused: bridge sandboxes get IPv4 only
 //	                             # (changing either needs a daemon restart: see CheckReload)
 //	  defaults:                  # optional: settings for services that do not set them
 //	    restart: ...             # same forms as a service's restart
@@ -108,7 +112,9 @@ func LoadOn(path string, h Host) (*Config, error) {
 //	    user: "1000:1000"        # "UID", "UID:GID" or an integer UID; default 0 (root without capabilities)
 //	    hostname: web            # default: the service's name
 //	    rootfs: /srv/busybox     # absolute directory; default: the built-in root of host binds
-//	    network: none            # none (own loopback only) | host; default none
+//	    network: none            # none (own loopback only) | host | bridge; default none
+//	    publish: ["8080:80", "127.0.0.1:9000:9000/udp"]  # bridge only: [HOST_IP:]HOST_PORT:PORT[/tcp|/udp]
+//	    egress: ["192.0.2.0/24", "db.example:5432"]      # bridge only: present = deny by default; CIDR|ADDRESS|HOST[:PORT[/tcp|/udp]]
 //	    resources:
 //	      memory: 64M            # a size (ParseBytes) or an integer of bytes; default no limit
 //	      cpus: 0.5              # a number from 0.01 to MaxCPUs; default no limit
@@ -160,7 +166,7 @@ func Parse(path string, data []byte) (*Config, error) {
 // parse is Parse, with the host checks of h.
 func parse(path string, data []byte, h Host) (*Config, error) {
 	d := &decoder{file: path, failed: map[string]bool{}, host: h}
-	c := &Config{Path: path, CgroupParent: DefaultCgroupParent, LogDir: DefaultLogDir}
+	c := &Config{Path: path, CgroupParent: DefaultCgroupParent, LogDir: DefaultLogDir, Bridge: DefaultBridgeConfig()}
 	if root := d.document(data); root != nil {
 		d.config(root, c, h.Stat)
 	}

@@ -176,7 +176,7 @@ func TestParseFull(t *testing.T) {
 func TestParseBuiltinDefaults(t *testing.T) {
 	c := mustParse(t, "services:\n  a:\n    command: [/bin/true]\n")
 	want := &Config{
-		Path: "corral.yaml", CgroupParent: DefaultCgroupParent, LogDir: DefaultLogDir, Alerts: DefaultAlerts(),
+		Path: "corral.yaml", CgroupParent: DefaultCgroupParent, LogDir: DefaultLogDir, Alerts: DefaultAlerts(), Bridge: DefaultBridgeConfig(),
 		Units: []*Unit{{
 			Service: Service{
 				Name: "a", Command: []string{"/bin/true"}, Workdir: "/", Network: NetworkNone,
@@ -393,12 +393,12 @@ func TestParseErrors(t *testing.T) {
 			[]wantError{{4, 38, "services.web.capabilities[1]", `unknown capability "SUPERPOWER"`}}},
 		{"capabilities string", "services:\n  web:\n    command: [a]\n    capabilities: CHOWN\n",
 			[]wantError{{4, 19, "services.web.capabilities", "expected a list of capability names"}}},
-		{"validate fields", "services:\n  web:\n    command: [a]\n    workdir: srv\n    hostname: -x-\n    rootfs: srv\n    network: bridge\n    seccomp: strict\n",
+		{"validate fields", "services:\n  web:\n    command: [a]\n    workdir: srv\n    hostname: -x-\n    rootfs: srv\n    network: vpn\n    seccomp: strict\n",
 			[]wantError{
 				{4, 14, "services.web.workdir", `"srv" is not an absolute path`},
 				{5, 15, "services.web.hostname", "invalid hostname"},
 				{6, 13, "services.web.rootfs", "not an absolute path"},
-				{7, 14, "services.web.network", `unknown mode "bridge"`},
+				{7, 14, "services.web.network", `unknown mode "vpn"`},
 				{8, 14, "services.web.seccomp", `"strict" is neither`},
 			}},
 		{"mounts", "services:\n  web:\n    command: [a]\n    mounts:\n      - /a:/a\n      - /b:/proc/b\n      - a:b:c:d\n",
@@ -610,7 +610,7 @@ func TestLoadAsksHostAboutWorkdir(t *testing.T) {
 	text := "services:\n" +
 		"  web:\n    command: [/bin/true]\n    workdir: /srv/app\n" +
 		"  ok:\n    command: [/bin/true]\n    workdir: /tmp\n" +
-		"  bad:\n    command: [/bin/true]\n    workdir: /srv/app\n    network: bridge\n" +
+		"  bad:\n    command: [/bin/true]\n    workdir: /srv/app\n    network: vpn\n" +
 		"  none:\n    command: [/bin/true]\n"
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -626,7 +626,7 @@ func TestLoadAsksHostAboutWorkdir(t *testing.T) {
 	_, err := LoadOn(path, h)
 	checkErrors(t, err, []wantError{
 		{4, 14, "services.web.workdir", "/srv/app does not exist in the sandbox"},
-		{11, 14, "services.bad.network", `unknown mode "bridge"`},
+		{11, 14, "services.bad.network", `unknown mode "vpn"`},
 	})
 	if want := []string{"web", "ok"}; !reflect.DeepEqual(asked, want) {
 		t.Errorf("asked about %v, want %v", asked, want)

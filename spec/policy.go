@@ -203,6 +203,8 @@ type Config struct {
 	Metrics Metrics
 	// Alerts are the daemon-wide alert settings.
 	Alerts Alerts
+	// Bridge is the bridge network of services with network: bridge.
+	Bridge Bridge
 	Units  []*Unit
 }
 

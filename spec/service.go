@@ -80,7 +80,10 @@ type Service struct {
 	Image     *Image
 	Resources Resources
 	Network   string
-	Mounts    []Mount
+	// Publish and Egress are for Network NetworkBridge only.
+	Publish []Publish
+	Egress  Egress
+	Mounts  []Mount
 	Security  Security
 	// Notify: the service reports readiness with sd_notify's READY=1 on
 	// the socket named by $NOTIFY_SOCKET in its sandbox.
@@ -147,8 +150,13 @@ func (s *Service) Loosenings() []string {
 	if sec.WritableRoot {
 		out = append(out, "read_only: false")
 	}
-	if s.EffectiveNetwork() == NetworkHost {
+	switch s.EffectiveNetwork() {
+	case NetworkHost:
 		out = append(out, "network: host")
+	case NetworkBridge:
+		if !s.Egress.Restricted {
+			out = append(out, "network: bridge without an egress list")
+		}
 	}
 	for _, m := range s.Mounts {
 		if !m.ReadOnly {

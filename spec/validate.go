@@ -79,10 +79,11 @@ func Validate(s *Service) error {
 		add("resources.pids", "%d is negative: use a positive number of processes and threads", r.Pids)
 	}
 	switch s.Network {
-	case "", NetworkNone, NetworkHost:
+	case "", NetworkNone, NetworkHost, NetworkBridge:
 	default:
-		add("network", "unknown mode %q: use %q or %q", s.Network, NetworkNone, NetworkHost)
+		add("network", "unknown mode %q: use %q, %q or %q", s.Network, NetworkNone, NetworkHost, NetworkBridge)
 	}
+	validateNetwork(s, add)
 	for i, m := range s.Mounts {
 		if err := m.validate(); err != nil {
 			add(fmt.Sprintf("mounts[%d]", i), "%s:%s: %w", m.Source, m.Destination, err)

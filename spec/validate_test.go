@@ -90,7 +90,7 @@ func TestValidateReportsEveryError(t *testing.T) {
 			CPUs:   0.001,
 			Pids:   -1,
 		},
-		Network: "bridge",
+		Network: "vpn",
 		Mounts: []Mount{
 			{Source: "/ok", Destination: "/ok"},
 			{Source: "relative", Destination: "/data"},
@@ -113,7 +113,7 @@ func TestValidateReportsEveryError(t *testing.T) {
 	// Each message names the bad value, and the joined text holds them all.
 	mentions := []string{
 		`"-bad"`, "no command given", `"NOEQUALS"`, `"=v"`, `"srv"`, `"bad_host"`, `"roots/web"`,
-		"1048576 bytes is too small", "0.001 is out of range", "-1 is negative", `"bridge"`,
+		"1048576 bytes is too small", "0.001 is out of range", "-1 is negative", `"vpn"`,
 		"relative:/data: source is not an absolute path", "/srv:/proc/x: destination is inside /proc",
 		`"FOO"`, `"profile.json"`,
 	}
@@ -269,7 +269,8 @@ func TestValidateNetwork(t *testing.T) {
 		{"", true},
 		{NetworkNone, true},
 		{NetworkHost, true},
-		{"bridge", false},
+		{NetworkBridge, true},
+		{"vpn", false},
 		{"Host", false},
 		{"NONE", false},
 		{" host", false},
@@ -284,8 +285,8 @@ func TestValidateNetwork(t *testing.T) {
 			}
 		})
 	}
-	err := Validate(&Service{Name: "web", Command: []string{"x"}, Network: "bridge"})
-	wantErrMentions(t, err, `"bridge"`, `"none"`, `"host"`)
+	err := Validate(&Service{Name: "web", Command: []string{"x"}, Network: "vpn"})
+	wantErrMentions(t, err, `"vpn"`, `"none"`, `"host"`, `"bridge"`)
 }
 
 func TestValidateSeccomp(t *testing.T) {
