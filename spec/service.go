@@ -81,10 +81,10 @@ type Service struct {
 	Resources Resources
 	Network   string
 	// Publish and Egress are for Network NetworkBridge only.
-	Publish []Publish
-	Egress  Egress
-	Mounts  []Mount
-	Security  Security
+	Publish  []Publish
+	Egress   Egress
+	Mounts   []Mount
+	Security Security
 	// Notify: the service reports readiness with sd_notify's READY=1 on
 	// the socket named by $NOTIFY_SOCKET in its sandbox.
 	Notify bool
