@@ -46,7 +46,10 @@ func RuntimeSpec(s *Service) *rspec.Spec {
 		{Type: rspec.IPCNamespace},
 		{Type: rspec.CgroupNamespace},
 	}
-	if s.EffectiveNetwork() == NetworkNone {
+	// Every mode but host has a network namespace of its own (a bridge
+	// sandbox's is made and named by the runtime's network, which sets
+	// its Path).
+	if s.EffectiveNetwork() != NetworkHost {
 		namespaces = append(namespaces, rspec.LinuxNamespace{Type: rspec.NetworkNamespace})
 	}
 

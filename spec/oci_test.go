@@ -108,6 +108,7 @@ func TestRuntimeSpecNamespaces(t *testing.T) {
 		{"", append(slices.Clone(base), rspec.NetworkNamespace)},
 		{NetworkNone, append(slices.Clone(base), rspec.NetworkNamespace)},
 		{NetworkHost, base},
+		{NetworkBridge, append(slices.Clone(base), rspec.NetworkNamespace)},
 	} {
 		s := minimal()
 		s.Network = tc.network
