@@ -120,41 +120,47 @@ type batch struct {
 	n    int // messages queued: the kernel acknowledges each
 }
 
-// ackBytes is the receive buffer the kernel's acknowledgement of one
-// message may take (an skb's truesize, with room). The library asks an
-// acknowledgement of every message and reads them only after the whole
-// batch is sent: a buffer too small for them all loses some, and Flush
+// msgBytes bounds what one message of the batch takes in the socket's
+// buffers: the message itself when sent, the kernel's acknowledgement of
+// it (an skb's truesize) when received, with room.
+//
+// The whole batch goes in one sendmsg, which the kernel refuses
+// (EMSGSIZE) past the send buffer; and the library asks an
+// acknowledgement of every message but reads them only once the batch is
+// sent, so a receive buffer too small for them all loses some and Flush
 // fails with ENOBUFS although the batch was committed (google/nftables
-// issue 350), so the buffer is sized to the batch.
-const ackBytes = 2048
+// issue 350). Both buffers are therefore sized to the batch.
+const msgBytes = 2048
 
 func newBatch(netns int) *batch {
 	b := &batch{}
 	size := func(c *netlink.Conn) error {
-		return setReadBuffer(c, max(b.n*ackBytes, 1<<20))
+		return setBuffers(c, max(b.n*msgBytes, 1<<20))
 	}
 	// Without error: options only queue, the socket is made by Flush.
 	b.conn, _ = nftables.New(nftables.WithNetNSFd(netns), nftables.WithSockOptions(size))
 	return b
 }
 
-// setReadBuffer forces the socket's receive buffer past rmem_max, which
-// root may do; with SO_RCVBUF alone the kernel would cap it.
-func setReadBuffer(c *netlink.Conn, bytes int) error {
+// setBuffers sets the socket's send and receive buffers, past
+// wmem_max and rmem_max, which root may do; without privilege the kernel
+// caps them at those.
+func setBuffers(c *netlink.Conn, bytes int) error {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, bytes)
+		for _, opt := range [][2]int{{unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}, {unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}} {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt[0], bytes) != nil {
+				serr = errors.Join(serr, unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt[1], bytes))
+			}
+		}
 	}); err != nil {
 		return err
 	}
-	if serr != nil {
-		return c.SetReadBuffer(bytes)
-	}
-	return nil
+	return serr
 }
 
 func (b *batch) flush() error { return b.conn.Flush() }

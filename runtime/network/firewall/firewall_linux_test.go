@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -269,4 +270,79 @@ func TestRemoveRefusesOthersTables(t *testing.T) {
 	if err := Remove("filter", 0); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Remove(filter) = %v, want ErrInvalid", err)
 	}
+}
+
+// TestLargeNetwork applies, and replaces, a network big enough that the
+// kernel's acknowledgements of its batch overflow a default socket buffer
+// (google/nftables issue 350).
+func TestLargeNetwork(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, true)
+	c := w.config()
+	const n = 500
+	for i := range n {
+		s := Sandbox{
+			Name:       fmt.Sprintf("svc-%d", i),
+			Addr:       netip.AddrFrom4([4]byte{10, 213, byte(1 + i/250), byte(1 + i%250)}),
+			HostVeth:   fmt.Sprintf("vx-%d", i),
+			Restricted: true,
+			Publish:    []Publish{{HostPort: uint16(20000 + i), Port: 80, Proto: "tcp"}},
+		}
+		for j := range 8 {
+			s.Egress = append(s.Egress, Allow{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(j)}), 32), Port: uint16(1000 + j), Proto: "tcp"})
+		}
+		c.Sandboxes = append(c.Sandboxes, s)
+	}
+	for range 2 {
+		w.apply(c)
+	}
+	got, err := Denied(testTable, int(w.host))
+	if err != nil || len(got) != n {
+		t.Fatalf("Denied() has %d counters, %v; want %d", len(got), err, n)
+	}
+	// The small world still works as before.
+	w.reaches("a", allowedIP+":80", "allowed")
+}
+
+// TestApplyIsAtomic replaces the rules again and again while a restricted
+// sandbox keeps trying a denied destination: were there a moment without
+// rules, a connection would get through.
+func TestApplyIsAtomic(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, true)
+	c := restrictA(w)
+	w.apply(c)
+
+	done := make(chan error, 1)
+	go func() {
+		defer close(done)
+		for i := range 40 {
+			// Alternate two configs that both deny deniedIP.
+			c.Sandboxes[0].Egress = restrictA(w).Sandboxes[0].Egress[:1+i%2]
+			if err := Apply(c); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	attempts, through := 0, 0
+	for running := true; running; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			running = false
+		default:
+		}
+		attempts++
+		if got, err := dialTCP(w.sb["a"], deniedIP+":80", "", refuseWithin); err == nil {
+			through++
+			t.Logf("got through to %q", got)
+		}
+	}
+	if through > 0 {
+		t.Errorf("%d of %d connections got through while rules were replaced", through, attempts)
+	}
+	t.Logf("%d connections tried during the replacements", attempts)
 }
