@@ -255,6 +255,14 @@ func (b *batch) inet(c *Config) {
 	// forwards from one sandbox to another; the input hook sees what is
 	// for the host itself, gateway included.
 	deny := b.chain(&nftables.Chain{Name: "deny", Table: t})
+	// A reset for a DNATed connection would carry the sandbox's address,
+	// not the one the client called: br_netfilter sends the reset of a
+	// bridged packet (hairpin to a published port of a sandbox on the same
+	// bridge) straight out of the port, past NAT, and the client would
+	// ignore it and hang. ICMP goes through the IP stack, where conntrack
+	// translates it back, and a client in SYN-SENT takes port unreachable
+	// as a refusal just the same.
+	b.rule(deny, l4proto("tcp"), ctStatus(ctStatusDNAT), reject(unix.NFT_REJECT_ICMPX_UNREACH, unix.NFT_REJECT_ICMPX_PORT_UNREACH))
 	b.rule(deny, l4proto("tcp"), reject(unix.NFT_REJECT_TCP_RST, 0))
 	b.rule(deny, l4proto("udp"), reject(unix.NFT_REJECT_ICMPX_UNREACH, unix.NFT_REJECT_ICMPX_PORT_UNREACH))
 	b.rule(deny, reject(unix.NFT_REJECT_ICMPX_UNREACH, unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED))

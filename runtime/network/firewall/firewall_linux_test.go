@@ -1,12 +1,17 @@
 package firewall
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 )
 
 // restrictA is the world's config with sandbox a restricted: it may reach
@@ -150,6 +155,12 @@ func TestPublishedPorts(t *testing.T) {
 		w.reaches("c", hostAddr+":8081", "b")
 		w.reaches("c", gateway+":8081", "b")
 		w.reachesUDP("c", hostAddr+":5301", "b")
+	})
+	t.Run("hairpin of a restricted sandbox is judged where it lands", func(t *testing.T) {
+		w.t = t
+		// a may reach nothing, b's port 8080 included.
+		w.refused("a", hostAddr+":8081")
+		w.refusedUDP("a", hostAddr+":5301")
 	})
 	t.Run("only on the address asked", func(t *testing.T) {
 		w.t = t
@@ -345,4 +356,163 @@ func TestApplyIsAtomic(t *testing.T) {
 		t.Errorf("%d of %d connections got through while rules were replaced", through, attempts)
 	}
 	t.Logf("%d connections tried during the replacements", attempts)
+}
+
+// TestAntiSpoofingFrames sends, from a sandbox's own interface, frames no
+// socket of its would send: ARP claiming another's address, IPv6, IPv4
+// from another address, and VLAN-tagged IPv4; then two honest frames. The
+// bridge must pass on the honest ones only.
+func TestAntiSpoofingFrames(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, true)
+	w.apply(w.config())
+
+	sh := handle(t, w.sb["c"])
+	eth, err := sh.LinkByName("eth0")
+	must(t, "find c's eth0", err)
+	mac := eth.Attrs().HardwareAddr
+	bcast := net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	c4, b4 := sandboxAddrs["c"], sandboxAddrs["b"]
+
+	spoofs := map[string][]byte{
+		"arp-as-b":    arpFrame(mac, b4, "10.213.0.250"),
+		"ipv6":        ipv6Frame(mac),
+		"ipv4-as-.99": udpFrame(bcast, mac, "10.213.0.99", "ipv4-as-.99"),
+		"vlan":        vlanFrame(udpFrame(bcast, mac, c4, "vlan")),
+	}
+	honest := map[string][]byte{
+		"arp":  arpFrame(mac, c4, "10.213.0.251"),
+		"ipv4": udpFrame(bcast, mac, c4, "ipv4"),
+	}
+
+	hh := handle(t, w.host)
+	br, err := hh.LinkByName(testBridge)
+	must(t, "find bridge", err)
+	var rx int
+	must(t, "listen on the bridge", inNS(w.host, func() (err error) {
+		rx, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		return unix.Bind(rx, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: br.Attrs().Index})
+	}))
+	defer unix.Close(rx)
+	tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
+	must(t, "set receive timeout", unix.SetsockoptTimeval(rx, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv))
+
+	before := spoofed(t, w, "c")
+	must(t, "send frames", inNS(w.sb["c"], func() error {
+		tx, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(tx)
+		to := &unix.SockaddrLinklayer{Ifindex: eth.Attrs().Index, Halen: 6}
+		for _, frames := range []map[string][]byte{spoofs, honest} {
+			for _, f := range frames {
+				if err := unix.Sendto(tx, f, 0, to); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}))
+
+	// Read until both honest frames came, and a little after them.
+	seen := map[string]bool{}
+	deadline := time.Now().Add(refuseWithin)
+	for time.Now().Before(deadline) {
+		buf := make([]byte, 2048)
+		n, _, err := unix.Recvfrom(rx, buf, 0)
+		if err != nil {
+			if (errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR)) && !(seen["arp"] && seen["ipv4"]) {
+				continue
+			}
+			break
+		}
+		for name, f := range spoofs {
+			if bytes.Contains(buf[:n], marker(f)) {
+				seen[name] = true
+			}
+		}
+		for name, f := range honest {
+			if bytes.Contains(buf[:n], marker(f)) {
+				seen[name] = true
+			}
+		}
+	}
+	for name := range honest {
+		if !seen[name] {
+			t.Errorf("honest frame %s did not reach the bridge", name)
+		}
+	}
+	for name := range spoofs {
+		if seen[name] {
+			t.Errorf("spoofed frame %s reached the bridge", name)
+		}
+	}
+	if got := spoofed(t, w, "c") - before; got < uint64(len(spoofs)) {
+		t.Errorf("spoofed-c went up by %d, want at least %d", got, len(spoofs))
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// marker is what identifies a test frame once received: its last 16 bytes
+// (the VLAN tag is taken out of the frame on receipt; its tail stays).
+func marker(f []byte) []byte { return f[len(f)-16:] }
+
+func ether(dst, src net.HardwareAddr, typ uint16) []byte {
+	b := append(append([]byte{}, dst...), src...)
+	return binary.BigEndian.AppendUint16(b, typ)
+}
+
+func arpFrame(mac net.HardwareAddr, sender, target string) []byte {
+	b := ether(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, mac, unix.ETH_P_ARP)
+	b = append(b, 0, 1, 8, 0, 6, 4, 0, 1) // Ethernet, IPv4, request
+	b = append(b, mac...)
+	b = append(b, netip.MustParseAddr(sender).AsSlice()...)
+	b = append(b, 0, 0, 0, 0, 0, 0)
+	return append(b, netip.MustParseAddr(target).AsSlice()...)
+}
+
+func ipv6Frame(mac net.HardwareAddr) []byte {
+	b := ether(net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}, mac, unix.ETH_P_IPV6)
+	payload := []byte(fmt.Sprintf("%-16s", "ipv6"))
+	b = append(b, 0x60, 0, 0, 0, 0, byte(len(payload)), 59, 64) // no next header, hop limit 64
+	b = append(b, netip.MustParseAddr("fe80::dead:beef").AsSlice()...)
+	b = append(b, netip.MustParseAddr("ff02::1").AsSlice()...)
+	return append(b, payload...)
+}
+
+// udpFrame is a UDP datagram to port 9 of the subnet's broadcast address,
+// whose payload names it (padded to 16 bytes, the marker).
+func udpFrame(dst, mac net.HardwareAddr, from, name string) []byte {
+	payload := []byte(fmt.Sprintf("%-16s", name))
+	ip := []byte{0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, unix.IPPROTO_UDP, 0, 0}
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+8+len(payload)))
+	ip = append(ip, netip.MustParseAddr(from).AsSlice()...)
+	ip = append(ip, 10, 213, 255, 255)
+	binary.BigEndian.PutUint16(ip[10:], checksum(ip))
+	udp := []byte{0, 9, 0, 9, 0, 0, 0, 0} // no checksum
+	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
+	return append(append(append(ether(dst, mac, unix.ETH_P_IP), ip...), udp...), payload...)
+}
+
+// vlanFrame tags an Ethernet frame with VLAN 1.
+func vlanFrame(f []byte) []byte {
+	b := append([]byte{}, f[:12]...)
+	b = append(b, 0x81, 0x00, 0, 1)
+	return append(b, f[12:]...)
+}
+
+func checksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
 }
