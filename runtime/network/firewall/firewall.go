@@ -238,6 +238,9 @@ func (c *Config) Validate() error {
 	if c.Subnet.Bits() > 30 {
 		return invalid("subnet", "%v has no room for a gateway and a sandbox", c.Subnet)
 	}
+	if c.Subnet.Bits() < 8 {
+		return invalid("subnet", "%v is wider than a bridge's subnet can be", c.Subnet)
+	}
 	if !c.Gateway.Is4() || !c.Subnet.Contains(c.Gateway) || !host(c.Subnet, c.Gateway) {
 		return invalid("gateway", "%v is not a host address of %v", c.Gateway, c.Subnet)
 	}

@@ -45,6 +45,9 @@ func Apply(c Config) error {
 		}
 	}
 	b := newBatch(c.NetNS)
+	if err := b.keepCounts(c.Table); err != nil {
+		return fmt.Errorf("apply firewall %s: %w", c.Table, err)
+	}
 	b.replace(c.Table)
 	b.inet(&c)
 	b.bridge(&c)
@@ -69,8 +72,9 @@ func Remove(table string, netns int) error {
 }
 
 // Denied returns how many packets each Restricted sandbox of the network
-// has had denied since its rules were applied, by sandbox name. Applying
-// again starts the counts anew.
+// has had denied, by sandbox name. The counts go on across Applies while
+// the sandbox stays Restricted, but for packets denied during an Apply's
+// own round trip.
 func Denied(table string, netns int) (map[string]uint64, error) {
 	if err := validTable(table); err != nil {
 		return nil, invalid("table", "%q: %v", table, err)
@@ -118,6 +122,30 @@ func (c *Config) restricted() bool {
 type batch struct {
 	conn *nftables.Conn
 	n    int // messages queued: the kernel acknowledges each
+	// counts are those of the tables being replaced, by family and
+	// counter name, for the new counters to go on from.
+	counts map[nftables.TableFamily]map[string]*expr.Counter
+}
+
+// keepCounts reads the counters of the tables in force, if any.
+func (b *batch) keepCounts(table string) error {
+	b.counts = map[nftables.TableFamily]map[string]*expr.Counter{}
+	for _, f := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyBridge} {
+		// A table that is not there has no objects: no error.
+		objs, err := b.conn.GetNamedObjects(&nftables.Table{Name: table, Family: f})
+		if err != nil {
+			return fmt.Errorf("read counters: %w", err)
+		}
+		b.counts[f] = map[string]*expr.Counter{}
+		for _, o := range objs {
+			if n, ok := o.(*nftables.NamedObj); ok && n.Type == nftables.ObjTypeCounter {
+				if c, ok := n.Obj.(*expr.Counter); ok {
+					b.counts[f][n.Name] = c
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // msgBytes bounds what one message of the batch takes in the socket's
@@ -211,9 +239,15 @@ func (b *batch) rule(c *nftables.Chain, es ...[]expr.Any) {
 	b.conn.AddRule(&nftables.Rule{Table: c.Table, Chain: c, Exprs: all})
 }
 
+// counter queues a named counter, going on from the count of the one it
+// replaces.
 func (b *batch) counter(t *nftables.Table, name string) {
 	b.n++
-	b.conn.AddObj(&nftables.CounterObj{Table: t, Name: name})
+	o := &nftables.CounterObj{Table: t, Name: name}
+	if old := b.counts[t.Family][name]; old != nil {
+		o.Bytes, o.Packets = old.Bytes, old.Packets
+	}
+	b.conn.AddObj(o)
 }
 
 // inet queues the inet table: NAT, published ports, inbound and egress

@@ -229,10 +229,19 @@ func TestApplyReplacesAndRemoveRemoves(t *testing.T) {
 	w.reaches("a", allowedIP+":80", "allowed")
 	w.refused("a", deniedIP+":80")
 
+	before, err := Denied(testTable, int(w.host))
+	if err != nil || before["a"] == 0 {
+		t.Fatalf("Denied() = %v, %v; want a count for a", before, err)
+	}
+
 	c.Sandboxes[0].Egress = []Allow{{Prefix: prefix(deniedIP + "/32"), Port: 80, Proto: "tcp"}}
 	w.apply(c)
 	w.refused("a", allowedIP+":80")
 	w.reaches("a", deniedIP+":80", "denied")
+	// The count went on from where it was.
+	if after, err := Denied(testTable, int(w.host)); err != nil || after["a"] <= before["a"] {
+		t.Errorf("Denied() after a second Apply = %v, %v; want more than %d for a", after, err, before["a"])
+	}
 	if tables := tablesNamed(t, w, testTable); len(tables) != 2 {
 		t.Errorf("after two applies: %d tables named %s, want an inet and a bridge one", len(tables), testTable)
 	}

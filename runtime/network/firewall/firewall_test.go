@@ -135,6 +135,7 @@ func TestValidate(t *testing.T) {
 		{"IPv6 subnet", "subnet", func(c *Config) { c.Subnet = netip.MustParsePrefix("fd00::/64") }},
 		{"subnet with host bits", "subnet", func(c *Config) { c.Subnet = netip.MustParsePrefix("10.213.0.1/16") }},
 		{"subnet too small", "subnet", func(c *Config) { c.Subnet = netip.MustParsePrefix("10.213.0.0/31") }},
+		{"subnet too wide", "subnet", func(c *Config) { c.Subnet = netip.MustParsePrefix("0.0.0.0/0") }},
 		{"gateway outside", "gateway", func(c *Config) { c.Gateway = netip.MustParseAddr("10.214.0.1") }},
 		{"gateway is the network", "gateway", func(c *Config) { c.Gateway = netip.MustParseAddr("10.213.0.0") }},
 		{"gateway is broadcast", "gateway", func(c *Config) { c.Gateway = netip.MustParseAddr("10.213.255.255") }},
