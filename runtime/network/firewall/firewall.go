@@ -19,37 +19,44 @@
 //     masqueraded so the reply comes back through the host.
 //   - Traffic of the subnet leaving by any other interface is masqueraded.
 //   - From outside the bridge, a sandbox receives only DNATed connections
-//     and replies to its own; everything else routed into the bridge is
-//     dropped. The host itself may connect to a sandbox's address.
+//     and replies to its own; everything else routed into the bridge, IPv6
+//     included, is dropped. The host itself may connect to a sandbox.
 //   - A Restricted sandbox reaches only what its Egress list allows: hosts
 //     elsewhere (forward hook), the host's own addresses, gateway included
-//     (input hook), and other sandboxes on the bridge. Replies to
-//     connections made to it are always allowed; port 53 only to
-//     Config.DNS; what is denied is counted (Denied) and refused at once
-//     (TCP reset, ICMP unreachable), so clients never hang.
-//   - Every sandbox's port on the bridge drops IPv4 with another source
+//     (input hook), and other sandboxes on the bridge (forward hook, see
+//     below). A connection to a published port is judged by where it
+//     lands, the sandbox and port it is DNATed to. Replies to connections
+//     made to the sandbox always pass; port 53 only to Config.DNS, even
+//     where an Allow covers another resolver. What is denied is counted
+//     (Denied) and refused at once, so that clients never hang: TCP with
+//     a reset (ICMP port unreachable for a DNATed connection, see deny in
+//     firewall_linux.go), UDP with ICMP port unreachable, anything else
+//     with ICMP administratively prohibited.
+//   - Every sandbox's port on the bridge drops IPv4 from another source
 //     address, ARP claiming another address, and every other protocol,
-//     IPv6 included.
+//     IPv6 and VLAN-tagged frames included: sandboxes have IPv4 only.
 //
-// The filtering of traffic between two sandboxes of the same bridge needs
-// the kernel's br_netfilter: nftables' bridge family can neither track
-// connections nor reject in its forward hook without the optional
-// nf_conntrack_bridge and nft_reject_bridge, which are often missing.
-// Apply therefore turns on the bridge's own nf_call_iptables option when a
-// sandbox is Restricted (it does not touch the namespace-wide sysctl nor
-// any other bridge), so that bridged IPv4 traverses the inet hooks, and
-// fails with ErrNoBridgeNetfilter, rather than leave sandboxes unfiltered,
-// when br_netfilter is not loaded.
+// Traffic between two sandboxes of the bridge is bridged, not routed, and
+// is filtered through br_netfilter, in the inet forward hook: nftables'
+// bridge family cannot reject in its forward hook on any kernel, nor track
+// connections without the optional nf_conntrack_bridge, which many kernels
+// (this project's among them) lack. When a sandbox is Restricted, Apply
+// therefore turns on the bridge's own nf_call_iptables option, which holds
+// whatever the namespace's bridge-nf-call-iptables sysctl says; it changes
+// neither the sysctl nor any other bridge. It fails with
+// ErrNoBridgeNetfilter, rather than leave sandboxes unfiltered, when
+// br_netfilter is not loaded. The bridge must exist by then.
 //
 // Living with a host firewall: netfilter runs every base chain of a hook,
 // and an accept ends only the chain it is in. Corral's accepts are
 // therefore sufficient only within corral's tables: a host firewall whose
 // forward policy is drop (Docker's, for one) drops sandbox traffic after
-// corral has let it through, and one whose input policy is drop drops
-// sandbox traffic to the host. Corral's chains run before the usual filter
-// priority, so what corral denies is refused and counted whatever the host
-// firewall says. The operator who keeps such a firewall accepts the
-// bridge's traffic in it, for example with Docker:
+// corral has let it through, bridged traffic between sandboxes included
+// once br_netfilter hands it to the forward hook; and one whose input
+// policy is drop drops sandbox traffic to the host. Corral's filter chains
+// run before the usual filter priority, so what corral denies is refused
+// and counted whatever the host firewall says. The operator who keeps such
+// a firewall accepts the bridge's traffic in it, for example with Docker:
 //
 //	iptables -I DOCKER-USER -i corral0 -j ACCEPT
 //	iptables -I DOCKER-USER -o corral0 -j ACCEPT

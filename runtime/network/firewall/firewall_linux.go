@@ -34,7 +34,8 @@ const (
 )
 
 // Apply replaces the rules of c.Table with those c describes, in one
-// transaction; it makes them if there were none.
+// transaction; it makes them if there were none. When a sandbox is
+// Restricted, c.Bridge must exist: Apply turns on its nf_call_iptables.
 func Apply(c Config) error {
 	if err := c.Validate(); err != nil {
 		return err
@@ -72,9 +73,9 @@ func Remove(table string, netns int) error {
 }
 
 // Denied returns how many packets each Restricted sandbox of the network
-// has had denied, by sandbox name. The counts go on across Applies while
-// the sandbox stays Restricted, but for packets denied during an Apply's
-// own round trip.
+// has had denied, by sandbox name. A count goes on across Applies while
+// its sandbox stays Restricted; only packets denied between Apply's
+// reading of the old counts and its commit are lost.
 func Denied(table string, netns int) (map[string]uint64, error) {
 	if err := validTable(table); err != nil {
 		return nil, invalid("table", "%q: %v", table, err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
 
@@ -524,4 +525,42 @@ func checksum(b []byte) uint16 {
 		sum = sum>>16 + sum&0xffff
 	}
 	return ^uint16(sum)
+}
+
+// TestBesideAHostFirewall runs corral's rules beside a host firewall whose
+// forward policy is drop, as Docker's is: corral's accepts do not get past
+// it, the operator's accept of the bridge's traffic does, and what corral
+// denies is refused, not dropped, whatever the host firewall says.
+func TestBesideAHostFirewall(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, true)
+	c := restrictA(w)
+	c.Sandboxes[1].Publish = []Publish{{HostPort: 8081, Port: 8080, Proto: "tcp"}}
+	w.apply(c)
+
+	conn, err := nftables.New(nftables.WithNetNSFd(int(w.host)))
+	must(t, "nftables conn", err)
+	hostfw := conn.AddTable(&nftables.Table{Name: "hostfw", Family: nftables.TableFamilyINet})
+	drop := nftables.ChainPolicyDrop
+	fwd := conn.AddChain(&nftables.Chain{
+		Name: "forward", Table: hostfw, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &drop,
+	})
+	must(t, "add host firewall", conn.Flush())
+
+	w.dropped("c", allowedIP+":80", "")
+	w.dropped("outside", hostAddr+":8081", "")
+	w.refused("a", deniedIP+":80")
+
+	// The operator accepts the bridge's traffic, as the package doc says.
+	for _, key := range []expr.MetaKey{expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME} {
+		conn.AddRule(&nftables.Rule{Table: hostfw, Chain: fwd, Exprs: append(ifname(key, testBridge, expr.CmpOpEq), verdict(expr.VerdictAccept)...)})
+	}
+	must(t, "accept the bridge's traffic", conn.Flush())
+	w.reaches("c", allowedIP+":80", "allowed")
+	w.reaches("outside", hostAddr+":8081", "b")
+	w.reaches("a", allowedIP+":80", "allowed")
+	w.reaches("a", sandboxAddrs["b"]+":8080", "b")
+	w.refused("a", deniedIP+":80")
+	w.refused("a", sandboxAddrs["c"]+":8080")
 }
