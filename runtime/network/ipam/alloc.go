@@ -234,7 +234,7 @@ func (a *Allocator) claims(d *os.File) (map[netip.Addr]string, error) {
 	return out, nil
 }
 
-func nameLink(name string) string       { return "n." + name }
+func nameLink(name string) string      { return "n." + name }
 func claimLink(addr netip.Addr) string { return "a." + addr.String() }
 
 // readlink reads a link's target, without following it. A target too
