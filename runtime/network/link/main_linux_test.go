@@ -2,7 +2,9 @@ package link
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -142,6 +144,28 @@ func inHandle(ns netns.NsHandle, fn func() error) error {
 		done <- err
 	}()
 	return <-done
+}
+
+// sandbox is one attached sandbox of a test.
+type sandbox struct {
+	nsPath, veth string
+	addr         netip.Prefix
+}
+
+// attach attaches a sandbox named name on bridge with addr, detached
+// when the test ends.
+func attach(t *testing.T, dir, bridge, name string, addr netip.Prefix, gw netip.Addr) sandbox {
+	t.Helper()
+	s := sandbox{nsPath: filepath.Join(dir, name), veth: VethName(bridge, name), addr: addr}
+	if err := Attach(s.nsPath, bridge, s.veth, addr, gw); err != nil {
+		t.Fatalf("Attach %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := Detach(s.nsPath, s.veth); err != nil {
+			t.Errorf("Detach %s: %v", name, err)
+		}
+	})
+	return s
 }
 
 // mountsUnder lists the mounts of the calling thread's mount namespace
