@@ -23,7 +23,7 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--stop-timeout", "-1s"}, "--stop-timeout -1s: use a duration longer than 0"},
 		{[]string{"--cgroup-parent", "corral"}, `--cgroup-parent "corral": must be an absolute cgroup path`},
 		{[]string{"--rootfs", "/no/such/rootfs"}, "--rootfs /no/such/rootfs: no such directory"},
-		{[]string{"--network", "bridge"}, `--network: unknown mode "bridge": use "none" or "host"`},
+		{[]string{"--network", "vpn"}, `--network: unknown mode "vpn": use "none", "host" or "bridge"`},
 		{[]string{"--user", "www-data"}, `invalid argument "www-data" for "--user" flag: invalid user "www-data": use a numeric UID or UID:GID`},
 		{[]string{"--mount", "relative:/data"}, `for "--mount" flag: invalid mount "relative:/data": source is not an absolute path`},
 		{[]string{"--mount", "/no/such/dir:/data"}, "--mount /no/such/dir:/data: source /no/such/dir does not exist"},

@@ -29,7 +29,9 @@ type daemonProc struct {
 	cgroup   string
 	// dataDir is its image store: the one all tests share, unless a test
 	// needs one of its own.
-	dataDir  string
+	dataDir string
+	// netns, when set, is the network namespace (a file) it runs in.
+	netns    string
 	services string
 	// daemonExtra is more of the daemon section (indented by two spaces).
 	daemonExtra string
@@ -72,6 +74,15 @@ func (d *daemonProc) start() *daemonProc {
 		t.Fatal(err)
 	}
 	d.cmd = exec.Command(corralBin, "--state-dir", d.stateDir, "--data-dir", d.dataDir, "daemon", "--config", d.config)
+	if d.netns != "" {
+		// nsenter executes corral: the same process, in that namespace.
+		nsenter, err := exec.LookPath("nsenter")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.cmd.Args = append([]string{nsenter, "--net=" + d.netns, "--"}, d.cmd.Args...)
+		d.cmd.Path = nsenter
+	}
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,7 +86,13 @@ func setUpAndRun(m *testing.M) (int, error) {
 			return 1, fmt.Errorf("build corral: %v\n%s", err, out)
 		}
 	}
+	// The tests' networks live in namespaces they make: the host's own
+	// must end as it began (no bridge, no veth).
+	linksBefore := hostLinks()
 	code := m.Run()
+	if after := hostLinks(); after != linksBefore {
+		return 1, fmt.Errorf("the host's network namespace changed: links %s before the tests, %s after", linksBefore, after)
+	}
 	if leftovers := findLeftovers(); len(leftovers) > 0 {
 		// Reported as a failure, then removed, so that a failed run does
 		// not leave its sandboxes loading the machine.
@@ -366,4 +373,17 @@ func passableDir(t *testing.T) string {
 		}
 	}
 	return dir
+}
+
+// hostLinks names the links of this process's network namespace.
+func hostLinks() string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	var names []string
+	for _, i := range ifs {
+		names = append(names, i.Name)
+	}
+	return strings.Join(names, ",")
 }

@@ -169,6 +169,9 @@ func CheckReload(old, next *Config) error {
 	if old.LogDir != next.LogDir {
 		errs = append(errs, fmt.Errorf("daemon.log_dir changed from %s to %s: %w", old.LogDir, next.LogDir, ErrNeedsDaemonRestart))
 	}
+	if old.Bridge.Name != next.Bridge.Name || old.Bridge.Subnet != next.Bridge.Subnet || !slices.Equal(old.Bridge.DNS, next.Bridge.DNS) {
+		errs = append(errs, fmt.Errorf("daemon.bridge, subnet or dns changed (the bridge's sandboxes keep what they were given): %w", ErrNeedsDaemonRestart))
+	}
 	if old.Metrics != next.Metrics {
 		errs = append(errs, fmt.Errorf("daemon.metrics.listen changed from %q to %q: %w", old.Metrics.Listen, next.Metrics.Listen, ErrNeedsDaemonRestart))
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -79,3 +81,62 @@ func (v capsValue) Set(s string) error {
 	return err
 }
 func (capsValue) Type() string { return "capability" }
+
+type publishValue struct{ p *[]spec.Publish }
+
+func (v publishValue) String() string { return "" }
+func (v publishValue) Set(s string) error {
+	p, err := spec.ParsePublish(s)
+	if err == nil {
+		*v.p = append(*v.p, p)
+	}
+	return err
+}
+func (publishValue) Type() string { return "[ip:]hostport:port[/proto]" }
+
+// egressValue: any --egress makes the list (deny by default); "none"
+// alone allows nothing.
+type egressValue struct{ e *spec.Egress }
+
+func (v egressValue) String() string { return "" }
+func (v egressValue) Set(s string) error {
+	v.e.Restricted = true
+	if s == "none" {
+		return nil
+	}
+	r, err := spec.ParseEgress(s)
+	if err == nil {
+		v.e.Allow = append(v.e.Allow, r)
+	}
+	return err
+}
+func (egressValue) Type() string { return "cidr|host[:port[/proto]]" }
+
+type prefixValue struct{ p *netip.Prefix }
+
+func (v prefixValue) String() string { return "" }
+func (v prefixValue) Set(s string) error {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a CIDR such as %s", s, spec.DefaultSubnet)
+	}
+	if err := spec.CheckSubnet(p); err != nil {
+		return err
+	}
+	*v.p = p.Masked()
+	return nil
+}
+func (prefixValue) Type() string { return "cidr" }
+
+type addrsValue struct{ a *[]netip.Addr }
+
+func (v addrsValue) String() string { return "" }
+func (v addrsValue) Set(s string) error {
+	ip, err := netip.ParseAddr(s)
+	if err != nil || !ip.Is4() || ip.IsLoopback() {
+		return fmt.Errorf("%q is not an IPv4 address a sandbox can reach", s)
+	}
+	*v.a = append(*v.a, ip)
+	return nil
+}
+func (addrsValue) Type() string { return "ip" }

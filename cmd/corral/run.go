@@ -18,6 +18,7 @@ import (
 	"github.com/corral-dev/corral/rootfs/image"
 	"github.com/corral-dev/corral/runtime/cgroup"
 	"github.com/corral-dev/corral/runtime/imagerun"
+	"github.com/corral-dev/corral/runtime/network"
 	"github.com/corral-dev/corral/runtime/sandbox"
 	"github.com/corral-dev/corral/spec"
 )
@@ -31,10 +32,11 @@ type runOptions struct {
 	readOnly     bool
 	userns       string
 	stopTimeout  time.Duration
+	bridge       spec.Bridge
 }
 
 func newRunCommand(g *globalOptions) *cobra.Command {
-	o := &runOptions{}
+	o := &runOptions{bridge: spec.DefaultBridgeConfig()}
 	cmd := &cobra.Command{
 		Use:   "run [flags] -- COMMAND [ARG...]\n  corral run [flags] --image REF [-- ARG...]",
 		Short: "Run a command in a new hardened sandbox, in the foreground",
@@ -99,7 +101,12 @@ command is not executable, 127 the command was not found.`,
 	f.Var(bytesValue{&o.svc.Resources.Memory}, "memory", "memory limit, e.g. 64M, 1.5G, 134217728 (default: none); swap is not allowed beyond it")
 	f.Var(cpusValue{&o.svc.Resources.CPUs}, "cpus", "CPU limit in CPUs, e.g. 0.5 (default: none)")
 	f.Int64Var(&o.svc.Resources.Pids, "pids", spec.DefaultPids, "limit on processes and threads")
-	f.StringVar(&o.svc.Network, "network", spec.NetworkNone, "network: none (own namespace, loopback only) or host")
+	f.StringVar(&o.svc.Network, "network", spec.NetworkNone, "network: none (own namespace, loopback only), host, or bridge (an address on corral's bridge, outbound NAT)")
+	f.Var(publishValue{&o.svc.Publish}, "publish", "with --network bridge: publish a port on the host, [HOST_IP:]HOST_PORT:PORT[/tcp|/udp]; repeatable")
+	f.Var(egressValue{&o.svc.Egress}, "egress", "with --network bridge: allow only these destinations, CIDR|ADDRESS|HOST[:PORT[/tcp|/udp]] (none: nothing); repeatable")
+	f.StringVar(&o.bridge.Name, "bridge", spec.DefaultBridge, "with --network bridge: the bridge's name (shared with the daemon of the same state dir)")
+	f.Var(prefixValue{&o.bridge.Subnet}, "subnet", "with --network bridge: the bridge's IPv4 subnet (default "+spec.DefaultSubnet+")")
+	f.Var(addrsValue{&o.bridge.DNS}, "dns", "with --network bridge: a resolver for the sandbox (default: the host's non-loopback ones); repeatable")
 	f.StringVar(&o.cgroupParent, "cgroup-parent", spec.DefaultCgroupParent, "absolute cgroup path under which the sandbox's cgroup is made")
 	f.Var(userValue{&o.svc.User}, "user", "numeric UID[:GID] to run as (default 0:0: root inside the sandbox, without capabilities)")
 	f.Var(envValue{&o.svc.Env}, "env", "set an environment variable KEY=VALUE (KEY alone copies it from here); repeatable")
@@ -194,7 +201,7 @@ func (o *runOptions) unsafeMount(h spec.Host, m spec.Mount) error {
 var flagNames = map[string]string{
 	"name": "--name", "hostname": "--hostname", "workdir": "--workdir", "rootfs": "--rootfs", "image": "--image", "entrypoint": "--entrypoint", "pull": "--pull", "command": "COMMAND",
 	"resources.memory": "--memory", "resources.cpus": "--cpus", "resources.pids": "--pids",
-	"network": "--network", "capabilities": "--cap-add", "user_namespace": "--userns", "user": "--user", "mounts": "--mount", "seccomp": "--seccomp", "env": "--env",
+	"network": "--network", "publish": "--publish", "egress": "--egress", "capabilities": "--cap-add", "user_namespace": "--userns", "user": "--user", "mounts": "--mount", "seccomp": "--seccomp", "env": "--env",
 }
 
 // flagError rewrites validation errors to name flags, not fields.
@@ -248,6 +255,7 @@ func (o *runOptions) run(g *globalOptions) error {
 	if err != nil {
 		return fail(err)
 	}
+	mgr.SetNetwork(func() (sandbox.Network, error) { return network.Open(g.stateDir, o.bridge) })
 
 	// Catch signals before anything is made, so that a Ctrl-C during set-up
 	// still ends in a clean tear-down rather than leftovers.

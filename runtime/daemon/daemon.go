@@ -40,6 +40,7 @@ import (
 	"github.com/corral-dev/corral/runtime/api"
 	"github.com/corral-dev/corral/runtime/cgroup"
 	"github.com/corral-dev/corral/runtime/imagerun"
+	"github.com/corral-dev/corral/runtime/network"
 	"github.com/corral-dev/corral/runtime/sandbox"
 	"github.com/corral-dev/corral/runtime/service"
 	"github.com/corral-dev/corral/runtime/store"
@@ -198,6 +199,8 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	bridge := cfg.Bridge
+	mgr.SetNetwork(func() (sandbox.Network, error) { return network.Open(opts.StateDir, bridge) })
 	for _, dir := range []string{daemonDir, files.Dir} {
 		if _, err := store.SweepTemp(dir); err != nil {
 			opts.Log.WithError(err).Warn("sweep")

@@ -154,6 +154,15 @@ func (m *Manager) adopt(t *trust, name string) (*Adopted, error) {
 		sb.command = rec.Service.Command[0]
 	}
 	a := &Adopted{Sandbox: sb, Service: rec.Service}
+	if bridged(rec) && status != libcontainer.Stopped {
+		// Its loopback-published ports were served by the daemon that
+		// is gone.
+		if n, err := m.network(); err != nil {
+			log.WithError(err).Warn("bridge unavailable: the sandbox's loopback-published ports stay closed")
+		} else if err := n.Adopt(name); err != nil {
+			log.WithError(err).Warn("cannot serve the sandbox's loopback-published ports again")
+		}
+	}
 	if status == libcontainer.Stopped {
 		if !m.commandStarted(name) {
 			return nil, m.interrupted(sb)

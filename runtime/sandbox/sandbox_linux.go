@@ -109,6 +109,11 @@ type Manager struct {
 	ids   *idmap.Allocator
 	// usernsFds are user namespaces of blocks, for id-mapped mounts.
 	usernsFds map[uint32]*os.File
+	// net is the bridge network, opened by openNet at the first need
+	// (see network_linux.go).
+	netMu   sync.Mutex
+	openNet func() (Network, error)
+	net     Network
 }
 
 // Layout of the state dir.
@@ -364,6 +369,11 @@ func (m *Manager) create(svc *spec.Service, cgroupParent string, layers []string
 	}
 	if err := isolation.Harden(s, svc.Security); err != nil {
 		return nil, err
+	}
+	if svc.EffectiveNetwork() == spec.NetworkBridge {
+		if err := m.attach(svc, s); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", svc.Name, err)
+		}
 	}
 	oomGroup(s, m.cgroups.Mode)
 	if ids != nil {
@@ -844,6 +854,9 @@ func (sb *Sandbox) Destroy() error {
 			}
 		}
 	}
+	if err := sb.m.detach(sb.rec); err != nil {
+		errs = append(errs, err)
+	}
 	if err := sb.m.release(sb.rec, sb.claims, true); err != nil {
 		errs = append(errs, err)
 	}
@@ -1032,6 +1045,9 @@ func (m *Manager) removeLeftover(t *trust, rec *record, c *libcontainer.Containe
 				errs = append(errs, err)
 			}
 		}
+	}
+	if err := m.detach(rec); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
 		if err := m.release(rec, nil, false); err != nil {

@@ -96,11 +96,17 @@ func (ids *idMapping) apply(s *rspec.Spec, svc *spec.Service) {
 	for i := range s.Mounts {
 		mnt := &s.Mounts[i]
 		switch {
-		case mnt.Type == "sysfs" && svc.EffectiveNetwork() == spec.NetworkHost:
+		case mnt.Type == "sysfs" && svc.EffectiveNetwork() != spec.NetworkNone:
 			// sysfs belongs to the network namespace's owner: a user
-			// namespace cannot mount the host's. Bind it, read-only.
+			// namespace cannot mount the host's, nor a bridge
+			// sandbox's (made by corral, owned by the host's user
+			// namespace). Bind it, read-only; a bridge sandbox does not
+			// see the host's interfaces there.
 			*mnt = rspec.Mount{Destination: mnt.Destination, Type: "bind", Source: "/sys",
 				Options: []string{"rbind", "ro", "nosuid", "noexec", "nodev"}}
+			if svc.EffectiveNetwork() == spec.NetworkBridge {
+				s.Linux.MaskedPaths = append(s.Linux.MaskedPaths, "/sys/class/net", "/sys/devices/virtual/net")
+			}
 		case mnt.Type == "bind" && isIDMapped(svc, mnt.Destination):
 			mnt.UIDMappings, mnt.GIDMappings = ids.mappings(), ids.mappings()
 		}

@@ -1,0 +1,457 @@
+// Package network puts sandboxes on corral's bridge: an address each
+// (ipam), a network namespace with a veth pair on the bridge (link), the
+// nftables rules of every sandbox of the bridge (firewall) and, for ports
+// published on the host's loopback addresses, a userland proxy (proxy).
+//
+// Its state lives in the state dir, under net/BRIDGE/: one record per
+// attached sandbox (records/NAME.json), the address records (addrs/), the
+// sandboxes' network namespaces (ns/NAME) and their hosts and resolv.conf
+// files (etc/NAME.*). The rules are always made from all the records at
+// once, under a lock (lock), so a daemon and the `corral run` processes
+// sharing a state dir, or a daemon restarted after a kill -9, never drop
+// each other's rules: the table is a function of what is on disk.
+package network
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/corral-dev/corral/runtime/network/firewall"
+	"github.com/corral-dev/corral/runtime/network/ipam"
+	"github.com/corral-dev/corral/runtime/network/link"
+	"github.com/corral-dev/corral/runtime/network/proxy"
+	"github.com/corral-dev/corral/spec"
+)
+
+// Network is one bridge of one state dir.
+type Network struct {
+	cfg     spec.Bridge
+	dir     string
+	owner   string
+	gateway netip.Addr
+	dns     []netip.Addr
+	addrs   *ipam.Allocator
+	// serveProxies: this process serves the loopback proxies of the
+	// records it attached (a daemon also of those it adopts).
+	mu      sync.Mutex
+	proxies map[string][]*proxy.Proxy
+}
+
+// Attachment is what a sandbox on the bridge is given.
+type Attachment struct {
+	// NetNS is the path of its network namespace, for the runtime to join.
+	NetNS string
+	Addr  netip.Addr
+	// Hosts and Resolv are files to bind read-only at /etc/hosts and
+	// /etc/resolv.conf; Hosts is rewritten in place as sandboxes come and
+	// go, so each sees the others by service name.
+	Hosts, Resolv string
+}
+
+// record is what is on disk of one attached sandbox.
+type record struct {
+	Name       string              `json:"name"`
+	Addr       netip.Addr          `json:"addr"`
+	Veth       string              `json:"veth"`
+	Publish    []spec.Publish      `json:"publish,omitempty"`
+	Restricted bool                `json:"restricted,omitempty"`
+	Allow      []firewall.Allow    `json:"allow,omitempty"`
+	Egress     []spec.EgressRule   `json:"egress,omitempty"`
+	Resolved   map[string][]string `json:"resolved,omitempty"`
+}
+
+// Open brings up the bridge of cfg for the state dir stateDir (making it
+// if needed, refusing one that is not corral's for this state dir or a
+// subnet that overlaps a host route) and its records.
+func Open(stateDir string, cfg spec.Bridge) (*Network, error) {
+	n := &Network{cfg: cfg, dir: filepath.Join(stateDir, "net", cfg.Name), owner: stateDir, proxies: map[string][]*proxy.Proxy{}}
+	for _, d := range []string{"records", "addrs", "ns", "etc"} {
+		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o711); err != nil {
+			return nil, fmt.Errorf("bridge %s: %w", cfg.Name, err)
+		}
+	}
+	var err error
+	if n.addrs, err = ipam.Open(filepath.Join(n.dir, "addrs"), cfg.Subnet); err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", cfg.Name, err)
+	}
+	n.gateway = n.addrs.Gateway()
+	if err := link.EnsureBridge(cfg.Name, netip.PrefixFrom(n.gateway, cfg.Subnet.Bits()), stateDir); err != nil {
+		return nil, &spec.FieldError{Field: "daemon.bridge", Err: err}
+	}
+	// Routing between the bridge and the host's other interfaces (outbound
+	// NAT, published ports) needs forwarding on, as Docker sets it.
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0); err != nil {
+		return nil, fmt.Errorf("bridge %s: turn on IPv4 forwarding: %w", cfg.Name, err)
+	}
+	n.dns = cfg.DNS
+	if len(n.dns) == 0 {
+		n.dns = hostResolvers("/etc/resolv.conf")
+	}
+	return n, nil
+}
+
+// table is the name of the bridge's nftables tables.
+func (n *Network) table() string { return "corral-" + n.cfg.Name }
+
+func (n *Network) nsPath(name string) string { return filepath.Join(n.dir, "ns", name) }
+func (n *Network) recordPath(name string) string {
+	return filepath.Join(n.dir, "records", name+".json")
+}
+func (n *Network) etcPath(name, file string) string {
+	return filepath.Join(n.dir, "etc", name+"."+file)
+}
+
+// lock serializes changes of the bridge's records and rules among the
+// processes of the state dir.
+func (n *Network) lock() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(n.dir, "lock"), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("bridge %s: lock: %w", n.cfg.Name, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bridge %s: lock: %w", n.cfg.Name, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Attach puts the sandbox of svc on the bridge: its published ports are
+// reserved first (a taken one refuses the start, naming its owner, with
+// nothing made), then its address, namespace, veth, rules and files.
+func (n *Network) Attach(svc *spec.Service) (_ *Attachment, err error) {
+	unlock, err := n.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// What a killed process left of this name goes first.
+	n.detachLocked(svc.Name)
+	addr, err := n.addrs.Get(svc.Name)
+	if err != nil {
+		return nil, &spec.FieldError{Field: "network", Err: err}
+	}
+	defer func() {
+		if err != nil {
+			n.detachLocked(svc.Name)
+		}
+	}()
+	proxies, err := n.listen(svc.Publish, addr)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	n.proxies[svc.Name] = proxies
+	n.mu.Unlock()
+	rec := record{Name: svc.Name, Addr: addr, Veth: link.VethName(n.cfg.Name, svc.Name), Publish: svc.Publish, Restricted: svc.Egress.Restricted, Egress: svc.Egress.Allow}
+	if rec.Restricted {
+		if rec.Allow, rec.Resolved, err = resolveEgress(svc.Egress.Allow); err != nil {
+			return nil, &spec.FieldError{Field: "egress", Err: err}
+		}
+	}
+	if err := link.Attach(n.nsPath(svc.Name), n.cfg.Name, rec.Veth, netip.PrefixFrom(addr, n.cfg.Subnet.Bits()), n.gateway); err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	if err := writeJSON(n.recordPath(svc.Name), rec); err != nil {
+		return nil, err
+	}
+	if err := n.applyLocked(); err != nil {
+		return nil, err
+	}
+	att := &Attachment{NetNS: n.nsPath(svc.Name), Addr: addr, Hosts: n.etcPath(svc.Name, "hosts"), Resolv: n.etcPath(svc.Name, "resolv.conf")}
+	if err := os.WriteFile(att.Resolv, []byte(resolvConf(n.dns)), 0o644); err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	if err := n.hostsLocked(); err != nil {
+		return nil, err
+	}
+	return att, nil
+}
+
+// Detach takes the sandbox name off the bridge; what is already gone is
+// fine.
+func (n *Network) Detach(name string) error {
+	unlock, err := n.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return n.detachLocked(name)
+}
+
+func (n *Network) detachLocked(name string) error {
+	n.mu.Lock()
+	for _, p := range n.proxies[name] {
+		p.Close()
+	}
+	delete(n.proxies, name)
+	n.mu.Unlock()
+	var errs []error
+	rec, err := readRecord(n.recordPath(name))
+	had := err == nil
+	if err := os.Remove(n.recordPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	if had {
+		errs = append(errs, n.applyLocked())
+	}
+	errs = append(errs, link.Detach(n.nsPath(name), link.VethName(n.cfg.Name, name)))
+	if had {
+		// Stale entries would keep sending a reused address's traffic
+		// (UDP above all) where the old sandbox was.
+		errs = append(errs, link.ForgetConntrack(rec.Addr))
+	}
+	for _, f := range []string{"hosts", "resolv.conf"} {
+		if err := os.Remove(n.etcPath(name, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, n.addrs.Release(name))
+	if had {
+		errs = append(errs, n.hostsLocked())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("network: detach %s: %w", name, err)
+	}
+	return nil
+}
+
+// Adopt serves again the loopback proxies of a sandbox attached by a
+// process that is gone (a daemon killed and restarted).
+func (n *Network) Adopt(name string) error {
+	rec, err := readRecord(n.recordPath(name))
+	if err != nil {
+		return nil // not on the bridge
+	}
+	proxies, err := n.listen(rec.Publish, rec.Addr)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range n.proxies[name] {
+		p.Close()
+	}
+	n.proxies[name] = proxies
+	return nil
+}
+
+// Address is the address of the sandbox name on the bridge, if any.
+func (n *Network) Address(name string) (netip.Addr, bool) {
+	rec, err := readRecord(n.recordPath(name))
+	return rec.Addr, err == nil
+}
+
+// Counters are the bytes the sandbox received and sent.
+func (n *Network) Counters(name string) (rx, tx uint64, err error) {
+	return link.Counters(link.VethName(n.cfg.Name, name))
+}
+
+// Denied counts the packets each sandbox's egress list refused.
+func (n *Network) Denied() (map[string]uint64, error) {
+	return firewall.Denied(n.table(), 0)
+}
+
+// listen reserves the published ports that the host's loopback can reach
+// (HostIP loopback or every address) with a proxy each.
+func (n *Network) listen(publish []spec.Publish, addr netip.Addr) (_ []*proxy.Proxy, err error) {
+	var out []*proxy.Proxy
+	defer func() {
+		if err != nil {
+			for _, p := range out {
+				p.Close()
+			}
+		}
+	}()
+	for i, p := range publish {
+		host := p.HostIP
+		if !host.IsValid() {
+			host = netip.IPv4Unspecified()
+		}
+		if !host.IsLoopback() && !host.IsUnspecified() {
+			continue
+		}
+		px, err := proxy.Listen(p.Proto, netip.AddrPortFrom(host, p.HostPort), netip.AddrPortFrom(addr, p.Port))
+		if err != nil {
+			return nil, &spec.FieldError{Field: fmt.Sprintf("publish[%d]", i), Err: err}
+		}
+		out = append(out, px)
+	}
+	return out, nil
+}
+
+// applyLocked replaces the bridge's rules with those of every record.
+func (n *Network) applyLocked() error {
+	recs, err := n.records()
+	if err != nil {
+		return err
+	}
+	cfg := firewall.Config{Table: n.table(), Bridge: n.cfg.Name, Subnet: n.cfg.Subnet, Gateway: n.gateway, DNS: n.dns}
+	for _, r := range recs {
+		sb := firewall.Sandbox{Name: r.Name, Addr: r.Addr, HostVeth: r.Veth, Restricted: r.Restricted, Egress: r.Allow}
+		for _, p := range r.Publish {
+			sb.Publish = append(sb.Publish, firewall.Publish{HostIP: p.HostIP, HostPort: p.HostPort, Port: p.Port, Proto: p.Proto})
+		}
+		cfg.Sandboxes = append(cfg.Sandboxes, sb)
+	}
+	if len(cfg.Sandboxes) == 0 {
+		return firewall.Remove(n.table(), 0)
+	}
+	if err := firewall.Apply(cfg); err != nil {
+		return fmt.Errorf("network: rules of bridge %s: %w", n.cfg.Name, err)
+	}
+	return nil
+}
+
+// hostsLocked rewrites every sandbox's hosts file: localhost, its own
+// name, and the other sandboxes of the bridge by service name. In place
+// (a bind mount holds the inode), short enough to be one write.
+func (n *Network) hostsLocked() error {
+	recs, err := n.records()
+	if err != nil {
+		return err
+	}
+	var others strings.Builder
+	for _, r := range recs {
+		fmt.Fprintf(&others, "%s\t%s\n", r.Addr, r.Name)
+	}
+	var errs []error
+	for _, r := range recs {
+		body := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" + others.String()
+		f, err := os.OpenFile(n.etcPath(r.Name, "hosts"), os.O_WRONLY|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, err := f.WriteAt([]byte(body), 0); err != nil {
+			errs = append(errs, err)
+		} else if err := f.Truncate(int64(len(body))); err != nil {
+			errs = append(errs, err)
+		}
+		f.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// records reads every record, in name order.
+func (n *Network) records() ([]record, error) {
+	ents, err := os.ReadDir(filepath.Join(n.dir, "records"))
+	if err != nil {
+		return nil, fmt.Errorf("network: records: %w", err)
+	}
+	var out []record
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		r, err := readRecord(n.recordPath(name))
+		if err != nil || r.Name != name {
+			continue // half-written or foreign: not a sandbox of ours
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func readRecord(path string) (record, error) {
+	var r record
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return r, err
+	}
+	defer f.Close()
+	err = json.NewDecoder(f).Decode(&r)
+	return r, err
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("network: %w", err)
+	}
+	return nil
+}
+
+// resolveEgress turns an egress list into destinations, resolving host
+// names now (a name that does not resolve refuses the start: a list that
+// silently allowed less than it says would be a surprise, too).
+func resolveEgress(rules []spec.EgressRule) ([]firewall.Allow, map[string][]string, error) {
+	var out []firewall.Allow
+	resolved := map[string][]string{}
+	for _, r := range rules {
+		prefixes := []netip.Prefix{r.Prefix}
+		if !r.Prefix.IsValid() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", r.Host)
+			cancel()
+			if err != nil || len(ips) == 0 {
+				return nil, nil, fmt.Errorf("%s: cannot resolve %s: %v", r, r.Host, err)
+			}
+			prefixes = prefixes[:0]
+			for _, ip := range ips {
+				ip = ip.Unmap()
+				prefixes = append(prefixes, netip.PrefixFrom(ip, 32))
+				resolved[r.Host] = append(resolved[r.Host], ip.String())
+			}
+		}
+		for _, p := range prefixes {
+			out = append(out, firewall.Allow{Prefix: p, Port: r.Port, Proto: r.Proto})
+		}
+	}
+	return out, resolved, nil
+}
+
+// hostResolvers are the host's nameservers a sandbox can reach: not
+// loopback ones (127.0.0.53 is the host's own, not the sandbox's).
+func hostResolvers(path string) []netip.Addr {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []netip.Addr
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "nameserver" {
+			if ip, err := netip.ParseAddr(fields[1]); err == nil && ip.Is4() && !ip.IsLoopback() && !slices.Contains(out, ip) {
+				out = append(out, ip)
+			}
+		}
+	}
+	return out
+}
+
+func resolvConf(dns []netip.Addr) string {
+	if len(dns) == 0 {
+		return "# no resolver: set daemon.dns (the host's are loopback or none)\n"
+	}
+	var b strings.Builder
+	for _, ip := range dns {
+		fmt.Fprintf(&b, "nameserver %s\n", ip)
+	}
+	return b.String()
+}
