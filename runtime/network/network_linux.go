@@ -45,8 +45,8 @@ type Network struct {
 	gateway netip.Addr
 	dns     []netip.Addr
 	addrs   *ipam.Allocator
-	// serveProxies: this process serves the loopback proxies of the
-	// records it attached (a daemon also of those it adopts).
+	// proxies are the loopback proxies this process serves, by sandbox:
+	// of those it attached, and a daemon's also of those it adopted.
 	mu      sync.Mutex
 	proxies map[string][]*proxy.Proxy
 }
@@ -64,14 +64,12 @@ type Attachment struct {
 
 // record is what is on disk of one attached sandbox.
 type record struct {
-	Name       string              `json:"name"`
-	Addr       netip.Addr          `json:"addr"`
-	Veth       string              `json:"veth"`
-	Publish    []spec.Publish      `json:"publish,omitempty"`
-	Restricted bool                `json:"restricted,omitempty"`
-	Allow      []firewall.Allow    `json:"allow,omitempty"`
-	Egress     []spec.EgressRule   `json:"egress,omitempty"`
-	Resolved   map[string][]string `json:"resolved,omitempty"`
+	Name       string           `json:"name"`
+	Addr       netip.Addr       `json:"addr"`
+	Veth       string           `json:"veth"`
+	Publish    []spec.Publish   `json:"publish,omitempty"`
+	Restricted bool             `json:"restricted,omitempty"`
+	Allow      []firewall.Allow `json:"allow,omitempty"`
 }
 
 // Open brings up the bridge of cfg for the state dir stateDir (making it
@@ -133,6 +131,14 @@ func (n *Network) lock() (func(), error) {
 // reserved first (a taken one refuses the start, naming its owner, with
 // nothing made), then its address, namespace, veth, rules and files.
 func (n *Network) Attach(svc *spec.Service) (_ *Attachment, err error) {
+	// Names are resolved before the lock: a slow resolver must not hold
+	// up every other start and stop on the bridge.
+	var allow []firewall.Allow
+	if svc.Egress.Restricted {
+		if allow, err = resolveEgress(svc.Egress.Allow); err != nil {
+			return nil, &spec.FieldError{Field: "egress", Err: err}
+		}
+	}
 	unlock, err := n.lock()
 	if err != nil {
 		return nil, err
@@ -156,12 +162,7 @@ func (n *Network) Attach(svc *spec.Service) (_ *Attachment, err error) {
 	n.mu.Lock()
 	n.proxies[svc.Name] = proxies
 	n.mu.Unlock()
-	rec := record{Name: svc.Name, Addr: addr, Veth: link.VethName(n.cfg.Name, svc.Name), Publish: svc.Publish, Restricted: svc.Egress.Restricted, Egress: svc.Egress.Allow}
-	if rec.Restricted {
-		if rec.Allow, rec.Resolved, err = resolveEgress(svc.Egress.Allow); err != nil {
-			return nil, &spec.FieldError{Field: "egress", Err: err}
-		}
-	}
+	rec := record{Name: svc.Name, Addr: addr, Veth: link.VethName(n.cfg.Name, svc.Name), Publish: svc.Publish, Restricted: svc.Egress.Restricted, Allow: allow}
 	if err := link.Attach(n.nsPath(svc.Name), n.cfg.Name, rec.Veth, netip.PrefixFrom(addr, n.cfg.Subnet.Bits()), n.gateway); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
@@ -247,22 +248,6 @@ func (n *Network) Adopt(name string) error {
 	}
 	n.proxies[name] = proxies
 	return nil
-}
-
-// Address is the address of the sandbox name on the bridge, if any.
-func (n *Network) Address(name string) (netip.Addr, bool) {
-	rec, err := readRecord(n.recordPath(name))
-	return rec.Addr, err == nil
-}
-
-// Counters are the bytes the sandbox received and sent.
-func (n *Network) Counters(name string) (rx, tx uint64, err error) {
-	return link.Counters(link.VethName(n.cfg.Name, name))
-}
-
-// Denied counts the packets each sandbox's egress list refused.
-func (n *Network) Denied() (map[string]uint64, error) {
-	return firewall.Denied(n.table(), 0)
 }
 
 // listen reserves the published ports that the host's loopback can reach
@@ -398,9 +383,8 @@ func writeJSON(path string, v any) error {
 // resolveEgress turns an egress list into destinations, resolving host
 // names now (a name that does not resolve refuses the start: a list that
 // silently allowed less than it says would be a surprise, too).
-func resolveEgress(rules []spec.EgressRule) ([]firewall.Allow, map[string][]string, error) {
+func resolveEgress(rules []spec.EgressRule) ([]firewall.Allow, error) {
 	var out []firewall.Allow
-	resolved := map[string][]string{}
 	for _, r := range rules {
 		prefixes := []netip.Prefix{r.Prefix}
 		if !r.Prefix.IsValid() {
@@ -408,20 +392,19 @@ func resolveEgress(rules []spec.EgressRule) ([]firewall.Allow, map[string][]stri
 			ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", r.Host)
 			cancel()
 			if err != nil || len(ips) == 0 {
-				return nil, nil, fmt.Errorf("%s: cannot resolve %s: %v", r, r.Host, err)
+				return nil, fmt.Errorf("%s: cannot resolve %s: %v", r, r.Host, err)
 			}
 			prefixes = prefixes[:0]
 			for _, ip := range ips {
 				ip = ip.Unmap()
 				prefixes = append(prefixes, netip.PrefixFrom(ip, 32))
-				resolved[r.Host] = append(resolved[r.Host], ip.String())
 			}
 		}
 		for _, p := range prefixes {
 			out = append(out, firewall.Allow{Prefix: p, Port: r.Port, Proto: r.Proto})
 		}
 	}
-	return out, resolved, nil
+	return out, nil
 }
 
 // hostResolvers are the host's nameservers a sandbox can reach: not
