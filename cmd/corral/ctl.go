@@ -176,6 +176,23 @@ func printStatus(w io.Writer, st *api.ServiceDetail, now time.Time) {
 	if len(st.Loosened) > 0 {
 		fmt.Fprintf(w, "loosened:  %s\n", field(strings.Join(st.Loosened, ", ")))
 	}
+	if st.Network != "" {
+		net := field(st.Network)
+		if st.Address != "" {
+			net += ", address " + field(st.Address)
+		}
+		fmt.Fprintf(w, "network:   %s\n", net)
+	}
+	if len(st.Publish) > 0 {
+		fmt.Fprintf(w, "publish:   %s\n", field(strings.Join(st.Publish, ", ")))
+	}
+	switch {
+	case !st.EgressRestricted:
+	case len(st.Egress) == 0:
+		fmt.Fprintf(w, "egress:    only its resolver\n")
+	default:
+		fmt.Fprintf(w, "egress:    only %s and its resolver\n", field(strings.Join(st.Egress, ", ")))
+	}
 	if st.Cgroup != "" {
 		fmt.Fprintf(w, "cgroup:    %s\n", field(st.Cgroup))
 	}

@@ -256,6 +256,12 @@ func (o *runOptions) run(g *globalOptions) error {
 		return fail(err)
 	}
 	mgr.SetNetwork(func() (sandbox.Network, error) { return network.Open(g.stateDir, o.bridge) })
+	if o.svc.EffectiveNetwork() == spec.NetworkBridge && network.Present(g.stateDir, o.bridge.Name) {
+		// What a killed corral left on the bridge of sandboxes now gone.
+		if err := mgr.SweepNetwork(); err != nil {
+			log.WithError(err).Warn("sweep of the bridge")
+		}
+	}
 
 	// Catch signals before anything is made, so that a Ctrl-C during set-up
 	// still ends in a clean tear-down rather than leftovers.

@@ -111,6 +111,15 @@ type ServiceDetail struct {
 	// asks for by name, as the service file spells their keys
 	// (unsafe_host_mounts).
 	Loosened []string `json:"loosened,omitempty"`
+	// Network is the sandbox's network (none, host, bridge). On the
+	// bridge: Address is the running sandbox's, Publish its published
+	// ports; with EgressRestricted it reaches only Egress (and its
+	// resolver), else everything.
+	Network          string   `json:"network,omitempty"`
+	Address          string   `json:"address,omitempty"`
+	Publish          []string `json:"publish,omitempty"`
+	EgressRestricted bool     `json:"egress_restricted,omitempty"`
+	Egress           []string `json:"egress,omitempty"`
 }
 
 // Event is one state change of a service.

@@ -96,15 +96,30 @@ func (d *Daemon) Status(ctx context.Context, name string) (*api.ServiceDetail, e
 	v := s.Snapshot()
 	d.mu.Lock()
 	dir := logDir(d.cfg, name)
-	var loosened []string
+	st := &api.ServiceDetail{
+		Service: d.describe(name, v), Command: v.Command, Image: v.Image, Cgroup: v.Cgroup,
+		LogFile: filepath.Join(dir, "output.log"), Exits: v.Exits,
+	}
 	if u := d.cfg.Unit(name); u != nil {
-		loosened = u.Service.Loosenings()
+		st.Loosened = u.Service.Loosenings()
+		st.Network = string(u.Service.EffectiveNetwork())
+		for _, p := range u.Service.Publish {
+			st.Publish = append(st.Publish, p.String())
+		}
+		st.EgressRestricted = u.Service.Egress.Restricted
+		if u.Service.Egress.Restricted {
+			for _, r := range u.Service.Egress.Allow {
+				st.Egress = append(st.Egress, r.String())
+			}
+		}
 	}
 	d.mu.Unlock()
-	return &api.ServiceDetail{
-		Service: d.describe(name, v), Command: v.Command, Image: v.Image, Cgroup: v.Cgroup,
-		LogFile: filepath.Join(dir, "output.log"), Exits: v.Exits, Loosened: loosened,
-	}, nil
+	if v.PID != 0 {
+		if ns, ok := d.networkStatus([]string{name})[name]; ok {
+			st.Address = ns.Addr.String()
+		}
+	}
+	return st, nil
 }
 
 func (d *Daemon) each(ctx context.Context, names []string, kind supervisor.EventKind) error {

@@ -109,6 +109,9 @@ type deps struct {
 	usage        func(cgroupPath string) (cgroup.Stats, error)
 	logLoss      func(name string) (uint64, syscall.Errno)
 	removeParent func(parent string) error
+	// network reports the sandboxes of names that are on the bridge;
+	// nil where none can be.
+	network func(names []string) map[string]network.Status
 	// imageDigest is the manifest digest an image's name has in the
 	// store now; nil where no service can run from an image.
 	imageDigest func(ref string) (string, error)
@@ -220,7 +223,7 @@ func Run(ctx context.Context, opts Options) error {
 	d := newDaemon(runCtx, opts, cfg, deps{
 		launcher: l, store: files,
 		usage: host.Usage, logLoss: mgr.LogLoss, removeParent: host.RemoveEmpty,
-		imageDigest: l.imageDigest,
+		imageDigest: l.imageDigest, network: mgr.NetworkStatus,
 	})
 	l.cfg = d.config
 	d.cleanStart = takeCleanStop(files.Dir, d.cleanStopPath())
@@ -228,6 +231,12 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		// Those it could not take over stay as they are, untouched.
 		d.log.WithError(err).Error("some sandboxes of the previous daemon could not be adopted")
+	}
+	if network.Present(opts.StateDir, bridge.Name) {
+		// What a killed daemon left on the bridge of sandboxes now gone.
+		if err := mgr.SweepNetwork(); err != nil {
+			d.log.WithError(err).Warn("sweep of the bridge")
+		}
 	}
 	if err := d.serveMetrics(runCtx); err != nil {
 		return err

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/corral-dev/corral/runtime/metrics"
+	"github.com/corral-dev/corral/runtime/network"
+	"github.com/corral-dev/corral/runtime/service"
 )
 
 // serveMetrics starts the Prometheus endpoint if the configuration asks
@@ -32,8 +34,18 @@ func (d *Daemon) serveMetrics(ctx context.Context) error {
 // per service).
 func (d *Daemon) metricsSnapshot() []metrics.Service {
 	var out []metrics.Service
-	for _, a := range d.sorted() {
-		v := a.Snapshot()
+	actors := d.sorted()
+	views := make([]service.View, len(actors))
+	var running []string
+	for i, a := range actors {
+		views[i] = a.Snapshot()
+		if views[i].PID != 0 {
+			running = append(running, a.Name())
+		}
+	}
+	net := d.networkStatus(running)
+	for i, a := range actors {
+		v := views[i]
 		m := metrics.Service{
 			Name: a.Name(), State: string(v.Shown()), Up: v.PID != 0,
 			Restarts: v.Restarts, OOMKills: v.OOMKills, Health: v.Health,
@@ -54,8 +66,21 @@ func (d *Daemon) metricsSnapshot() []metrics.Service {
 			if d.deps.logLoss != nil {
 				m.LogLinesLost, _ = d.deps.logLoss(a.Name())
 			}
+			if st, ok := net[a.Name()]; ok {
+				m.OnBridge, m.RxBytes, m.TxBytes = true, st.RxBytes, st.TxBytes
+				m.Restricted, m.EgressDenied = st.Restricted, st.Denied
+			}
 		}
 		out = append(out, m)
 	}
 	return out
+}
+
+// networkStatus is the bridge's view of the services of names that are
+// on it, in one call (one dump of the firewall's counters).
+func (d *Daemon) networkStatus(names []string) map[string]network.Status {
+	if d.deps.network == nil || len(names) == 0 {
+		return nil
+	}
+	return d.deps.network(names)
 }

@@ -18,11 +18,16 @@
 //	corral_service_pids_limit{service}                   gauge    pids limit (*); only with a limit
 //	corral_service_cpu_throttled_seconds_total{service}  counter  CPU time held back by the CPU quota (*)
 //	corral_service_log_lines_lost_total{service}         counter  output lines the sandbox could not write to its log
+//	corral_service_network_receive_bytes_total{service}  counter  bytes the sandbox received on the bridge (+)
+//	corral_service_network_transmit_bytes_total{service} counter  bytes the sandbox sent on the bridge (+)
+//	corral_service_egress_denied_packets_total{service}  counter  packets its egress list refused (+); only with a list
 //	corral_services{state}                               gauge    services in each state (every state always present)
 //	corral_build_info{version}                           gauge    always 1
 //
 // (*) read from the sandbox's cgroup: present only while a sandbox runs,
 // and, as counters, they start again from 0 with each new sandbox.
+// (+) read from the sandbox's veth and the bridge's nftables counters: the
+// same, for a sandbox on the bridge (network: bridge).
 package metrics
 
 import (
@@ -63,6 +68,13 @@ type Service struct {
 
 	// LogLinesLost counts output lines the sandbox could not write to its log.
 	LogLinesLost uint64
+
+	// The bridge figures, valid when OnBridge (a sandbox runs on it);
+	// EgressDenied also needs Restricted (it has an egress list).
+	OnBridge         bool
+	RxBytes, TxBytes uint64
+	Restricted       bool
+	EgressDenied     uint64
 }
 
 // States are the supervisor states, each always exported by
@@ -117,6 +129,12 @@ var (
 		"CPU time the CPU quota held back from the service's running sandbox; absent while none runs.", "service")
 	logLostDesc = desc("corral_service_log_lines_lost_total",
 		"Output lines the service's sandbox could not write to its log.", "service")
+	rxDesc = desc("corral_service_network_receive_bytes_total",
+		"Bytes the service's running sandbox received on the bridge; absent off the bridge or while none runs.", "service")
+	txDesc = desc("corral_service_network_transmit_bytes_total",
+		"Bytes the service's running sandbox sent on the bridge; absent off the bridge or while none runs.", "service")
+	deniedDesc = desc("corral_service_egress_denied_packets_total",
+		"Packets of the service's running sandbox its egress list refused; absent without a list.", "service")
 	servicesDesc = desc("corral_services",
 		"Services in each supervisor state.", "state")
 	buildInfoDesc = desc("corral_build_info",
@@ -138,7 +156,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		upDesc, stateDesc, restartsDesc, oomKillsDesc, lastExitDesc, healthyDesc,
 		cpuDesc, memoryDesc, memoryLimitDesc, pidsDesc, pidsLimitDesc, throttledDesc,
-		logLostDesc, servicesDesc, buildInfoDesc,
+		logLostDesc, rxDesc, txDesc, deniedDesc, servicesDesc, buildInfoDesc,
 	} {
 		ch <- d
 	}
@@ -189,6 +207,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(throttledDesc, s.CPUThrottledSeconds, s.Name)
 		}
 		counter(logLostDesc, float64(s.LogLinesLost), s.Name)
+		if s.OnBridge {
+			counter(rxDesc, float64(s.RxBytes), s.Name)
+			counter(txDesc, float64(s.TxBytes), s.Name)
+			if s.Restricted {
+				counter(deniedDesc, float64(s.EgressDenied), s.Name)
+			}
+		}
 	}
 	for _, st := range slices.Sorted(maps.Keys(counts)) {
 		gauge(servicesDesc, float64(counts[st]), st)

@@ -39,6 +39,7 @@ func fixture() []Service {
 			PidsCurrent: 7, PidsLimit: 100, CPUThrottledSeconds: 0.25,
 			HasCgroup:    true,
 			LogLinesLost: 3,
+			OnBridge:     true, RxBytes: 1000, TxBytes: 2000, Restricted: true, EgressDenied: 5,
 		},
 		{
 			Name: "db", State: "backoff",
@@ -50,6 +51,7 @@ func fixture() []Service {
 		{
 			Name: "api", State: "running", Up: true, Health: "starting",
 			CPUSeconds: 1, MemoryBytes: 1 << 20, PidsCurrent: 1, HasCgroup: true,
+			OnBridge: true, RxBytes: 10, TxBytes: 20,
 		},
 	}
 }
@@ -133,6 +135,11 @@ func TestScrape(t *testing.T) {
 		`corral_service_pids_limit{service="web"}`:                         100,
 		`corral_service_cpu_throttled_seconds_total{service="web"}`:        0.25,
 		`corral_service_log_lines_lost_total{service="web"}`:               3,
+		`corral_service_network_receive_bytes_total{service="web"}`:        1000,
+		`corral_service_network_transmit_bytes_total{service="web"}`:       2000,
+		`corral_service_egress_denied_packets_total{service="web"}`:        5,
+		`corral_service_network_receive_bytes_total{service="api"}`:        10,
+		`corral_service_network_transmit_bytes_total{service="api"}`:       20,
 
 		`corral_service_up{service="db"}`:                                0,
 		`corral_service_state{service="db",state="backoff"}`:             1,
@@ -177,6 +184,10 @@ func TestScrape(t *testing.T) {
 		// job never ended and has no check.
 		`corral_service_last_exit_code{service="job"}`,
 		`corral_service_healthy{service="job"}`,
+		// only web and api are on the bridge, only web has an egress list.
+		`corral_service_network_receive_bytes_total{service="db"}`,
+		`corral_service_network_transmit_bytes_total{service="job"}`,
+		`corral_service_egress_denied_packets_total{service="api"}`,
 		// api runs without limits.
 		`corral_service_memory_limit_bytes{service="api"}`,
 		`corral_service_pids_limit{service="api"}`,

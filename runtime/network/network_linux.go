@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -100,6 +101,13 @@ func Open(stateDir string, cfg spec.Bridge) (*Network, error) {
 		n.dns = hostResolvers("/etc/resolv.conf")
 	}
 	return n, nil
+}
+
+// Present says whether the state dir stateDir has put sandboxes on the
+// bridge name (and so may have left some there).
+func Present(stateDir, name string) bool {
+	_, err := os.Lstat(filepath.Join(stateDir, "net", name, "records"))
+	return err == nil
 }
 
 // table is the name of the bridge's nftables tables.
@@ -437,4 +445,106 @@ func resolvConf(dns []netip.Addr) string {
 		fmt.Fprintf(&b, "nameserver %s\n", ip)
 	}
 	return b.String()
+}
+
+// Status is a sandbox's place and traffic on the bridge, for status and
+// metrics.
+type Status struct {
+	Addr netip.Addr
+	// RxBytes and TxBytes are what the sandbox received and sent, as its
+	// veth counts them (from its attach on).
+	RxBytes, TxBytes uint64
+	// Restricted: it has an egress list; Denied counts the packets the
+	// list refused.
+	Restricted bool
+	Denied     uint64
+}
+
+// Status reports the sandboxes of names that are on the bridge; the
+// others are absent. Counters it cannot read are left at 0: a scrape
+// must not fail for one veth that went away meanwhile.
+func (n *Network) Status(names []string) map[string]Status {
+	out := map[string]Status{}
+	var denied map[string]uint64
+	for _, name := range names {
+		rec, err := readRecord(n.recordPath(name))
+		if err != nil || rec.Name != name {
+			continue
+		}
+		st := Status{Addr: rec.Addr, Restricted: rec.Restricted}
+		st.RxBytes, st.TxBytes, _ = link.Counters(rec.Veth)
+		if rec.Restricted {
+			if denied == nil {
+				// One dump of the table's counters serves every name.
+				denied, _ = firewall.Denied(n.table(), 0)
+				if denied == nil {
+					denied = map[string]uint64{}
+				}
+			}
+			st.Denied = denied[name]
+		}
+		out[name] = st
+	}
+	return out
+}
+
+// Sweep takes off the bridge everything of a sandbox that keep does not
+// name: the records, namespaces, files and addresses a corral killed
+// between a sandbox's end and its detach left, and the veths on the
+// bridge that no record accounts for. keep must name every sandbox of the
+// state dir that may still be attached (its caller holds the sandbox
+// manager's lock, so none is being made meanwhile).
+func (n *Network) Sweep(keep func(name string) bool) error {
+	unlock, err := n.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	names := map[string]bool{}
+	for _, sub := range []string{"records", "ns", "etc"} {
+		ents, err := os.ReadDir(filepath.Join(n.dir, sub))
+		if err != nil {
+			return fmt.Errorf("network: sweep: %w", err)
+		}
+		for _, e := range ents {
+			name := e.Name()
+			switch sub {
+			case "records":
+				name = strings.TrimSuffix(strings.TrimSuffix(name, ".tmp"), ".json")
+			case "etc":
+				name = strings.TrimSuffix(strings.TrimSuffix(name, ".hosts"), ".resolv.conf")
+			}
+			names[name] = true
+		}
+	}
+	addrs, err := n.addrs.All()
+	if err != nil {
+		return fmt.Errorf("network: sweep: %w", err)
+	}
+	for name := range addrs {
+		names[name] = true
+	}
+	var errs []error
+	vethsKept := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		if keep(name) {
+			vethsKept[link.VethName(n.cfg.Name, name)] = true
+			continue
+		}
+		// A name that is not a valid sandbox name was not made by corral:
+		// detach refuses it and it stays.
+		if err := n.detachLocked(name); err != nil {
+			errs = append(errs, err)
+		}
+		os.Remove(n.recordPath(name) + ".tmp")
+	}
+	orphans, err := link.Orphans(n.cfg.Name, vethsKept)
+	errs = append(errs, err)
+	for _, veth := range orphans {
+		errs = append(errs, link.Detach("", veth))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("network: sweep of bridge %s: %w", n.cfg.Name, err)
+	}
+	return nil
 }

@@ -3,6 +3,8 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -16,6 +18,8 @@ type Network interface {
 	Attach(svc *spec.Service) (*network.Attachment, error)
 	Detach(name string) error
 	Adopt(name string) error
+	Status(names []string) map[string]network.Status
+	Sweep(keep func(name string) bool) error
 }
 
 // ErrNoBridge refuses network: bridge to a manager given no network.
@@ -88,4 +92,49 @@ func (m *Manager) detach(rec *record) error {
 		return fmt.Errorf("sandbox %s: bridge: %w", rec.Name, err)
 	}
 	return n.Detach(rec.Name)
+}
+
+// openedNetwork is the bridge network if a sandbox has opened it, else nil:
+// what only reads must not make a bridge.
+func (m *Manager) openedNetwork() Network {
+	m.netMu.Lock()
+	defer m.netMu.Unlock()
+	return m.net
+}
+
+// NetworkStatus is the place and traffic on the bridge of the sandboxes
+// of names that are on it (none if no sandbox has opened the bridge).
+func (m *Manager) NetworkStatus(names []string) map[string]network.Status {
+	n := m.openedNetwork()
+	if n == nil {
+		return nil
+	}
+	return n.Status(names)
+}
+
+// SweepNetwork takes off the bridge whatever belongs to no sandbox of the
+// state dir: what a corral killed between a sandbox's end and its detach
+// left, and veths no record accounts for. It opens the bridge: call it
+// only where the bridge is used.
+func (m *Manager) SweepNetwork() error {
+	n, err := m.network()
+	if err != nil {
+		return fmt.Errorf("sweep the bridge: %w", err)
+	}
+	unlock, err := m.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	ents, err := os.ReadDir(m.recordsDir())
+	if err != nil {
+		return fmt.Errorf("sweep the bridge: %w", err)
+	}
+	have := map[string]bool{}
+	for _, e := range ents {
+		if name, ok := strings.CutSuffix(e.Name(), ".json"); ok {
+			have[name] = true
+		}
+	}
+	return n.Sweep(func(name string) bool { return have[name] })
 }

@@ -249,6 +249,9 @@ func Detach(nsPath, hostVeth string) error {
 			return fmt.Errorf("detach %s: delete: %w", hostVeth, err)
 		}
 	}
+	if nsPath == "" {
+		return nil // a veth whose namespace is not known (a sweep's orphan)
+	}
 	if err := unbind(nsPath); err != nil {
 		return fmt.Errorf("detach %s: %w", hostVeth, err)
 	}
