@@ -86,9 +86,15 @@ func Service(s *spec.Service) Report {
 	} else {
 		add("root filesystem", "read-only", 5, 0)
 	}
-	if s.EffectiveNetwork() == spec.NetworkHost {
+	switch s.EffectiveNetwork() {
+	case spec.NetworkHost:
 		add("network", "host's", 7, 1)
-	} else {
+	case spec.NetworkBridge:
+		// Its own namespace and address; what it can reach and be reached
+		// by is the egress and published ports checks' business.
+		add("network", "bridge: own namespace and address, no source but its own", 7, 0)
+		bridgeChecks(s, add)
+	default:
 		add("network", "own namespace, loopback only", 7, 0)
 	}
 	r := s.Resources
@@ -145,4 +151,45 @@ func Service(s *spec.Service) Report {
 	}
 	rep.Score = math.Round(100*sum/weights) / 10
 	return rep
+}
+
+// netCaps are the capabilities with which a process can send what the
+// bridge's rules do not see as its own (raw packets, other sources) or
+// change its namespace's routes and addresses.
+var netCaps = []string{"NET_RAW", "NET_ADMIN", "ALL"}
+
+// bridgeChecks are the checks of a sandbox on the bridge: who can reach
+// it (published ports) and what it can reach (its egress list, and
+// whether a capability lets it get round the list).
+func bridgeChecks(s *spec.Service, add func(name, setting string, weight, exposure float64)) {
+	if len(s.Publish) == 0 {
+		add("published ports", "none", 4, 0)
+	} else {
+		var ports []string
+		for _, p := range s.Publish {
+			ports = append(ports, p.String())
+		}
+		add("published ports", strings.Join(ports, ", "), 4, 0.5)
+	}
+	var bypass []string
+	for _, c := range s.Security.CapAdd {
+		c = strings.TrimPrefix(strings.ToUpper(c), "CAP_")
+		if slices.Contains(netCaps, c) {
+			bypass = append(bypass, c)
+		}
+	}
+	switch {
+	case !s.Egress.Restricted:
+		add("egress", "anywhere (no egress list)", 6, 1)
+	case len(bypass) > 0:
+		add("egress", "a list, which "+strings.Join(bypass, ", ")+" can bypass", 6, 1)
+	case len(s.Egress.Allow) == 0:
+		add("egress", "its resolver only", 6, 0)
+	default:
+		var to []string
+		for _, r := range s.Egress.Allow {
+			to = append(to, r.String())
+		}
+		add("egress", "only "+strings.Join(to, ", ")+" and its resolver", 6, 0)
+	}
 }
