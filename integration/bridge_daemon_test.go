@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -189,4 +191,60 @@ func grepLines(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestBridgeBesideAForwardDropFirewall: on a host whose firewall drops
+// forwarded traffic (a FORWARD chain with policy drop, as Docker and
+// iptables-nft make it), corral's rules do not override it and corral does
+// not touch it; the two rules the README gives let the bridge's traffic
+// through, egress and published ports alike.
+func TestBridgeBesideAForwardDropFirewall(t *testing.T) {
+	w := newBridgeWorld(t)
+	ns, err := netns.GetFromPath(w.host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop := nftables.ChainPolicyDrop
+	filter := conn.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "filter"})
+	forward := conn.AddChain(&nftables.Chain{Name: "FORWARD", Table: filter, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &drop})
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	probe := []string{"--egress", allowedSrv, "--", "/bin/sh", "-c", "busybox nc -w 3 " + allowedSrv + " 80 </dev/null || echo unreached"}
+	if r := w.run(t, probe...); !strings.Contains(r.stdout, "unreached") {
+		t.Fatalf("with the host's FORWARD policy drop, the sandbox still reached %s: %s", allowedSrv, r)
+	}
+	// iptables -I FORWARD -i BRIDGE -j ACCEPT; iptables -I FORWARD -o BRIDGE -j ACCEPT
+	for _, key := range []expr.MetaKey{expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME} {
+		name := make([]byte, 16)
+		copy(name, bridgeName)
+		conn.AddRule(&nftables.Rule{Table: filter, Chain: forward, Exprs: []expr.Any{
+			&expr.Meta{Key: key, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		}})
+	}
+	if err := conn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.run(t, probe...); !strings.Contains(r.stdout, "hello from "+allowedSrv) {
+		t.Errorf("with the README's two rules, the sandbox did not reach %s: %s", allowedSrv, r)
+	}
+	www := webRoot(t, "fwd-web")
+	w.start(t, "127.0.0.1:8084", "--name", "fwdweb", "--mount", www+":/www", "--publish", "8084:80", "--", "busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+	if got, err := w.get(t, w.outside, hostWAN+":8084", "/name"); err != nil || got != "fwd-web" {
+		t.Errorf("GET of the published port from outside: %q, %v", got, err)
+	}
+	// corral left the host's table as it was: the chain, its policy, its
+	// two rules.
+	rules, err := conn.GetRules(filter, forward)
+	if err != nil || len(rules) != 2 {
+		t.Errorf("the host's FORWARD chain has %d rules (%v), want its 2", len(rules), err)
+	}
 }
