@@ -5,8 +5,8 @@
 //
 // Its state lives in the state dir, under net/BRIDGE/: one record per
 // attached sandbox (records/NAME.json), the address records (addrs/), the
-// sandboxes' network namespaces (ns/NAME) and their hosts and resolv.conf
-// files (etc/NAME.*). The rules are always made from all the records at
+// sandboxes' network namespaces (ns/NAME), their resolv.conf files
+// (etc/NAME.resolv.conf) and the hosts file they share (hosts). The rules are always made from all the records at
 // once, under a lock (lock), so a daemon and the `corral run` processes
 // sharing a state dir, or a daemon restarted after a kill -9, never drop
 // each other's rules: the table is a function of what is on disk.
@@ -58,8 +58,8 @@ type Attachment struct {
 	NetNS string
 	Addr  netip.Addr
 	// Hosts and Resolv are files to bind read-only at /etc/hosts and
-	// /etc/resolv.conf; Hosts is rewritten in place as sandboxes come and
-	// go, so each sees the others by service name.
+	// /etc/resolv.conf; Hosts, the bridge's, is rewritten in place as
+	// sandboxes come and go, so each sees the others by service name.
 	Hosts, Resolv string
 }
 
@@ -117,6 +117,7 @@ func (n *Network) nsPath(name string) string { return filepath.Join(n.dir, "ns",
 func (n *Network) recordPath(name string) string {
 	return filepath.Join(n.dir, "records", name+".json")
 }
+func (n *Network) hostsPath() string { return filepath.Join(n.dir, "hosts") }
 func (n *Network) etcPath(name, file string) string {
 	return filepath.Join(n.dir, "etc", name+"."+file)
 }
@@ -180,7 +181,7 @@ func (n *Network) Attach(svc *spec.Service) (_ *Attachment, err error) {
 	if err := n.applyLocked(); err != nil {
 		return nil, err
 	}
-	att := &Attachment{NetNS: n.nsPath(svc.Name), Addr: addr, Hosts: n.etcPath(svc.Name, "hosts"), Resolv: n.etcPath(svc.Name, "resolv.conf")}
+	att := &Attachment{NetNS: n.nsPath(svc.Name), Addr: addr, Hosts: n.hostsPath(), Resolv: n.etcPath(svc.Name, "resolv.conf")}
 	if err := os.WriteFile(att.Resolv, []byte(resolvConf(n.dns)), 0o644); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
@@ -223,10 +224,8 @@ func (n *Network) detachLocked(name string) error {
 		// (UDP above all) where the old sandbox was.
 		errs = append(errs, link.ForgetConntrack(rec.Addr))
 	}
-	for _, f := range []string{"hosts", "resolv.conf"} {
-		if err := os.Remove(n.etcPath(name, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
+	if err := os.Remove(n.etcPath(name, "resolv.conf")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
 	}
 	errs = append(errs, n.addrs.Release(name))
 	if had {
@@ -309,34 +308,34 @@ func (n *Network) applyLocked() error {
 	return nil
 }
 
-// hostsLocked rewrites every sandbox's hosts file: localhost, its own
-// name, and the other sandboxes of the bridge by service name. In place
-// (a bind mount holds the inode), short enough to be one write.
+// hostsLocked rewrites the bridge's hosts file, which every sandbox of
+// the bridge binds at /etc/hosts: localhost, and each sandbox by its
+// service name (its own included). One file for all: a change writes it
+// once, not once per sandbox. In place (the bind mounts hold the inode),
+// in one write, then cut to length.
 func (n *Network) hostsLocked() error {
 	recs, err := n.records()
 	if err != nil {
 		return err
 	}
-	var others strings.Builder
+	var b strings.Builder
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	for _, r := range recs {
-		fmt.Fprintf(&others, "%s\t%s\n", r.Addr, r.Name)
+		fmt.Fprintf(&b, "%s\t%s\n", r.Addr, r.Name)
 	}
-	var errs []error
-	for _, r := range recs {
-		body := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" + others.String()
-		f, err := os.OpenFile(n.etcPath(r.Name, "hosts"), os.O_WRONLY|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if _, err := f.WriteAt([]byte(body), 0); err != nil {
-			errs = append(errs, err)
-		} else if err := f.Truncate(int64(len(body))); err != nil {
-			errs = append(errs, err)
-		}
-		f.Close()
+	body := b.String()
+	f, err := os.OpenFile(n.hostsPath(), os.O_WRONLY|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("network: hosts: %w", err)
 	}
-	return errors.Join(errs...)
+	defer f.Close()
+	if _, err := f.WriteAt([]byte(body), 0); err != nil {
+		return fmt.Errorf("network: hosts: %w", err)
+	}
+	if err := f.Truncate(int64(len(body))); err != nil {
+		return fmt.Errorf("network: hosts: %w", err)
+	}
+	return nil
 }
 
 // records reads every record, in name order.
@@ -512,7 +511,7 @@ func (n *Network) Sweep(keep func(name string) bool) error {
 			case "records":
 				name = strings.TrimSuffix(strings.TrimSuffix(name, ".tmp"), ".json")
 			case "etc":
-				name = strings.TrimSuffix(strings.TrimSuffix(name, ".hosts"), ".resolv.conf")
+				name = strings.TrimSuffix(name, ".resolv.conf")
 			}
 			names[name] = true
 		}
