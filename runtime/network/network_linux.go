@@ -10,6 +10,11 @@
 // once, under a lock (lock), so a daemon and the `corral run` processes
 // sharing a state dir, or a daemon restarted after a kill -9, never drop
 // each other's rules: the table is a function of what is on disk.
+//
+// The host names of an egress list are resolved through the resolvers
+// the sandbox is given (resolve), at its start, when their TTL runs out
+// and at a daemon's reload, by the process that serves the sandbox (the
+// one that attached or adopted it): see refresh_linux.go.
 package network
 
 import (
@@ -19,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -35,6 +39,7 @@ import (
 	"github.com/corral-dev/corral/runtime/network/ipam"
 	"github.com/corral-dev/corral/runtime/network/link"
 	"github.com/corral-dev/corral/runtime/network/proxy"
+	"github.com/corral-dev/corral/runtime/network/resolve"
 	"github.com/corral-dev/corral/spec"
 )
 
@@ -46,10 +51,19 @@ type Network struct {
 	gateway netip.Addr
 	dns     []netip.Addr
 	addrs   *ipam.Allocator
+	// resolver asks the sandboxes' resolvers (dns) for egress names.
+	resolver *resolve.Resolver
 	// proxies are the loopback proxies this process serves, by sandbox:
 	// of those it attached, and a daemon's also of those it adopted.
 	mu      sync.Mutex
 	proxies map[string][]*proxy.Proxy
+	// due is, of the sandboxes it serves whose egress list names hosts,
+	// when their names are to be resolved again; the refresher goroutine
+	// runs while it has any (refreshing), and wake tells it the schedule
+	// changed.
+	due        map[string]time.Time
+	refreshing bool
+	wake       chan struct{}
 }
 
 // Attachment is what a sandbox on the bridge is given.
@@ -71,13 +85,20 @@ type record struct {
 	Publish    []spec.Publish   `json:"publish,omitempty"`
 	Restricted bool             `json:"restricted,omitempty"`
 	Allow      []firewall.Allow `json:"allow,omitempty"`
+	// Egress is the egress list as given, host names included, and Names
+	// what those names resolved to and until when: Allow is made from
+	// both, again whenever a name's addresses change (by whichever
+	// process serves the sandbox then, a daemon that adopted it too).
+	Egress []string                  `json:"egress,omitempty"`
+	Names  map[string]resolve.Answer `json:"names,omitempty"`
 }
 
 // Open brings up the bridge of cfg for the state dir stateDir (making it
 // if needed, refusing one that is not corral's for this state dir or a
 // subnet that overlaps a host route) and its records.
 func Open(stateDir string, cfg spec.Bridge) (*Network, error) {
-	n := &Network{cfg: cfg, dir: filepath.Join(stateDir, "net", cfg.Name), owner: stateDir, proxies: map[string][]*proxy.Proxy{}}
+	n := &Network{cfg: cfg, dir: filepath.Join(stateDir, "net", cfg.Name), owner: stateDir,
+		proxies: map[string][]*proxy.Proxy{}, due: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 	for _, d := range []string{"records", "addrs", "ns", "etc"} {
 		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o711); err != nil {
 			return nil, fmt.Errorf("bridge %s: %w", cfg.Name, err)
@@ -100,6 +121,9 @@ func Open(stateDir string, cfg spec.Bridge) (*Network, error) {
 	if len(n.dns) == 0 {
 		n.dns = hostResolvers("/etc/resolv.conf")
 	}
+	// The names are resolved by the sandbox's own resolvers, for the list
+	// to allow what the sandbox will resolve.
+	n.resolver = resolve.ForServers(n.dns)
 	return n, nil
 }
 
@@ -143,10 +167,17 @@ func (n *Network) Attach(svc *spec.Service) (_ *Attachment, err error) {
 	// Names are resolved before the lock: a slow resolver must not hold
 	// up every other start and stop on the bridge.
 	var allow []firewall.Allow
+	var answers map[string]resolve.Answer
 	if svc.Egress.Restricted {
-		if allow, err = resolveEgress(svc.Egress.Allow); err != nil {
+		// A name that does not resolve refuses the start: a list that
+		// silently allowed less than it says would be a surprise.
+		ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+		answers, _, err = n.resolver.Refresh(ctx, hostNames(svc.Egress.Allow), nil, true)
+		cancel()
+		if err != nil {
 			return nil, &spec.FieldError{Field: "egress", Err: err}
 		}
+		allow = allowOf(svc.Egress.Allow, answers)
 	}
 	unlock, err := n.lock()
 	if err != nil {
@@ -171,7 +202,8 @@ func (n *Network) Attach(svc *spec.Service) (_ *Attachment, err error) {
 	n.mu.Lock()
 	n.proxies[svc.Name] = proxies
 	n.mu.Unlock()
-	rec := record{Name: svc.Name, Addr: addr, Veth: link.VethName(n.cfg.Name, svc.Name), Publish: svc.Publish, Restricted: svc.Egress.Restricted, Allow: allow}
+	rec := record{Name: svc.Name, Addr: addr, Veth: link.VethName(n.cfg.Name, svc.Name), Publish: svc.Publish,
+		Restricted: svc.Egress.Restricted, Allow: allow, Egress: egressStrings(svc.Egress.Allow), Names: answers}
 	if err := link.Attach(n.nsPath(svc.Name), n.cfg.Name, rec.Veth, netip.PrefixFrom(addr, n.cfg.Subnet.Bits()), n.gateway); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
@@ -187,6 +219,9 @@ func (n *Network) Attach(svc *spec.Service) (_ *Attachment, err error) {
 	}
 	if err := n.hostsLocked(); err != nil {
 		return nil, err
+	}
+	if len(answers) > 0 {
+		n.track(svc.Name, n.resolver.Due(answers))
 	}
 	return att, nil
 }
@@ -208,6 +243,7 @@ func (n *Network) detachLocked(name string) error {
 		p.Close()
 	}
 	delete(n.proxies, name)
+	n.untrackLocked(name)
 	n.mu.Unlock()
 	var errs []error
 	rec, err := readRecord(n.recordPath(name))
@@ -238,11 +274,20 @@ func (n *Network) detachLocked(name string) error {
 }
 
 // Adopt serves again the loopback proxies of a sandbox attached by a
-// process that is gone (a daemon killed and restarted).
+// process that is gone (a daemon killed and restarted), and resolves its
+// egress names again when their answers expire (at once, those that
+// expired meanwhile).
 func (n *Network) Adopt(name string) error {
 	rec, err := readRecord(n.recordPath(name))
 	if err != nil {
 		return nil // not on the bridge
+	}
+	if rules, err := parseEgress(rec.Egress); err == nil && len(hostNames(rules)) > 0 {
+		due := n.resolver.Due(rec.Names)
+		if due.IsZero() {
+			due = time.Now() // names never resolved: now
+		}
+		n.track(name, due)
 	}
 	proxies, err := n.listen(rec.Publish, rec.Addr)
 	if err != nil {
@@ -385,33 +430,6 @@ func writeJSON(path string, v any) error {
 		return fmt.Errorf("network: %w", err)
 	}
 	return nil
-}
-
-// resolveEgress turns an egress list into destinations, resolving host
-// names now (a name that does not resolve refuses the start: a list that
-// silently allowed less than it says would be a surprise, too).
-func resolveEgress(rules []spec.EgressRule) ([]firewall.Allow, error) {
-	var out []firewall.Allow
-	for _, r := range rules {
-		prefixes := []netip.Prefix{r.Prefix}
-		if !r.Prefix.IsValid() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", r.Host)
-			cancel()
-			if err != nil || len(ips) == 0 {
-				return nil, fmt.Errorf("%s: cannot resolve %s: %v", r, r.Host, err)
-			}
-			prefixes = prefixes[:0]
-			for _, ip := range ips {
-				ip = ip.Unmap()
-				prefixes = append(prefixes, netip.PrefixFrom(ip, 32))
-			}
-		}
-		for _, p := range prefixes {
-			out = append(out, firewall.Allow{Prefix: p, Port: r.Port, Proto: r.Proto})
-		}
-	}
-	return out, nil
 }
 
 // hostResolvers are the host's nameservers a sandbox can reach: not
