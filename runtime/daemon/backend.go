@@ -234,6 +234,13 @@ func (d *Daemon) Reload(ctx context.Context, dryRun bool) (*api.Plan, error) {
 			_ = a.Update(ctx, u, logDir(next, name), slices.Contains(p.Restart, name))
 		}
 	}
+	if d.deps.refreshNetwork != nil {
+		// A reload is when egress names are resolved again, whatever
+		// their TTL says.
+		if err := d.deps.refreshNetwork(); err != nil {
+			d.log.WithError(err).Warn("egress names not resolved again: their last addresses stay")
+		}
+	}
 	d.startWaves(next, d.register(next, p.Add))
 	return plan, nil
 }

@@ -112,6 +112,9 @@ type deps struct {
 	// network reports the sandboxes of names that are on the bridge;
 	// nil where none can be.
 	network func(names []string) map[string]network.Status
+	// refreshNetwork resolves the bridge sandboxes' egress names again,
+	// at a reload; nil where none can be.
+	refreshNetwork func() error
 	// imageDigest is the manifest digest an image's name has in the
 	// store now; nil where no service can run from an image.
 	imageDigest func(ref string) (string, error)
@@ -223,7 +226,7 @@ func Run(ctx context.Context, opts Options) error {
 	d := newDaemon(runCtx, opts, cfg, deps{
 		launcher: l, store: files,
 		usage: host.Usage, logLoss: mgr.LogLoss, removeParent: host.RemoveEmpty,
-		imageDigest: l.imageDigest, network: mgr.NetworkStatus,
+		imageDigest: l.imageDigest, network: mgr.NetworkStatus, refreshNetwork: mgr.RefreshNetwork,
 	})
 	l.cfg = d.config
 	d.cleanStart = takeCleanStop(files.Dir, d.cleanStopPath())

@@ -20,6 +20,7 @@ type Network interface {
 	Adopt(name string) error
 	Status(names []string) map[string]network.Status
 	Sweep(keep func(name string) bool) error
+	Refresh() error
 }
 
 // ErrNoBridge refuses network: bridge to a manager given no network.
@@ -137,4 +138,15 @@ func (m *Manager) SweepNetwork() error {
 		}
 	}
 	return n.Sweep(func(name string) bool { return have[name] })
+}
+
+// RefreshNetwork resolves again the egress names of the bridge sandboxes
+// this manager serves (a reload asks for it); nothing if no sandbox has
+// opened the bridge.
+func (m *Manager) RefreshNetwork() error {
+	n := m.openedNetwork()
+	if n == nil {
+		return nil
+	}
+	return n.Refresh()
 }
