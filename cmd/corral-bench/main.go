@@ -1,7 +1,7 @@
 // Command corral-bench measures corral beside the tools users would pick
 // instead, in the same run: absolute times drift on shared machines, so
 // rounds are interleaved and the results that count are ratios and
-// differences of medians. It has four parts, run in this order, each a
+// differences of medians. It has five parts, run in this order, each a
 // package under integration/bench:
 //
 //   - cold (coldstart): start-to-exit of /bin/true in a corral sandbox
@@ -17,13 +17,22 @@
 //   - images (imports): import of a 100 MB image beside umoci unpack and
 //     skopeo copy; then the disk used by 100 services from one image
 //     under one daemon, beside a copy of its root per service.
+//   - bridge: issue 15's network, in a network namespace the bench makes:
+//     `corral run` with --network bridge beside none; a daemon of N
+//     bridge services beside N with network none; TCP throughput and
+//     round trips through a published port (DNAT and the loopback
+//     proxy) beside loopback without a sandbox.
 //
 // Usage:
 //
-//	corral-bench --corral bin/corral [--only cold|restart|scale|images]
+//	corral-bench --corral bin/corral [--only cold|restart|scale|images|bridge]
 //	             [--rounds 200] [--warmup 5] [--kills 40] [--scale 200]
 //	             [--image-rounds 5] [--image-services 100]
+//	             [--bridge-services 200] [--traffic-rounds 10]
 //	             [--json FILE] [--runc runc] [--crun crun|""] [--scratch-base /var/tmp]
+//
+// With CORRAL_BENCH_SERVE=ADDR in its environment, it is instead the
+// bridge part's TCP server on ADDR (see bridge.ServeEnv).
 //
 // It must run as root. It makes everything it uses in a scratch dir and
 // under the cgroup /corral-bench, starts the daemons and supervisors it
@@ -46,6 +55,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/corral-dev/corral/integration/bench/bridge"
 	"github.com/corral-dev/corral/integration/bench/cgroupfs"
 	"github.com/corral-dev/corral/integration/bench/child"
 	"github.com/corral-dev/corral/integration/bench/coldstart"
@@ -66,17 +76,22 @@ type options struct {
 	scale       int
 	imageRounds int
 	imageSvcs   int
+	bridgeSvcs  int
+	traffic     int
 	only        string
 	jsonPath    string
 	scratchBase string
 }
 
 // The parts of the bench, in the order they run.
-var parts = []string{"cold", "restart", "scale", "images"}
+var parts = []string{"cold", "restart", "scale", "images", "bridge"}
 
 func (o *options) runs(part string) bool { return o.only == "" || o.only == part }
 
 func main() {
+	if addr, ok := os.LookupEnv(bridge.ServeEnv); ok {
+		os.Exit(bridge.ServeMain(addr))
+	}
 	o := parseFlags()
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	defer stop()
@@ -97,6 +112,8 @@ func parseFlags() *options {
 	flag.IntVar(&o.scale, "scale", 200, "scale: the number of services")
 	flag.IntVar(&o.imageRounds, "image-rounds", 5, "images: rounds of importing the 100 MB image with each tool")
 	flag.IntVar(&o.imageSvcs, "image-services", 100, "images: services run from the image to measure the disk they use")
+	flag.IntVar(&o.bridgeSvcs, "bridge-services", 200, fmt.Sprintf("bridge: the services of its daemons (at most %d)", bridge.MaxServices))
+	flag.IntVar(&o.traffic, "traffic-rounds", 10, "bridge: rounds of TCP throughput and round trips through each path")
 	flag.StringVar(&o.only, "only", "", "run one part only: "+strings.Join(parts, ", ")+" (default: all)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.scratchBase, "scratch-base", "/var/tmp", "directory under which the scratch dir is made")
@@ -117,14 +134,15 @@ type results struct {
 	Restart *restart.Report   `json:"restart,omitempty"`
 	Scale   *scale.Report     `json:"scale,omitempty"`
 	Images  *imports.Report   `json:"images,omitempty"`
+	Bridge  *bridge.Report    `json:"bridge,omitempty"`
 	// OthersCPU is, for each part, the share of the machine's CPU that
 	// processes other than the bench's used while it ran.
 	OthersCPU map[string]float64 `json:"others_cpu_share"`
 }
 
 func run(ctx context.Context, o *options) (err error) {
-	if o.rounds < 1 || o.warmup < 0 || o.kills < 1 || o.scale < 1 || o.imageRounds < 1 || o.imageSvcs < 1 {
-		return fmt.Errorf("--rounds, --kills, --scale, --image-rounds and --image-services must be at least 1 and --warmup at least 0")
+	if o.rounds < 1 || o.warmup < 0 || o.kills < 1 || o.scale < 1 || o.imageRounds < 1 || o.imageSvcs < 1 || o.bridgeSvcs < 1 || o.traffic < 1 {
+		return fmt.Errorf("--rounds, --kills, --scale, --image-rounds, --image-services, --bridge-services and --traffic-rounds must be at least 1 and --warmup at least 0")
 	}
 	if o.only != "" && !slices.Contains(parts, o.only) {
 		return fmt.Errorf("--only %q: use one of %s", o.only, strings.Join(parts, ", "))
@@ -187,6 +205,14 @@ func run(ctx context.Context, o *options) (err error) {
 		}
 		res.Images.Print(os.Stdout)
 		res.OthersCPU["images"] = others.PrintPart(os.Stdout, "images")
+	}
+	if o.runs("bridge") {
+		cfg := bridge.Config{Corral: corral, Rounds: o.rounds, Warmup: o.warmup, Services: o.bridgeSvcs, TrafficRounds: o.traffic}
+		if res.Bridge, err = bridge.Run(ctx, cfg, sc, g, os.Stdout); err != nil {
+			return err
+		}
+		res.Bridge.Print(os.Stdout)
+		res.OthersCPU["bridge"] = others.PrintPart(os.Stdout, "bridge")
 	}
 	if o.jsonPath != "" {
 		res.Time = time.Now().UTC()

@@ -70,28 +70,3 @@ func TestReportVsRunc(t *testing.T) {
 		t.Errorf("runc: %+v", c)
 	}
 }
-
-func TestPairedMedian(t *testing.T) {
-	for _, tc := range []struct {
-		a, b           []float64
-		median, lo, hi float64
-	}{
-		{[]float64{10, 20, 30}, []float64{9, 18, 31}, 1, -1, 2},
-		{[]float64{10, 20, 30, 40}, []float64{9, 18, 27, 36}, 2.5, 1, 4},
-		{nil, nil, 0, 0, 0},
-	} {
-		if m, lo, hi := pairedMedian(tc.a, tc.b); m != tc.median || lo != tc.lo || hi != tc.hi {
-			t.Errorf("pairedMedian(%v, %v) = %v [%v, %v], want %v [%v, %v]", tc.a, tc.b, m, lo, hi, tc.median, tc.lo, tc.hi)
-		}
-	}
-	// 100 rounds whose differences are 1..100: the median 50.5; 95% of
-	// such medians lie between the 40th and 61st differences (n/2 ±
-	// 1.96·√n/2 = 50 ± 9.8, the textbook interval for n = 100).
-	a, b := make([]float64, 100), make([]float64, 100)
-	for i := range a {
-		a[i] = float64(100 - i) // in no order of its own
-	}
-	if m, lo, hi := pairedMedian(a, b); m != 50.5 || lo != 40 || hi != 61 {
-		t.Errorf("100 rounds: %v [%v, %v], want 50.5 [40, 61]", m, lo, hi)
-	}
-}

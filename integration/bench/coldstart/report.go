@@ -3,8 +3,6 @@ package coldstart
 import (
 	"fmt"
 	"io"
-	"math"
-	"slices"
 	"strings"
 	"time"
 
@@ -55,36 +53,6 @@ func newReport(cfg Config, variants []*Variant, samples [][]time.Duration) *Repo
 	return r
 }
 
-// pairedMedian is the median of a[i]-b[i]: each round runs every variant
-// once, close in time, so a round's difference leaves out most of what the
-// machine's other load adds to both (a difference of medians does not).
-// lo and hi bound it with 95% confidence, distribution-free: the order
-// statistics that the binomial distribution of the count of differences
-// below the true median puts around it (normal approximation; nothing
-// for fewer than 6 rounds). A few ms of start cost is small beside a
-// busy machine's spread: the interval says whether the rounds settle it.
-func pairedMedian(a, b []float64) (median, lo, hi float64) {
-	n := min(len(a), len(b))
-	if n == 0 {
-		return 0, 0, 0
-	}
-	d := make([]float64, n)
-	for i := range n {
-		d[i] = a[i] - b[i]
-	}
-	slices.Sort(d)
-	if n%2 == 1 {
-		median = d[n/2]
-	} else {
-		median = (d[n/2-1] + d[n/2]) / 2
-	}
-	if n < 6 {
-		return median, d[0], d[n-1]
-	}
-	k := int(math.Floor(float64(n)/2 - 1.96*math.Sqrt(float64(n))/2))
-	return median, d[max(k-1, 0)], d[min(n-k, n-1)]
-}
-
 func (r *Report) find(name string) *VariantResult {
 	for i := range r.Variants {
 		if r.Variants[i].Name == name {
@@ -116,7 +84,10 @@ func (r *Report) Print(w io.Writer) {
 	for _, name := range []string{"corral (host root)", "corral --rootfs busybox"} {
 		with, without := r.find(name), r.find(name+" --userns host")
 		if with != nil && without != nil {
-			m, lo, hi := pairedMedian(with.SamplesMS, without.SamplesMS)
+			// The median of the rounds' differences (see stats.PairedMedian):
+			// a few ms of start cost is small beside a busy machine's spread,
+			// and its interval says whether the rounds settle it.
+			m, lo, hi := stats.PairedMedian(with.SamplesMS, without.SamplesMS)
 			verdict := "met"
 			if m > UsernsGoalMS {
 				verdict = "NOT met"

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +33,14 @@ type Daemon struct {
 // config`, its output going to logPath; global are more of corral's global
 // flags (--data-dir DIR).
 func Start(g *child.Group, corral, stateDir, config, logPath string, global ...string) (*Daemon, error) {
-	argv := append([]string{corral, "--state-dir", stateDir}, global...)
+	return StartWrapped(g, nil, corral, stateDir, config, logPath, global...)
+}
+
+// StartWrapped is Start with the daemon's command line after wrapper, a
+// command that execs the rest of its arguments (nsenter --net=FILE --),
+// so that the daemon's PID is the wrapper's.
+func StartWrapped(g *child.Group, wrapper []string, corral, stateDir, config, logPath string, global ...string) (*Daemon, error) {
+	argv := append(append(slices.Clone(wrapper), corral, "--state-dir", stateDir), global...)
 	argv = append(argv, "daemon", "--config", config)
 	p, err := g.Start("corral daemon", argv, logPath)
 	if err != nil {

@@ -50,30 +50,18 @@ func (b *bench) corralOnce(ctx context.Context, rep int) (run Repetition, err er
 	if err != nil {
 		return run, err
 	}
-	events, why := watchExecs()
+	var busy0 time.Duration
+	d, u, failures, why, err := startCorral(ctx, b.cfg.Services, func() (*daemon.Daemon, error) {
+		var err error
+		if busy0, err = procfs.HostBusy(); err != nil {
+			return nil, err
+		}
+		return daemon.Start(b.g, b.cfg.Corral, state, cfg, b.path(fmt.Sprintf("daemon-%d.log", rep)))
+	})
 	b.note(why)
-	if events != nil {
-		defer events.Close()
+	if u != nil && u.events != nil {
+		defer u.events.Close()
 	}
-	busy0, err := procfs.HostBusy()
-	if err != nil {
-		return run, err
-	}
-	d, err := daemon.Start(b.g, b.cfg.Corral, state, cfg, b.path(fmt.Sprintf("daemon-%d.log", rep)))
-	if err != nil {
-		return run, err
-	}
-	u := newUpWatch(events, initComm)
-	u.supervisor = d.PID()
-	if err := d.WaitReady(ctx, timeout); err != nil {
-		return run, err
-	}
-	stream, err := d.Subscribe(ctx)
-	if err != nil {
-		return run, err
-	}
-	failures, err := b.waitCorral(ctx, d, stream, u)
-	stream.Close()
 	if err != nil {
 		return run, err
 	}
@@ -123,6 +111,71 @@ func (b *bench) corralOnce(ctx context.Context, rep int) (run Repetition, err er
 	return run, nil
 }
 
+// Up is a corral daemon whose services' commands have all exec'd.
+type Up struct {
+	Daemon *daemon.Daemon
+	// First and All are from the daemon's fork to the first and to the
+	// last service's command exec'd.
+	First, All time.Duration
+	// Failures are the starts that failed and were retried.
+	Failures int
+	// Note says how the measurement went where the kernel sent no exec
+	// events or dropped some ("" when it went as it should).
+	Note string
+}
+
+// StartCorral starts a corral daemon of n services, each running
+// Command, as the scale part does: start is called once the kernel's exec
+// events are watched, and returns the daemon it started; StartCorral then
+// waits until every service's command has exec'd in its sandbox and the
+// daemon reports every service running. The daemon is left running, also
+// on an error once started.
+func StartCorral(ctx context.Context, n int, start func() (*daemon.Daemon, error)) (*Up, error) {
+	d, u, failures, why, err := startCorral(ctx, n, start)
+	if u != nil && u.events != nil {
+		defer u.events.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if u.events != nil && u.lost > 0 {
+		why = fmt.Sprintf("the kernel dropped exec events %d times; %d of %d services have the time of the scan that followed", u.lost, u.scanned(), len(u.found))
+	}
+	t := u.times()
+	return &Up{Daemon: d, First: t.first.Sub(d.Started), All: t.last.Sub(d.Started), Failures: failures, Note: why}, nil
+}
+
+// Command is what every service of the daemons StartCorral waits for
+// runs.
+const Command = command
+
+// startCorral watches exec events, starts a daemon with start and waits
+// for its n services (waitCorral). It returns the watch in u, for the
+// caller to close when it is done with it (u.events is nil where the
+// kernel sends no exec events), and why it has none.
+func startCorral(ctx context.Context, n int, start func() (*daemon.Daemon, error)) (d *daemon.Daemon, u *upWatch, failures int, why string, err error) {
+	events, why := watchExecs()
+	d, err = start()
+	if err != nil {
+		if events != nil {
+			events.Close()
+		}
+		return nil, nil, 0, why, err
+	}
+	u = newUpWatch(events, initComm)
+	u.supervisor = d.PID()
+	if err := d.WaitReady(ctx, timeout); err != nil {
+		return d, u, 0, why, err
+	}
+	stream, err := d.Subscribe(ctx)
+	if err != nil {
+		return d, u, 0, why, err
+	}
+	failures, err = waitCorral(ctx, n, d, stream, u)
+	stream.Close()
+	return d, u, failures, why, err
+}
+
 // waitCorral waits until every service's command has exec'd in its
 // sandbox (see upWatch), and until the daemon has reported every service
 // running, which the check that follows relies on. Only the former is
@@ -130,8 +183,7 @@ func (b *bench) corralOnce(ctx context.Context, rep int) (run Repetition, err er
 // a service that fails for good ends the wait. In case the daemon dropped
 // events for the bench, its list is read whenever the stream stays quiet
 // for a while.
-func (b *bench) waitCorral(ctx context.Context, d *daemon.Daemon, stream *daemon.Stream, u *upWatch) (failures int, err error) {
-	n := b.cfg.Services
+func waitCorral(ctx context.Context, n int, d *daemon.Daemon, stream *daemon.Stream, u *upWatch) (failures int, err error) {
 	reported := map[string]bool{} // by the daemon, running
 	refresh := func() error {
 		list, err := d.Client.List(ctx)

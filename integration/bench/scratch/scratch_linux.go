@@ -16,6 +16,9 @@
 //	images-run-*/    one import's fresh dir, removed after it
 //	images-disk/     the images part's disk measurement: its image, store
 //	                 (data/), state dir, logs and service file
+//	bridge/          the bridge part: its network namespace's file (netns),
+//	                 state dir, service files, logs, and bin/ with a copy of
+//	                 the bench's binary, its TCP server in a sandbox
 package scratch
 
 import (

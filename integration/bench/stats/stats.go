@@ -1,9 +1,11 @@
 // Package stats summarizes the bench's samples: medians, nearest-rank
-// percentiles, in milliseconds as the reports print them.
+// percentiles, in milliseconds as the reports print them, and medians of
+// paired rounds with their confidence intervals.
 package stats
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"time"
 )
@@ -70,4 +72,49 @@ func MSList(samples []time.Duration) []float64 {
 		out[i] = MS(d)
 	}
 	return out
+}
+
+// MedianCI is the median of values (in any order) and a 95% confidence
+// interval for it, distribution-free: the order statistics that the
+// binomial distribution of the count of values below the true median
+// puts around it (normal approximation; the whole range for fewer than 6
+// values).
+func MedianCI(values []float64) (median, lo, hi float64) {
+	n := len(values)
+	if n == 0 {
+		return 0, 0, 0
+	}
+	v := slices.Clone(values)
+	slices.Sort(v)
+	median = Median(v)
+	if n < 6 {
+		return median, v[0], v[n-1]
+	}
+	k := int(math.Floor(float64(n)/2 - 1.96*math.Sqrt(float64(n))/2))
+	return median, v[max(k-1, 0)], v[min(n-k, n-1)]
+}
+
+// PairedMedian is the median of a[i]-b[i], with its MedianCI: when each
+// round measures a and b once, close in time, a round's difference leaves
+// out most of what the machine's other load adds to both (a difference of
+// medians does not).
+func PairedMedian(a, b []float64) (median, lo, hi float64) {
+	n := min(len(a), len(b))
+	d := make([]float64, n)
+	for i := range n {
+		d[i] = a[i] - b[i]
+	}
+	return MedianCI(d)
+}
+
+// PairedRatio is the median of a[i]/b[i], with its MedianCI, for the
+// same reason as PairedMedian; rounds where b[i] is 0 are left out.
+func PairedRatio(a, b []float64) (median, lo, hi float64) {
+	var r []float64
+	for i := range min(len(a), len(b)) {
+		if b[i] != 0 {
+			r = append(r, a[i]/b[i])
+		}
+	}
+	return MedianCI(r)
 }

@@ -38,3 +38,45 @@ func TestMedianPercentile(t *testing.T) {
 		t.Errorf("p0 of [4 5] = %g, want the smallest", p)
 	}
 }
+
+func TestPairedMedian(t *testing.T) {
+	for _, tc := range []struct {
+		a, b           []float64
+		median, lo, hi float64
+	}{
+		{[]float64{10, 20, 30}, []float64{9, 18, 31}, 1, -1, 2},
+		{[]float64{10, 20, 30, 40}, []float64{9, 18, 27, 36}, 2.5, 1, 4},
+		{nil, nil, 0, 0, 0},
+	} {
+		if m, lo, hi := PairedMedian(tc.a, tc.b); m != tc.median || lo != tc.lo || hi != tc.hi {
+			t.Errorf("PairedMedian(%v, %v) = %v [%v, %v], want %v [%v, %v]", tc.a, tc.b, m, lo, hi, tc.median, tc.lo, tc.hi)
+		}
+	}
+	// 100 rounds whose differences are 1..100: the median 50.5; 95% of
+	// such medians lie between the 40th and 61st differences (n/2 ±
+	// 1.96·√n/2 = 50 ± 9.8, the textbook interval for n = 100).
+	a, b := make([]float64, 100), make([]float64, 100)
+	for i := range a {
+		a[i] = float64(100 - i) // in no order of its own
+	}
+	if m, lo, hi := PairedMedian(a, b); m != 50.5 || lo != 40 || hi != 61 {
+		t.Errorf("100 rounds: %v [%v, %v], want 50.5 [40, 61]", m, lo, hi)
+	}
+}
+
+func TestPairedRatio(t *testing.T) {
+	// Rounds of 2x, 3x and 4x, one with a zero denominator left out.
+	if m, lo, hi := PairedRatio([]float64{20, 30, 40, 5}, []float64{10, 10, 10, 0}); m != 3 || lo != 2 || hi != 4 {
+		t.Errorf("got %v [%v, %v], want 3 [2, 4]", m, lo, hi)
+	}
+	if m, lo, hi := PairedRatio(nil, nil); m != 0 || lo != 0 || hi != 0 {
+		t.Errorf("no rounds: %v [%v, %v]", m, lo, hi)
+	}
+}
+
+func TestMedianCIKeepsItsInput(t *testing.T) {
+	v := []float64{3, 1, 2}
+	if m, _, _ := MedianCI(v); m != 2 || v[0] != 3 || v[1] != 1 {
+		t.Errorf("median %v of %v: want 2, input unsorted", m, v)
+	}
+}
