@@ -210,7 +210,7 @@ func (n *Network) Attach(svc *spec.Service) (_ *Attachment, err error) {
 	if err := writeJSON(n.recordPath(svc.Name), rec); err != nil {
 		return nil, err
 	}
-	if err := n.applyLocked(); err != nil {
+	if err := n.addLocked(svc.Name); err != nil {
 		return nil, err
 	}
 	att := &Attachment{NetNS: n.nsPath(svc.Name), Addr: addr, Hosts: n.hostsPath(), Resolv: n.etcPath(svc.Name, "resolv.conf")}
@@ -252,7 +252,7 @@ func (n *Network) detachLocked(name string) error {
 		errs = append(errs, err)
 	}
 	if had {
-		errs = append(errs, n.applyLocked())
+		errs = append(errs, n.deleteLocked(name))
 	}
 	errs = append(errs, link.Detach(n.nsPath(name), link.VethName(n.cfg.Name, name)))
 	if had {
@@ -332,6 +332,24 @@ func (n *Network) listen(publish []spec.Publish, addr netip.Addr) (_ []*proxy.Pr
 
 // applyLocked replaces the bridge's rules with those of every record.
 func (n *Network) applyLocked() error {
+	return n.rulesLocked(firewall.Apply)
+}
+
+// addLocked adds the rules of the sandbox name, whose record is written,
+// to those in force: the cheap change of a start (see firewall.Add).
+func (n *Network) addLocked(name string) error {
+	return n.rulesLocked(func(c firewall.Config) error { return firewall.Add(c, name) })
+}
+
+// deleteLocked takes the rules of the sandbox name, whose record is gone,
+// out of those in force.
+func (n *Network) deleteLocked(name string) error {
+	return n.rulesLocked(func(c firewall.Config) error { return firewall.Delete(c, name) })
+}
+
+// rulesLocked changes the rules with change, given the network of every
+// record; with none, the tables go.
+func (n *Network) rulesLocked(change func(firewall.Config) error) error {
 	recs, err := n.records()
 	if err != nil {
 		return err
@@ -347,7 +365,7 @@ func (n *Network) applyLocked() error {
 	if len(cfg.Sandboxes) == 0 {
 		return firewall.Remove(n.table(), 0)
 	}
-	if err := firewall.Apply(cfg); err != nil {
+	if err := change(cfg); err != nil {
 		return fmt.Errorf("network: rules of bridge %s: %w", n.cfg.Name, err)
 	}
 	return nil

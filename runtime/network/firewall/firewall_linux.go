@@ -3,6 +3,7 @@
 package firewall
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -56,6 +57,159 @@ func Apply(c Config) error {
 		return fmt.Errorf("apply firewall %s: %w", c.Table, err)
 	}
 	return nil
+}
+
+// Add puts the sandbox name of c (c describing the whole network, that
+// sandbox included) into the rules in force, adding only its rules: a
+// transaction that deletes nothing is cheap, where one that deletes waits
+// for the kernel's RCU grace period (milliseconds: most of the cost of a
+// sandbox's start). When the tables in force are not those of c without
+// that sandbox as far as Add can tell (not there, or the sandbox already
+// has rules), it does what Apply does.
+func Add(c Config, name string) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	s := c.sandbox(name)
+	if s == nil {
+		return invalid("sandboxes", "no sandbox %q", name)
+	}
+	b := newBatch(c.NetNS)
+	ok, err := b.readyFor(c.Table, name)
+	if err != nil {
+		return fmt.Errorf("apply firewall %s: %w", c.Table, err)
+	}
+	if !ok {
+		return Apply(c)
+	}
+	if s.Restricted {
+		if err := bridgeHooks(c.Bridge, c.NetNS); err != nil {
+			return fmt.Errorf("apply firewall %s: %w", c.Table, err)
+		}
+	}
+	// The tables and their base chains are there: naming them is enough.
+	inet := &nftables.Table{Name: c.Table, Family: nftables.TableFamilyINet}
+	named := func(t *nftables.Table, n string) *nftables.Chain { return &nftables.Chain{Name: n, Table: t} }
+	ch := inetChains{table: inet, pre: named(inet, "prerouting"), out: named(inet, "output"),
+		post: named(inet, "postrouting"), fwd: named(inet, "forward"), in: named(inet, "input"), deny: named(inet, "deny")}
+	b.inetSandbox(ch, &c, s)
+	b.bridgeSandbox(named(&nftables.Table{Name: c.Table, Family: nftables.TableFamilyBridge}, "prerouting"), s)
+	if err := b.flush(); err != nil {
+		return fmt.Errorf("apply firewall %s: add %s: %w", c.Table, name, err)
+	}
+	return nil
+}
+
+// Delete takes the sandbox name out of the rules in force, c describing
+// the network without it, in one transaction; with no sandbox left it
+// removes the tables. If the tables are not as Add and Apply leave them,
+// it does what Apply does.
+func Delete(c Config, name string) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if err := validName(name); err != nil {
+		return invalid("name", "%q: %v", name, err)
+	}
+	if len(c.Sandboxes) == 0 {
+		return Remove(c.Table, c.NetNS)
+	}
+	b := newBatch(c.NetNS)
+	inet := &nftables.Table{Name: c.Table, Family: nftables.TableFamilyINet}
+	br := &nftables.Table{Name: c.Table, Family: nftables.TableFamilyBridge}
+	chains, err := b.chainsOf(c.Table)
+	if err != nil {
+		return fmt.Errorf("apply firewall %s: %w", c.Table, err)
+	}
+	if !chains[inet.Family]["forward"] || !chains[br.Family]["prerouting"] {
+		return Apply(c)
+	}
+	tag := ruleTag(name)
+	for _, base := range []*nftables.Chain{
+		{Name: "prerouting", Table: inet}, {Name: "output", Table: inet}, {Name: "forward", Table: inet},
+		{Name: "input", Table: inet}, {Name: "prerouting", Table: br},
+	} {
+		rules, err := b.conn.GetRules(base.Table, base)
+		if err != nil {
+			return fmt.Errorf("apply firewall %s: rules of %s: %w", c.Table, base.Name, err)
+		}
+		for _, r := range rules {
+			if bytes.Equal(r.UserData, tag) {
+				if err := b.conn.DelRule(r); err != nil {
+					return fmt.Errorf("apply firewall %s: %w", c.Table, err)
+				}
+				b.n++
+			}
+		}
+	}
+	for _, gone := range []struct {
+		t     *nftables.Table
+		chain string
+		count string
+	}{{inet, egressChain(name), deniedCounter(name)}, {br, portChain(name), spoofedCounter(name)}} {
+		if chains[gone.t.Family][gone.chain] {
+			ch := &nftables.Chain{Name: gone.chain, Table: gone.t}
+			b.conn.FlushChain(ch)
+			b.conn.DelChain(ch)
+			b.n += 2
+		}
+		// The counter is referred to only from the chain just deleted.
+		if objs, err := b.conn.GetNamedObjects(gone.t); err == nil {
+			for _, o := range objs {
+				if n, ok := o.(*nftables.NamedObj); ok && n.Name == gone.count {
+					b.conn.DeleteObject(&nftables.CounterObj{Table: gone.t, Name: gone.count})
+					b.n++
+				}
+			}
+		}
+	}
+	if err := b.flush(); err != nil {
+		return fmt.Errorf("apply firewall %s: delete %s: %w", c.Table, name, err)
+	}
+	return nil
+}
+
+// sandbox is the sandbox of c named name, or nil.
+func (c *Config) sandbox(name string) *Sandbox {
+	for i := range c.Sandboxes {
+		if c.Sandboxes[i].Name == name {
+			return &c.Sandboxes[i]
+		}
+	}
+	return nil
+}
+
+// chainsOf lists the chains of the two tables named table, by family.
+func (b *batch) chainsOf(table string) (map[nftables.TableFamily]map[string]bool, error) {
+	out := map[nftables.TableFamily]map[string]bool{nftables.TableFamilyINet: {}, nftables.TableFamilyBridge: {}}
+	for f := range out {
+		chains, err := b.conn.ListChainsOfTableFamily(f)
+		if err != nil {
+			return nil, fmt.Errorf("list chains: %w", err)
+		}
+		for _, ch := range chains {
+			if ch.Table.Name == table {
+				out[f][ch.Name] = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// readyFor says whether the tables in force have the base chains Add
+// adds to and nothing yet of the sandbox name.
+func (b *batch) readyFor(table, name string) (bool, error) {
+	chains, err := b.chainsOf(table)
+	if err != nil {
+		return false, err
+	}
+	inet, br := chains[nftables.TableFamilyINet], chains[nftables.TableFamilyBridge]
+	for _, base := range []string{"prerouting", "output", "postrouting", "forward", "input", "deny"} {
+		if !inet[base] {
+			return false, nil
+		}
+	}
+	return br["prerouting"] && !inet[egressChain(name)] && !br[portChain(name)], nil
 }
 
 // Remove deletes corral's two tables of that name in the network
@@ -232,13 +386,27 @@ func (b *batch) base(t *nftables.Table, name string, typ nftables.ChainType, hoo
 }
 
 func (b *batch) rule(c *nftables.Chain, es ...[]expr.Any) {
+	b.tagged(c, "", es...)
+}
+
+// tagged queues a rule of a base chain that belongs to the sandbox of
+// that name (its user data says so), for Delete to find; "" for the
+// network's own rules.
+func (b *batch) tagged(c *nftables.Chain, sandbox string, es ...[]expr.Any) {
 	var all []expr.Any
 	for _, e := range es {
 		all = append(all, e...)
 	}
 	b.n++
-	b.conn.AddRule(&nftables.Rule{Table: c.Table, Chain: c, Exprs: all})
+	r := &nftables.Rule{Table: c.Table, Chain: c, Exprs: all}
+	if sandbox != "" {
+		r.UserData = ruleTag(sandbox)
+	}
+	b.conn.AddRule(r)
 }
+
+// ruleTag marks the rules of base chains that a sandbox owns.
+func ruleTag(sandbox string) []byte { return []byte("corral-sandbox:" + sandbox) }
 
 // counter queues a named counter, going on from the count of the one it
 // replaces.
@@ -251,45 +419,35 @@ func (b *batch) counter(t *nftables.Table, name string) {
 	b.conn.AddObj(o)
 }
 
-// inet queues the inet table: NAT, published ports, inbound and egress
-// filtering.
-func (b *batch) inet(c *Config) {
-	t := b.table(c.Table, nftables.TableFamilyINet)
-	pre := b.base(t, "prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting, int32(*nftables.ChainPriorityNATDest))
-	out := b.base(t, "output", nftables.ChainTypeNAT, nftables.ChainHookOutput, int32(*nftables.ChainPriorityNATDest))
-	post := b.base(t, "postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, int32(*nftables.ChainPriorityNATSource))
-	fwd := b.base(t, "forward", nftables.ChainTypeFilter, nftables.ChainHookForward, filterPriority)
-	in := b.base(t, "input", nftables.ChainTypeFilter, nftables.ChainHookInput, filterPriority)
+// inetChains are the chains of the inet table every sandbox's rules go
+// in.
+type inetChains struct {
+	table                   *nftables.Table
+	pre, out, post, fwd, in *nftables.Chain
+	deny                    *nftables.Chain
+}
 
-	// Published ports. From outside, and from a sandbox (hairpin), in
-	// prerouting; from the host itself in output, but for loopback, which
-	// the userland proxy serves: DNAT there would need route_localnet.
-	loopback := netip.MustParsePrefix("127.0.0.0/8")
-	for _, s := range c.Sandboxes {
-		for _, p := range s.published() {
-			match := [][]expr.Any{nfproto4(), fibLocal()}
-			if p.HostIP.IsValid() {
-				match = append(match, ip(daddr, netip.PrefixFrom(p.HostIP, 32), expr.CmpOpEq))
-			}
-			match = append(match, l4proto(p.Proto), dport(p.HostPort))
-			b.rule(pre, append(match, dnat(s.Addr, p.Port))...)
-			b.rule(out, append(match, ip(daddr, loopback, expr.CmpOpNeq), dnat(s.Addr, p.Port))...)
-		}
+// inetBase queues the inet table's base chains and the rules that are
+// the network's own: outbound NAT, the deny chain, inbound filtering.
+func (b *batch) inetBase(c *Config) inetChains {
+	t := b.table(c.Table, nftables.TableFamilyINet)
+	ch := inetChains{
+		table: t,
+		pre:   b.base(t, "prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting, int32(*nftables.ChainPriorityNATDest)),
+		out:   b.base(t, "output", nftables.ChainTypeNAT, nftables.ChainHookOutput, int32(*nftables.ChainPriorityNATDest)),
+		post:  b.base(t, "postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, int32(*nftables.ChainPriorityNATSource)),
+		fwd:   b.base(t, "forward", nftables.ChainTypeFilter, nftables.ChainHookForward, filterPriority),
+		in:    b.base(t, "input", nftables.ChainTypeFilter, nftables.ChainHookInput, filterPriority),
 	}
 
 	// Outbound NAT, and hairpin: a sandbox that reached a published port
 	// through a host address must get the reply through the host too, not
 	// straight from the other sandbox on the bridge.
 	subnet := ip(saddr, c.Subnet, expr.CmpOpEq)
-	b.rule(post, nfproto4(), subnet, ifname(oif, c.Bridge, expr.CmpOpNeq), masq())
-	b.rule(post, nfproto4(), subnet, ifname(oif, c.Bridge, expr.CmpOpEq), ctStatus(ctStatusDNAT), masq())
+	b.rule(ch.post, nfproto4(), subnet, ifname(oif, c.Bridge, expr.CmpOpNeq), masq())
+	b.rule(ch.post, nfproto4(), subnet, ifname(oif, c.Bridge, expr.CmpOpEq), ctStatus(ctStatusDNAT), masq())
 
-	// Egress of Restricted sandboxes. Anti-spoofing on the bridge makes
-	// the source address say which sandbox sent a packet. The forward hook
-	// sees what is routed, and, through br_netfilter, what the bridge
-	// forwards from one sandbox to another; the input hook sees what is
-	// for the host itself, gateway included.
-	deny := b.chain(&nftables.Chain{Name: "deny", Table: t})
+	ch.deny = b.chain(&nftables.Chain{Name: "deny", Table: t})
 	// A reset for a DNATed connection would carry the sandbox's address,
 	// not the one the client called: br_netfilter sends the reset of a
 	// bridged packet (hairpin to a published port of a sandbox on the same
@@ -297,25 +455,59 @@ func (b *batch) inet(c *Config) {
 	// ignore it and hang. ICMP goes through the IP stack, where conntrack
 	// translates it back, and a client in SYN-SENT takes port unreachable
 	// as a refusal just the same.
-	b.rule(deny, l4proto("tcp"), ctStatus(ctStatusDNAT), reject(unix.NFT_REJECT_ICMPX_UNREACH, unix.NFT_REJECT_ICMPX_PORT_UNREACH))
-	b.rule(deny, l4proto("tcp"), reject(unix.NFT_REJECT_TCP_RST, 0))
-	b.rule(deny, l4proto("udp"), reject(unix.NFT_REJECT_ICMPX_UNREACH, unix.NFT_REJECT_ICMPX_PORT_UNREACH))
-	b.rule(deny, reject(unix.NFT_REJECT_ICMPX_UNREACH, unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED))
-	for _, s := range c.Sandboxes {
-		if !s.Restricted {
-			continue
-		}
-		eg := b.egress(t, deny, c, &s)
-		from := [][]expr.Any{nfproto4(), ifname(iif, c.Bridge, expr.CmpOpEq), ip(saddr, netip.PrefixFrom(s.Addr, 32), expr.CmpOpEq), jump(eg.Name)}
-		b.rule(fwd, from...)
-		b.rule(in, from...)
-	}
+	b.rule(ch.deny, l4proto("tcp"), ctStatus(ctStatusDNAT), reject(unix.NFT_REJECT_ICMPX_UNREACH, unix.NFT_REJECT_ICMPX_PORT_UNREACH))
+	b.rule(ch.deny, l4proto("tcp"), reject(unix.NFT_REJECT_TCP_RST, 0))
+	b.rule(ch.deny, l4proto("udp"), reject(unix.NFT_REJECT_ICMPX_UNREACH, unix.NFT_REJECT_ICMPX_PORT_UNREACH))
+	b.rule(ch.deny, reject(unix.NFT_REJECT_ICMPX_UNREACH, unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED))
 
 	// Inbound from outside the bridge: DNATed connections and replies.
+	// These match what goes into the bridge from elsewhere, the sandboxes'
+	// rules what comes out of it: no packet meets both, so the order of
+	// the two in the chain does not matter and a sandbox's can be added
+	// after these.
 	in4 := [][]expr.Any{ifname(oif, c.Bridge, expr.CmpOpEq), ifname(iif, c.Bridge, expr.CmpOpNeq)}
-	b.rule(fwd, append(in4, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))...)
-	b.rule(fwd, append(in4, ctStatus(ctStatusDNAT), verdict(expr.VerdictAccept))...)
-	b.rule(fwd, append(in4, verdict(expr.VerdictDrop))...)
+	b.rule(ch.fwd, append(in4, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), verdict(expr.VerdictAccept))...)
+	b.rule(ch.fwd, append(in4, ctStatus(ctStatusDNAT), verdict(expr.VerdictAccept))...)
+	b.rule(ch.fwd, append(in4, verdict(expr.VerdictDrop))...)
+	return ch
+}
+
+// inetSandbox queues the inet rules of sandbox s: its published ports
+// and, Restricted, its egress chain and the jumps to it.
+func (b *batch) inetSandbox(ch inetChains, c *Config, s *Sandbox) {
+	// Published ports. From outside, and from a sandbox (hairpin), in
+	// prerouting; from the host itself in output, but for loopback, which
+	// the userland proxy serves: DNAT there would need route_localnet.
+	loopback := netip.MustParsePrefix("127.0.0.0/8")
+	for _, p := range s.published() {
+		match := [][]expr.Any{nfproto4(), fibLocal()}
+		if p.HostIP.IsValid() {
+			match = append(match, ip(daddr, netip.PrefixFrom(p.HostIP, 32), expr.CmpOpEq))
+		}
+		match = append(match, l4proto(p.Proto), dport(p.HostPort))
+		b.tagged(ch.pre, s.Name, append(match, dnat(s.Addr, p.Port))...)
+		b.tagged(ch.out, s.Name, append(match, ip(daddr, loopback, expr.CmpOpNeq), dnat(s.Addr, p.Port))...)
+	}
+	// Egress of Restricted sandboxes. Anti-spoofing on the bridge makes
+	// the source address say which sandbox sent a packet. The forward hook
+	// sees what is routed, and, through br_netfilter, what the bridge
+	// forwards from one sandbox to another; the input hook sees what is
+	// for the host itself, gateway included.
+	if !s.Restricted {
+		return
+	}
+	eg := b.egress(ch.table, ch.deny, c, s)
+	from := [][]expr.Any{nfproto4(), ifname(iif, c.Bridge, expr.CmpOpEq), ip(saddr, netip.PrefixFrom(s.Addr, 32), expr.CmpOpEq), jump(eg.Name)}
+	b.tagged(ch.fwd, s.Name, from...)
+	b.tagged(ch.in, s.Name, from...)
+}
+
+// inet queues the whole inet table.
+func (b *batch) inet(c *Config) {
+	ch := b.inetBase(c)
+	for i := range c.Sandboxes {
+		b.inetSandbox(ch, c, &c.Sandboxes[i])
+	}
 }
 
 // egress queues the chain that judges what sandbox s sends.
@@ -346,21 +538,32 @@ func (b *batch) egress(t *nftables.Table, deny *nftables.Chain, c *Config, s *Sa
 	return eg
 }
 
-// bridge queues the bridge table: what may enter the bridge from each
-// sandbox's port.
-func (b *batch) bridge(c *Config) {
+// bridgeBase queues the bridge table and its base chain.
+func (b *batch) bridgeBase(c *Config) *nftables.Chain {
 	t := b.table(c.Table, nftables.TableFamilyBridge)
-	pre := b.base(t, "prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, spoofPriority)
-	for _, s := range c.Sandboxes {
-		port := b.chain(&nftables.Chain{Name: portChain(s.Name), Table: t})
-		b.counter(t, spoofedCounter(s.Name))
-		b.rule(pre, ifname(iif, s.HostVeth, expr.CmpOpEq), jump(port.Name))
-		// IPv4 from its own address, and ARP for IPv4 over Ethernet that
-		// claims its own address; anything else, IPv6 and VLAN-tagged
-		// frames included, is dropped and counted.
-		b.rule(port, etherType(unix.ETH_P_IP), ip(saddr, netip.PrefixFrom(s.Addr, 32), expr.CmpOpEq), verdict(expr.VerdictReturn))
-		b.rule(port, etherType(unix.ETH_P_ARP), arpIPv4(), arpSender(s.Addr), verdict(expr.VerdictReturn))
-		b.rule(port, objref(spoofedCounter(s.Name)), verdict(expr.VerdictDrop))
+	return b.base(t, "prerouting", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, spoofPriority)
+}
+
+// bridgeSandbox queues what may enter the bridge from s's port.
+func (b *batch) bridgeSandbox(pre *nftables.Chain, s *Sandbox) {
+	t := pre.Table
+	port := b.chain(&nftables.Chain{Name: portChain(s.Name), Table: t})
+	b.counter(t, spoofedCounter(s.Name))
+	b.tagged(pre, s.Name, ifname(iif, s.HostVeth, expr.CmpOpEq), jump(port.Name))
+	// IPv4 from its own address, and ARP for IPv4 over Ethernet that
+	// claims its own address; anything else, IPv6 and VLAN-tagged
+	// frames included, is dropped and counted.
+	b.rule(port, etherType(unix.ETH_P_IP), ip(saddr, netip.PrefixFrom(s.Addr, 32), expr.CmpOpEq), verdict(expr.VerdictReturn))
+	b.rule(port, etherType(unix.ETH_P_ARP), arpIPv4(), arpSender(s.Addr), verdict(expr.VerdictReturn))
+	b.rule(port, objref(spoofedCounter(s.Name)), verdict(expr.VerdictDrop))
+}
+
+// bridge queues the whole bridge table: what may enter the bridge from
+// each sandbox's port.
+func (b *batch) bridge(c *Config) {
+	pre := b.bridgeBase(c)
+	for i := range c.Sandboxes {
+		b.bridgeSandbox(pre, &c.Sandboxes[i])
 	}
 }
 

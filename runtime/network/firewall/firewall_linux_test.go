@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -563,4 +566,100 @@ func TestBesideAHostFirewall(t *testing.T) {
 	w.reaches("a", sandboxAddrs["b"]+":8080", "b")
 	w.refused("a", deniedIP+":80")
 	w.refused("a", sandboxAddrs["c"]+":8080")
+}
+
+// ruleset is what the tables of testTable hold, as comparable text: each
+// chain with its rules' expressions (their handles left out), sorted, and
+// the named counters.
+func ruleset(t *testing.T, w *world) []string {
+	t.Helper()
+	conn, err := nftables.New(nftables.WithNetNSFd(int(w.host)))
+	must(t, "nftables conn", err)
+	var out []string
+	for _, tb := range tablesNamed(t, w, testTable) {
+		chains, err := conn.ListChainsOfTableFamily(tb.Family)
+		must(t, "list chains", err)
+		for _, ch := range chains {
+			if ch.Table.Name != testTable {
+				continue
+			}
+			rules, err := conn.GetRules(tb, ch)
+			must(t, "list rules", err)
+			for _, r := range rules {
+				var es []string
+				for _, e := range r.Exprs {
+					es = append(es, fmt.Sprintf("%T%+v", e, e))
+				}
+				out = append(out, fmt.Sprintf("%d %s: %s %q", tb.Family, ch.Name, strings.Join(es, " "), r.UserData))
+			}
+			out = append(out, fmt.Sprintf("%d chain %s", tb.Family, ch.Name))
+		}
+		objs, err := conn.GetNamedObjects(tb)
+		must(t, "list objects", err)
+		for _, o := range objs {
+			if n, ok := o.(*nftables.NamedObj); ok {
+				out = append(out, fmt.Sprintf("%d counter %s", tb.Family, n.Name))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestAddAndDeleteAreApply: adding a sandbox to the rules in force, and
+// deleting one, leaves the rules Apply makes of the same network, and
+// the traffic follows; the counts of the others go on; deleting the last
+// removes the tables; on tables that are not as Add expects (none, or
+// the sandbox already in) Add is Apply.
+func TestAddAndDeleteAreApply(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, true)
+	full := restrictA(w)
+	full.Sandboxes[1].Publish = []Publish{{HostPort: 8080, Port: 8080, Proto: "tcp"}}
+	full.Sandboxes[2].Restricted = true
+	without := func(c Config, name string) Config {
+		c.Sandboxes = slices.DeleteFunc(slices.Clone(c.Sandboxes), func(s Sandbox) bool { return s.Name == name })
+		return c
+	}
+	w.apply(full)
+	want := ruleset(t, w)
+
+	// Add on tables that do not exist yet: Apply.
+	must(t, "Remove", Remove(testTable, int(w.host)))
+	must(t, "Add to nothing", Add(without(without(full, "a"), "c"), "b"))
+	w.apply(without(without(full, "a"), "c"))
+	must(t, "Add a", Add(without(full, "c"), "a"))
+	w.refused("a", deniedIP+":80")
+	w.reaches("a", allowedIP+":80", "allowed")
+	before, err := Denied(testTable, int(w.host))
+	if err != nil || before["a"] == 0 {
+		t.Fatalf("Denied after Add = %v, %v", before, err)
+	}
+	must(t, "Add c", Add(full, "c"))
+	if got := ruleset(t, w); !slices.Equal(got, want) {
+		t.Errorf("after Add of each sandbox:\n%s\nwant (Apply):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Add of a sandbox that is already there: Apply, no duplicate.
+	must(t, "Add c again", Add(full, "c"))
+	if got := ruleset(t, w); !slices.Equal(got, want) {
+		t.Errorf("after a second Add of c: %d rules, want %d", len(got), len(want))
+	}
+
+	must(t, "Delete c", Delete(without(full, "c"), "c"))
+	w.apply(without(full, "c"))
+	wantWithoutC := ruleset(t, w)
+	must(t, "Add c", Add(full, "c"))
+	must(t, "Delete c", Delete(without(full, "c"), "c"))
+	if got := ruleset(t, w); !slices.Equal(got, wantWithoutC) {
+		t.Errorf("after Delete of c:\n%s\nwant (Apply):\n%s", strings.Join(got, "\n"), strings.Join(wantWithoutC, "\n"))
+	}
+	w.refused("a", deniedIP+":80")
+	if after, err := Denied(testTable, int(w.host)); err != nil || after["a"] <= before["a"] {
+		t.Errorf("a's count after Add and Delete of others = %v, %v; want more than %d", after, err, before["a"])
+	}
+	must(t, "Delete b", Delete(without(without(full, "c"), "b"), "b"))
+	must(t, "Delete a", Delete(Config{Table: full.Table, Bridge: full.Bridge, Subnet: full.Subnet, Gateway: full.Gateway, NetNS: full.NetNS}, "a"))
+	if tables := tablesNamed(t, w, testTable); len(tables) != 0 {
+		t.Errorf("after deleting the last sandbox: tables %v", tables)
+	}
 }

@@ -24,3 +24,9 @@ func Remove(table string, netns int) error {
 func Denied(table string, netns int) (map[string]uint64, error) {
 	return nil, fmt.Errorf("read denied counts of %s: %w", table, errors.ErrUnsupported)
 }
+
+// Add is not to be had here: nftables is Linux's.
+func Add(c Config, name string) error { return Apply(c) }
+
+// Delete is not to be had here: nftables is Linux's.
+func Delete(c Config, name string) error { return Apply(c) }
