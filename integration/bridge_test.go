@@ -217,7 +217,7 @@ func (w *bridgeWorld) run(t *testing.T, args ...string) result {
 }
 
 // start runs a sandbox in the background until the test ends, and waits
-// until url (from the host namespace) answers.
+// until addr (from the host namespace) answers with a body.
 func (w *bridgeWorld) start(t *testing.T, addr string, args ...string) {
 	t.Helper()
 	cmd := w.cmd(context.Background(), args...)
@@ -242,7 +242,9 @@ func (w *bridgeWorld) start(t *testing.T, addr string, args ...string) {
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if _, err := w.get(t, w.host, addr, "/"); err == nil {
+		// An answer, not only a connection: a loopback proxy accepts
+		// before the sandbox's server listens, and then closes at once.
+		if got, err := w.get(t, w.host, addr, "/"); err == nil && got != "" {
 			return
 		}
 		select {
