@@ -79,6 +79,25 @@ vm_tests=(
 	TestNetworkHostUnderAUserNamespace
 	TestDirectoryRootIsIDMapped
 	TestMissingOrOverlappingSubordinateRangeIsRefused
+	# the bridge network, in network namespaces of the tests' own (busybox's
+	# nsenter puts corral in them), with the modules of vm_modules
+	TestBridgeEgressAllowlist
+	TestBridgePublishedPortAndNames
+)
+# The kernel modules the bridge network needs, which the cloud kernel
+# builds as modules: veth pairs on a bridge; br_netfilter, so that bridged
+# traffic meets the inet hooks where the egress lists are; the nftables
+# expressions runtime/network/firewall uses (NAT and masquerade, conntrack
+# state and status, fib, reject, named counters, and meta in the bridge
+# family, which 6.1 keeps in a module of its own: without it the bridge
+# table's rules fail with ENOENT); ctnetlink, with which a detach forgets
+# a sandbox's connections. Their dependencies come along (modules.dep);
+# init loads them all before the tests.
+vm_modules=(
+	veth bridge br_netfilter
+	nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_fib_inet nft_reject_inet nft_objref
+	nft_meta_bridge
+	nf_conntrack_netlink
 )
 tests=${CGROUP2_VM_TESTS:-^($(IFS='|'; echo "${vm_tests[*]}"))\$}
 
@@ -122,9 +141,12 @@ fi
 
 # Debian's cloud kernel: the lightest Debian kernel with everything the
 # sandboxes need built in (cgroups, namespaces, seccomp, BPF), LZ4 so quick
-# to unpack under TCG. Downloaded once, never installed into /boot.
+# to unpack under TCG. Downloaded once, never installed into /boot, with
+# its modules (the bridge network's are modules there: see vm_modules),
+# which its package ships without a modules.dep: busybox depmod makes one.
 kernel=$cache/vmlinuz
-if ! [ -s "$kernel" ]; then
+modules=$cache/lib/modules
+if ! [ -s "$kernel" ] || ! [ -s "$(ls -d "$modules"/*/modules.dep 2>/dev/null | head -n 1)" ]; then
 	say "fetching Debian's cloud kernel into $cache"
 	mkdir -p "$cache" || fail "mkdir $cache"
 	pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
@@ -142,10 +164,19 @@ if ! [ -s "$kernel" ]; then
 	dpkg -x "$deb" "$dl/x" || fail "dpkg -x $deb"
 	vmlinuz=$(ls "$dl"/x/boot/vmlinuz-* 2>/dev/null | head -n 1)
 	[ -n "$vmlinuz" ] || fail "$deb holds no /boot/vmlinuz-*"
-	cp "$vmlinuz" "$kernel.tmp" && mv "$kernel.tmp" "$kernel" || fail "copy the kernel"
+	kver=${vmlinuz##*/vmlinuz-}
+	[ -d "$dl/x/lib/modules/$kver" ] || fail "$deb holds no /lib/modules/$kver"
+	$busybox depmod -b "$dl/x" "$kver" || fail "depmod of $deb's modules"
+	# The kernel and its modules are replaced together: a kernel never
+	# meets another version's modules.
+	rm -rf "$modules" "$kernel" && mkdir -p "$modules" &&
+		mv "$dl/x/lib/modules/$kver" "$modules/" &&
+		cp "$vmlinuz" "$kernel.tmp" && mv "$kernel.tmp" "$kernel" || fail "copy the kernel and its modules"
 	basename "$vmlinuz" >"$cache/vmlinuz.version"
 	rm -rf "$dl"
 fi
+kver=$(cd "$modules" && ls -d */ | head -n 1) && kver=${kver%/}
+[ -n "$kver" ] || fail "no modules in $modules (remove $cache to fetch the kernel again)"
 say "kernel $(cat "$cache/vmlinuz.version" 2>/dev/null || echo "$kernel"), $(qemu-system-x86_64 --version | head -n 1)"
 
 work=$(mktemp -d /tmp/corral-cgroup2vm.XXXXXX) || fail "mktemp"
@@ -179,6 +210,30 @@ cp $busybox "$root/bin/busybox"
 cp "$CORRAL_BIN" "$root/bin/corral"
 cp "$work/integration.test" "$root/tests/integration.test"
 install -m 0755 "$here/init" "$root/init"
+# The modules of vm_modules and what they need, uncompressed (busybox
+# insmod reads a plain .ko), with a modules.dep and modules.alias of their
+# own for the guest's modprobe (and the kernel's requests for more).
+kmods=$root/lib/modules/$kver
+mkdir -p "$kmods"
+cp "$modules/$kver"/modules.builtin* "$modules/$kver/modules.order" "$kmods/" 2>/dev/null
+for m in "${vm_modules[@]}"; do
+	line=$(grep -E "(^|/)$m\.ko(\.xz|\.zst|\.gz)?:" "$modules/$kver/modules.dep") ||
+		fail "no module $m in the $kver package"
+	for f in $(echo "$line" | tr -d ':'); do
+		dst=$kmods/${f%.*}
+		case $f in *.ko) dst=$kmods/$f ;; esac
+		[ -e "$dst" ] && continue
+		mkdir -p "$(dirname "$dst")"
+		case $f in
+		*.ko) cp "$modules/$kver/$f" "$dst" ;;
+		*.xz) xz -dc "$modules/$kver/$f" >"$dst" ;;
+		*.zst) zstd -qdc "$modules/$kver/$f" >"$dst" ;;
+		*.gz) gzip -dc "$modules/$kver/$f" >"$dst" ;;
+		esac || fail "copy module $f"
+	done
+done
+$busybox depmod -b "$root" "$kver" || fail "depmod of the initramfs's modules"
+printf '%s\n' "${vm_modules[@]}" >"$root/etc/vm-modules"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -972,6 +973,9 @@ func (m *Manager) Sweep() error {
 			continue // a status file, or a temporary file of an interrupted write
 		}
 		rec, err := loadRecord(filepath.Join(m.recordsDir(), e.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // its owner destroyed it since the listing
+		}
 		if err != nil {
 			// A torn record: libcontainer's state says what runs.
 			m.log.WithError(err).Warn("unreadable sandbox record; recovering it from what runs")
@@ -985,6 +989,13 @@ func (m *Manager) Sweep() error {
 		// sweeps: its exit status is the daemon's to report.
 		if rec.ownerAlive() || rec.Detached {
 			live[rec.Name] = true
+			continue
+		}
+		// An owner ends right after it removes its record, and Destroy
+		// does not take the lock: read after the load, the owner may be
+		// gone because it is done. Its death is final, so a record still
+		// there now is a leftover, and one gone was not.
+		if _, err := os.Lstat(filepath.Join(m.recordsDir(), e.Name())); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err := m.destroyLeftover(t, name, rec); err != nil {
@@ -1046,7 +1057,12 @@ func (m *Manager) removeLeftover(t *trust, rec *record, c *libcontainer.Containe
 			}
 		}
 	}
-	if err := m.detach(rec); err != nil {
+	// A manager without the bridge (its sweep at creation comes before
+	// SetNetwork; a corral run not on the bridge) leaves the sandbox's
+	// network to the sweep of the bridge by the next corral that opens it
+	// (SweepNetwork takes off what no record names): refusing to remove
+	// the rest would fail every later start in the state dir.
+	if err := m.detach(rec); err != nil && !errors.Is(err, ErrNoBridge) {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
