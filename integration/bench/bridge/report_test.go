@@ -48,16 +48,17 @@ func TestStart(t *testing.T) {
 		}
 		return out
 	}
-	s := newStart(1, ms(40, 50, 60), ms(43, 54, 69))
-	if s.Rounds != 3 || s.AddedMS != 4 || s.AddedLoMS != 3 || s.AddedHiMS != 9 || s.None.MedianMS != 50 {
+	s := newStart(1, ms(40, 50, 60), ms(43, 54, 69), ms(80, 90, 100), ms(120, 130, 140))
+	if s.Rounds != 3 || s.Up.AddedMS != 4 || s.Up.AddedLoMS != 3 || s.Up.AddedHiMS != 9 || s.Up.None.MedianMS != 50 || s.Exit.AddedMS != 40 {
 		t.Errorf("got %+v", s)
 	}
 	var out bytes.Buffer
 	(&Report{Start: s}).Print(&out)
-	if !strings.Contains(out.String(), "+4.00 ms the median of the rounds' differences (95% CI +3.00..+9.00; goal <= 5 ms: met)") {
+	if !strings.Contains(out.String(), "to the command running: +4.00 ms the median of the rounds' differences (95% CI +3.00..+9.00; goal <= 5 ms: met)") ||
+		!strings.Contains(out.String(), "to the run's exit (teardown of the veth, rules and conntrack included; no goal): +40.00 ms") {
 		t.Errorf("got:\n%s", out.String())
 	}
-	s = newStart(0, ms(40), ms(46))
+	s = newStart(0, ms(40), ms(46), ms(80), ms(80))
 	out.Reset()
 	(&Report{Start: s}).Print(&out)
 	if !strings.Contains(out.String(), "goal <= 5 ms: NOT met") {

@@ -50,7 +50,13 @@ func Apply(c Config) error {
 	if err := b.keepCounts(c.Table); err != nil {
 		return fmt.Errorf("apply firewall %s: %w", c.Table, err)
 	}
-	b.replace(c.Table)
+	exists, err := b.tablesExist(c.Table)
+	if err != nil {
+		return fmt.Errorf("apply firewall %s: %w", c.Table, err)
+	}
+	if exists {
+		b.replace(c.Table)
+	}
 	b.inet(&c)
 	b.bridge(&c)
 	if err := b.flush(); err != nil {
@@ -167,6 +173,22 @@ func Delete(c Config, name string) error {
 		return fmt.Errorf("apply firewall %s: delete %s: %w", c.Table, name, err)
 	}
 	return nil
+}
+
+// tablesExist says whether either table named table is there. A batch
+// that deletes a table waits for the kernel's RCU grace period even when
+// the table was made in the same batch: Apply deletes only what exists.
+func (b *batch) tablesExist(table string) (bool, error) {
+	for _, f := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyBridge} {
+		_, err := b.conn.ListTableOfFamily(table, f)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return false, fmt.Errorf("list tables: %w", err)
+		}
+	}
+	return false, nil
 }
 
 // sandbox is the sandbox of c named name, or nil.
