@@ -36,9 +36,6 @@ import (
 const (
 	ociBusybox = "corral.test/busybox:1"
 	ociPause   = "corral.test/pause:1"
-	// crictlVersion is the cri-tools release `make deps` builds (and the
-	// test, when neither PATH nor .cache/bin has crictl).
-	crictlVersion = "v1.37.0"
 )
 
 // engine is a containerd of the test's own: its config, root, state,
@@ -180,6 +177,8 @@ disabled_plugins = [%[3]s]
     default_runtime_name = "corral"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.corral]
       runtime_type = "io.containerd.runc.v2"
+      # The pod's corral policy annotations reach its containers' specs.
+      pod_annotations = ["run.corral.policy/*"]
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.corral.options]
         BinaryName = %[4]q
         Root = %[5]q
@@ -565,8 +564,9 @@ func TestContainerdShowsCorralRefusals(t *testing.T) {
 // TestKubernetesCRIRunsCorral: containerd's CRI plugin (what the kubelet
 // talks to) with a runtime handler "corral" runs a pod (its pause
 // sandbox) and a container in it through corral-runc, as crictl asks:
-// the container's log, an exec's output and status, a memory limit
-// updated in place, stop and removal of both; then nothing is left.
+// the container's log, the pod's policy annotation (a pids limit) on its
+// container, an exec's output and status, a memory limit updated in
+// place, stop and removal of both; then nothing is left.
 func TestKubernetesCRIRunsCorral(t *testing.T) {
 	crictl := crictlBinary(t)
 	e := newEngine(t, true)
@@ -593,6 +593,7 @@ func TestKubernetesCRIRunsCorral(t *testing.T) {
 	pod := filepath.Join(e.dir, "pod.json")
 	writeJSONFile(t, pod, map[string]any{
 		"metadata":      map[string]any{"name": "corral-pod", "namespace": "default", "uid": "corral-pod-uid", "attempt": 0},
+		"annotations":   map[string]string{"run.corral.policy/pids-limit": "64"},
 		"log_directory": filepath.Join(e.dir, "pods"),
 		"linux": map[string]any{
 			"cgroup_parent": e.cgroup,
@@ -649,6 +650,9 @@ func TestKubernetesCRIRunsCorral(t *testing.T) {
 	if r := cri("exec", ctrID, "sh", "-c", "echo streamed; exit 5"); r.stdout != "streamed\n" || !strings.Contains(r.stderr, "exit code 5") {
 		t.Errorf("crictl exec, exit 5: %s", r)
 	}
+	if pids := readCgroupFile(t, "pids", e.cgroup+"/"+ctrID, "pids.max"); pids != "64" {
+		t.Errorf("the pod's annotation run.corral.policy/pids-limit=64: the container's pids.max is %q", pids)
+	}
 	mustCri("update", "--memory", "67108864", ctrID)
 	memoryLimit := "memory.limit_in_bytes"
 	if host.Mode == cgroup.Unified {
@@ -703,25 +707,18 @@ func TestKubernetesCRIRunsCorral(t *testing.T) {
 	}
 }
 
-// crictlBinary is crictl: on PATH, in the repository's .cache/bin (where
-// `make deps` puts it), or built there now from the Go module proxy.
+// crictlBinary is crictl: on PATH, or in the repository's .cache/bin,
+// where `make deps` builds it.
 func crictlBinary(t *testing.T) string {
 	t.Helper()
 	if p, err := exec.LookPath("crictl"); err == nil {
 		return p
 	}
-	dir, err := filepath.Abs("../.cache/bin")
+	bin, err := filepath.Abs("../.cache/bin/crictl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "crictl")
-	if exists(bin) {
-		return bin
-	}
-	cmd := exec.Command("go", "install", "sigs.k8s.io/cri-tools/cmd/crictl@"+crictlVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod")
-	out, err := cmd.CombinedOutput()
-	testenv.Need(t, err == nil, fmt.Sprintf("crictl is not installed and could not be built (make deps builds it): %v\n%s", err, out))
+	testenv.Need(t, exists(bin), "crictl is not installed (make deps builds it into .cache/bin)")
 	return bin
 }
 
