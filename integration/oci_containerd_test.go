@@ -30,9 +30,9 @@ import (
 	"github.com/corral-dev/corral/runtime/cgroup"
 )
 
-// The images of the containerd tests, made offline from the host's
-// busybox-static: a shell, and a pause image (the pod's sandbox) that
-// only sleeps.
+// The images of the containerd tests, made offline: the host's
+// busybox-static, and a pause image (the pod's sandbox) of a reaper the
+// test builds.
 const (
 	ociBusybox = "corral.test/busybox:1"
 	ociPause   = "corral.test/pause:1"
@@ -99,7 +99,6 @@ func newEngine(t *testing.T, cri bool) *engine {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	runDirExisted := exists("/run/containerd")
 	logf, err := os.Create(e.log)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +117,7 @@ func newEngine(t *testing.T, cri bool) *engine {
 		t.Fatal(err)
 	}
 	go func() { _ = e.cmd.Wait(); logf.Close(); close(e.done) }()
-	t.Cleanup(func() { e.stop(runDirExisted) })
+	t.Cleanup(e.stop)
 	for deadline := time.Now().Add(patience); ; time.Sleep(20 * time.Millisecond) {
 		if c, err := net.Dial("unix", e.addr); err == nil {
 			c.Close()
@@ -190,7 +189,7 @@ disabled_plugins = [%[3]s]
 // stop removes what the test left (a failed test's containers), stops
 // containerd by its PID, then any shim of its still running, and checks
 // that nothing of it is left: no shim, no mount under its directory.
-func (e *engine) stop(runDirExisted bool) {
+func (e *engine) stop() {
 	t := e.t
 	t.Helper()
 	e.sweep()
@@ -216,12 +215,9 @@ func (e *engine) stop(runDirExisted bool) {
 	}
 	removeEmptyCgroup(e.cgroup)
 	removeEmptyCgroup(cgroupParent)
-	if !runDirExisted {
-		// containerd 1.6 puts its shims' sockets in /run/containerd/s
-		// whatever its config says; they go with the shims.
-		_ = os.Remove("/run/containerd/s")
-		_ = os.Remove("/run/containerd")
-	}
+	// containerd 1.6 puts its shims' sockets in /run/containerd/s
+	// whatever its config says; they go with the shims, the directory
+	// stays: another containerd may be using it.
 }
 
 // sweep removes every container the engine still has (none, when the
@@ -477,8 +473,8 @@ func tarLayer(t *testing.T, fill func(*layerWriter)) v1.Layer {
 // TestContainerdRunsCorral: containerd's runc shim drives corral-runc
 // (ctr run --runc-binary): a container's output and its exit code come
 // back through the shim; a long-running one takes an exec (output and
-// status), a pause, a SIGTERM whose exit status ctr
-// reports; once deleted nothing of it is left.
+// status), a pause, a SIGTERM whose exit status ctr reports; once
+// deleted nothing of it is left.
 func TestContainerdRunsCorral(t *testing.T) {
 	e := newEngine(t, false)
 	e.importImages()
@@ -503,6 +499,10 @@ func TestContainerdRunsCorral(t *testing.T) {
 	waitFile(t, out, "ready")
 	if r := e.mustCtr("task", "list"); !regexpLine(r.stdout, `^long\s+\d+\s+RUNNING$`) {
 		t.Errorf("task list: want long RUNNING: %s", r.stdout)
+	}
+	// corral-runc's, not runc's: its state is under the root given.
+	if !exists(filepath.Join(e.runtimeRoot, "long", "state.json")) {
+		t.Errorf("long runs, but not under corral-runc's root %s", e.runtimeRoot)
 	}
 	r = e.ctr("task", "exec", "--exec-id", "x1", "--fifo-dir", fifos, "long", "sh", "-c", "echo exec sees $(cat /proc/1/cmdline | tr '\\0' ' '); exit 5")
 	if r.code != 5 || !strings.Contains(r.stdout, "exec sees sh -c trap") {
