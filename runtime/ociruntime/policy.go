@@ -20,8 +20,9 @@ import (
 // is named (a missing file: no policy).
 const DefaultPolicyFile = "/etc/corral/runtime-policy.yaml"
 
-// Annotations by which a container's spec tightens the policy further
-// (never loosens it: a value that would is ignored, the policy holds).
+// Annotations by which a container's spec tightens the policy further,
+// never loosens it: any value but the one named is refused, and a pids
+// limit above the policy's leaves the policy's.
 const (
 	AnnotationSeccomp   = "run.corral.policy/seccomp"        // "default"
 	AnnotationUserns    = "run.corral.policy/user-namespace" // "required"
