@@ -14,12 +14,18 @@ BIN      := bin/corral
 # tests' directory rootfs, gcc's static libc for the 32-bit syscall probe,
 # python3 for the tests' HTTP, TCP and sd_notify services, docker-registry
 # (the CNCF distribution registry) for the image pull tests, umoci for the
-# test that checks an image's root against `umoci unpack` (and the bench).
-DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static python3 docker-registry umoci
+# test that checks an image's root against `umoci unpack` (and the bench),
+# containerd (with ctr and its runc shim) for the tests that have it drive
+# corral-runc.
+DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static python3 docker-registry umoci containerd
+# crictl (Kubernetes' CRI client) for the CRI test: built from the Go
+# module proxy into .cache/bin, where the test looks for it.
+CRICTL_VERSION := v1.37.0
+CRICTL   := .cache/bin/crictl
 # What else `make bench` compares corral against.
 BENCH_DEPS := runc crun supervisor s6 skopeo
 
-.PHONY: all deps build install demo example-image up down test unit integration test-cgroup2 bench bench-deps clean
+.PHONY: all deps crictl build install demo example-image up down test unit integration test-cgroup2 bench bench-deps clean
 
 all: build
 
@@ -31,12 +37,20 @@ deps:
 		echo "installing: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "build and test packages present: $(DEPS)"; fi
+	@$(MAKE) --no-print-directory crictl
+
+crictl:
+	@[ -x $(CRICTL) ] || { echo "building crictl $(CRICTL_VERSION) into $(dir $(CRICTL))"; \
+		GOBIN=$(CURDIR)/$(dir $(CRICTL)) $(GO) install sigs.k8s.io/cri-tools/cmd/crictl@$(CRICTL_VERSION); }
 
 build:
 	CGO_ENABLED=1 $(GO) build -tags '$(TAGS)' -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/corral
 
+# corral-runc is corral as an OCI runtime (runc's command line), for
+# containerd's runc shim: a link, so that both are always one version.
 install: deps build
 	install -m 0755 $(BIN) $(PREFIX)/bin/corral
+	ln -sf corral $(PREFIX)/bin/corral-runc
 	$(PREFIX)/bin/corral setup
 
 # A first sandbox on the built-in root: no image needed.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -51,6 +52,12 @@ func main() {
 	if sandbox.IsInitChild() {
 		fmt.Fprintln(os.Stderr, "corral: started as a sandbox init with the wrong arguments; refusing to run")
 		os.Exit(exitCorralError)
+	}
+	if filepath.Base(os.Args[0]) == OCIName {
+		ociMain(OCIName, os.Args[1:])
+	}
+	if len(os.Args) > 1 && os.Args[1] == "oci" {
+		ociMain("corral oci", os.Args[2:])
 	}
 	err := newRootCommand().Execute()
 	var ee *exitError
@@ -113,6 +120,16 @@ CPU and pids limits, no capabilities, seccomp, no_new_privileges, masked
 		newSetupCommand(),
 		newAuditCommand(g),
 		newImageCommand(g),
+		&cobra.Command{
+			Use:   "oci [runc's flags] COMMAND",
+			Short: "corral's sandbox as an OCI runtime with runc's command line (also as " + OCIName + ", a link to corral)",
+			// main runs it before this tree parses anything: here for --help.
+			DisableFlagParsing: true,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				ociMain("corral oci", args)
+				return nil
+			},
+		},
 	)
 	return root
 }
