@@ -17,6 +17,10 @@
 //   - images (imports): import of a 100 MB image beside umoci unpack and
 //     skopeo copy; then the disk used by 100 services from one image
 //     under one daemon, beside a copy of its root per service.
+//   - oci: corral as an OCI runtime (corral-runc): `run` of /bin/true
+//     (create, start, wait, delete) beside runc's and crun's, from one
+//     bundle; then the runtime-tools validation suite's pass counts with
+//     corral and with runc.
 //
 // Usage:
 //
@@ -24,6 +28,7 @@
 //	             [--rounds 200] [--warmup 5] [--kills 40] [--scale 200]
 //	             [--image-rounds 5] [--image-services 100]
 //	             [--json FILE] [--runc runc] [--crun crun|""] [--scratch-base /var/tmp]
+//	             [--oci-suite integration/ocicompliance|""] [--go go]
 //
 // It must run as root. It makes everything it uses in a scratch dir and
 // under the cgroup /corral-bench, starts the daemons and supervisors it
@@ -51,6 +56,7 @@ import (
 	"github.com/corral-dev/corral/integration/bench/coldstart"
 	"github.com/corral-dev/corral/integration/bench/imports"
 	"github.com/corral-dev/corral/integration/bench/machine"
+	"github.com/corral-dev/corral/integration/bench/oci"
 	"github.com/corral-dev/corral/integration/bench/restart"
 	"github.com/corral-dev/corral/integration/bench/scale"
 	"github.com/corral-dev/corral/integration/bench/scratch"
@@ -69,10 +75,12 @@ type options struct {
 	only        string
 	jsonPath    string
 	scratchBase string
+	ociSuite    string
+	goBin       string
 }
 
 // The parts of the bench, in the order they run.
-var parts = []string{"cold", "restart", "scale", "images"}
+var parts = []string{"cold", "restart", "scale", "images", "oci"}
 
 func (o *options) runs(part string) bool { return o.only == "" || o.only == part }
 
@@ -100,6 +108,8 @@ func parseFlags() *options {
 	flag.StringVar(&o.only, "only", "", "run one part only: "+strings.Join(parts, ", ")+" (default: all)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.scratchBase, "scratch-base", "/var/tmp", "directory under which the scratch dir is made")
+	flag.StringVar(&o.goBin, "go", "go", "oci: the go command that builds the validation suite")
+	flag.StringVar(&o.ociSuite, "oci-suite", "integration/ocicompliance", "oci: the runtime-tools module whose validation suite is run (empty: skip it)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "corral-bench: unexpected arguments %q\n", flag.Args())
@@ -117,6 +127,7 @@ type results struct {
 	Restart *restart.Report   `json:"restart,omitempty"`
 	Scale   *scale.Report     `json:"scale,omitempty"`
 	Images  *imports.Report   `json:"images,omitempty"`
+	OCI     *oci.Report       `json:"oci,omitempty"`
 	// OthersCPU is, for each part, the share of the machine's CPU that
 	// processes other than the bench's used while it ran.
 	OthersCPU map[string]float64 `json:"others_cpu_share"`
@@ -187,6 +198,14 @@ func run(ctx context.Context, o *options) (err error) {
 		}
 		res.Images.Print(os.Stdout)
 		res.OthersCPU["images"] = others.PrintPart(os.Stdout, "images")
+	}
+	if o.runs("oci") {
+		cfg := oci.Config{Corral: corral, Runc: o.runc, Crun: o.crun, Rounds: o.rounds, Warmup: o.warmup, SuiteModule: o.ociSuite, GoBin: o.goBin}
+		if res.OCI, err = oci.Run(ctx, cfg, sc, os.Stdout); err != nil {
+			return err
+		}
+		res.OCI.Print(os.Stdout)
+		res.OthersCPU["oci"] = others.PrintPart(os.Stdout, "oci")
 	}
 	if o.jsonPath != "" {
 		res.Time = time.Now().UTC()
