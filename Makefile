@@ -119,10 +119,12 @@ test-cgroup2: build
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEPS='$(DEPS) $(BENCH_DEPS)'
 
-# Cold start-to-exit of /bin/true, corral beside runc in interleaved rounds.
+# Cold start-to-exit of /bin/true, corral beside runc in interleaved rounds;
+# and the rest of the parts (see cmd/corral-bench), the OCI runtime's
+# run beside runc's and crun's and its runtime-tools counts among them.
 bench: build bench-deps
 	$(GO) build -tags '$(TAGS)' -o bin/corral-bench ./cmd/corral-bench
-	bin/corral-bench --corral $(BIN) --rounds $(or $(ROUNDS),200)
+	bin/corral-bench --corral $(BIN) --rounds $(or $(ROUNDS),200) --go $(GO)
 
 clean:
 	rm -rf bin

@@ -22,14 +22,19 @@
 //     bridge services beside N with network none; TCP throughput and
 //     round trips through a published port (DNAT and the loopback
 //     proxy) beside loopback without a sandbox.
+//   - oci: corral as an OCI runtime (corral-runc): `run` of /bin/true
+//     (create, start, wait, delete) beside runc's and crun's, from one
+//     bundle; then the runtime-tools validation suite's pass counts with
+//     corral and with runc.
 //
 // Usage:
 //
-//	corral-bench --corral bin/corral [--only cold|restart|scale|images|bridge]
+//	corral-bench --corral bin/corral [--only cold|restart|scale|images|bridge|oci]
 //	             [--rounds 200] [--warmup 5] [--kills 40] [--scale 200]
 //	             [--image-rounds 5] [--image-services 100]
 //	             [--bridge-services 200] [--traffic-rounds 10]
 //	             [--json FILE] [--runc runc] [--crun crun|""] [--scratch-base /var/tmp]
+//	             [--oci-suite integration/ocicompliance|""] [--go go]
 //
 // With CORRAL_BENCH_SERVE=ADDR in its environment, it is instead the
 // bridge part's TCP server on ADDR (see bridge.ServeEnv).
@@ -61,6 +66,7 @@ import (
 	"github.com/corral-dev/corral/integration/bench/coldstart"
 	"github.com/corral-dev/corral/integration/bench/imports"
 	"github.com/corral-dev/corral/integration/bench/machine"
+	"github.com/corral-dev/corral/integration/bench/oci"
 	"github.com/corral-dev/corral/integration/bench/restart"
 	"github.com/corral-dev/corral/integration/bench/scale"
 	"github.com/corral-dev/corral/integration/bench/scratch"
@@ -81,10 +87,12 @@ type options struct {
 	only        string
 	jsonPath    string
 	scratchBase string
+	ociSuite    string
+	goBin       string
 }
 
 // The parts of the bench, in the order they run.
-var parts = []string{"cold", "restart", "scale", "images", "bridge"}
+var parts = []string{"cold", "restart", "scale", "images", "bridge", "oci"}
 
 func (o *options) runs(part string) bool { return o.only == "" || o.only == part }
 
@@ -117,6 +125,8 @@ func parseFlags() *options {
 	flag.StringVar(&o.only, "only", "", "run one part only: "+strings.Join(parts, ", ")+" (default: all)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.scratchBase, "scratch-base", "/var/tmp", "directory under which the scratch dir is made")
+	flag.StringVar(&o.goBin, "go", "go", "oci: the go command that builds the validation suite")
+	flag.StringVar(&o.ociSuite, "oci-suite", "integration/ocicompliance", "oci: the runtime-tools module whose validation suite is run (empty: skip it)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "corral-bench: unexpected arguments %q\n", flag.Args())
@@ -135,6 +145,7 @@ type results struct {
 	Scale   *scale.Report     `json:"scale,omitempty"`
 	Images  *imports.Report   `json:"images,omitempty"`
 	Bridge  *bridge.Report    `json:"bridge,omitempty"`
+	OCI     *oci.Report       `json:"oci,omitempty"`
 	// OthersCPU is, for each part, the share of the machine's CPU that
 	// processes other than the bench's used while it ran.
 	OthersCPU map[string]float64 `json:"others_cpu_share"`
@@ -213,6 +224,14 @@ func run(ctx context.Context, o *options) (err error) {
 		}
 		res.Bridge.Print(os.Stdout)
 		res.OthersCPU["bridge"] = others.PrintPart(os.Stdout, "bridge")
+	}
+	if o.runs("oci") {
+		cfg := oci.Config{Corral: corral, Runc: o.runc, Crun: o.crun, Rounds: o.rounds, Warmup: o.warmup, SuiteModule: o.ociSuite, GoBin: o.goBin}
+		if res.OCI, err = oci.Run(ctx, cfg, sc, os.Stdout); err != nil {
+			return err
+		}
+		res.OCI.Print(os.Stdout)
+		res.OthersCPU["oci"] = others.PrintPart(os.Stdout, "oci")
 	}
 	if o.jsonPath != "" {
 		res.Time = time.Now().UTC()

@@ -91,7 +91,7 @@ the run.corral.policy/* annotations) may only tighten it.`,
 	f.StringVar(&o.rootless, "rootless", "auto", "accepted for runc compatibility; corral's runtime runs as root only")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return err })
 	root.AddCommand(
-		ociCreate(o), ociStart(o), ociState(o), ociKill(o), ociDelete(o), ociExec(o),
+		ociCreate(o), ociRun(o), ociStart(o), ociState(o), ociKill(o), ociDelete(o), ociExec(o),
 		ociPs(o), ociEvents(o), ociUpdate(o), ociSimple(o, "pause", "Freeze every process of the container", (*ociruntime.Runtime).Pause),
 		ociSimple(o, "resume", "Thaw a paused container", (*ociruntime.Runtime).Resume), ociFeatures(o), ociList(o), ociSpec(o),
 	)
@@ -169,6 +169,46 @@ func ociCreate(o *ociOptions) *cobra.Command {
 		}
 		return nil
 	}
+	return cmd
+}
+
+func ociRun(o *ociOptions) *cobra.Command {
+	var (
+		co           ociruntime.CreateOptions
+		detach, keep bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run [flags] ID",
+		Short: "Create and start a container, wait for its process and exit with its status; then delete it (unless --keep)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := oneID(args); err != nil {
+				return err
+			}
+			if detach {
+				if err := o.rt.Create(args[0], co); err != nil {
+					return err
+				}
+				return o.rt.Start(args[0])
+			}
+			status, err := o.rt.Run(args[0], co, keep)
+			if err != nil {
+				return err
+			}
+			if status != 0 {
+				return &exitError{code: status}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&co.Bundle, "bundle", "b", ".", "the bundle: the directory of config.json")
+	f.StringVar(&co.PidFile, "pid-file", "", "file to write the container's init PID to")
+	f.StringVar(&co.ConsoleSocket, "console-socket", "", "Unix socket to send the terminal's master to")
+	f.IntVar(&co.PreserveFDs, "preserve-fds", 0, "pass fds 3 to 3+N-1 to the container")
+	f.BoolVarP(&detach, "detach", "d", false, "return once the process runs (create, then start)")
+	f.BoolVar(&keep, "keep", false, "do not delete the container once its process has ended")
+	f.Bool("no-subreaper", false, "accepted for runc compatibility")
+	f.Bool("no-new-keyring", false, "accepted for runc compatibility")
 	return cmd
 }
 

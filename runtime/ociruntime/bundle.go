@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -20,34 +21,62 @@ import (
 // ConfigFile is the name of a bundle's spec.
 const ConfigFile = "config.json"
 
-// LoadBundle reads the spec of the bundle dir, strictly: a field this
-// runtime does not know is an error (a setting silently ignored could be
-// a protection the caller believes in), and so is a spec without a
-// process, a root or a root directory that exists.
-func LoadBundle(dir string) (*rspec.Spec, error) {
+// LoadBundle reads the spec of the bundle dir: a spec without a process,
+// a root or a root directory that exists is an error. A field this
+// runtime does not know is ignored, as the runtime spec requires, and
+// named in unknown (the caller warns, or refuses it by its policy: a
+// setting silently ignored could be a protection someone believes in).
+func LoadBundle(dir string) (s *rspec.Spec, unknown string, err error) {
 	path := filepath.Join(dir, ConfigFile)
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", dir, err)
+		return nil, "", fmt.Errorf("bundle %s: %w", dir, err)
 	}
-	s, err := ParseSpec(data)
+	s, unknown, err = ParseSpec(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, "", fmt.Errorf("%s: %w", path, err)
 	}
 	root := s.Root.Path
 	if !filepath.IsAbs(root) {
 		root = filepath.Join(dir, root)
 	}
 	if st, err := os.Stat(root); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("%s: root.path %q: the bundle has no root directory there", path, s.Root.Path)
+		return nil, "", fmt.Errorf("%s: root.path %q: the bundle has no root directory there", path, s.Root.Path)
 	}
-	return s, nil
+	return s, unknown, nil
 }
 
-// ParseSpec decodes and checks a config.json.
-func ParseSpec(data []byte) (*rspec.Spec, error) {
+// ParseSpec decodes and checks a config.json. unknown is the first field
+// it does not know (ignored), or "".
+func ParseSpec(data []byte) (s *rspec.Spec, unknown string, err error) {
+	s, err = decodeSpec(data, true)
+	if name, ok := unknownField(err); ok {
+		unknown = name
+		s, err = decodeSpec(data, false)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if s.Version == "" {
+		return nil, "", errors.New("ociVersion: missing")
+	}
+	if s.Root == nil || s.Root.Path == "" {
+		return nil, "", errors.New("root.path: missing: a container needs a root filesystem")
+	}
+	if s.Linux == nil {
+		return nil, "", errors.New("linux: missing: this runtime runs Linux containers only")
+	}
+	if err := CheckProcess(s.Process); err != nil {
+		return nil, "", fmt.Errorf("process: %w", err)
+	}
+	return s, unknown, nil
+}
+
+func decodeSpec(data []byte, strict bool) (*rspec.Spec, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	var s rspec.Spec
 	if err := dec.Decode(&s); err != nil {
 		return nil, fmt.Errorf("malformed spec: %w", err)
@@ -55,19 +84,22 @@ func ParseSpec(data []byte) (*rspec.Spec, error) {
 	if dec.More() {
 		return nil, errors.New("malformed spec: data after the JSON object")
 	}
-	if s.Version == "" {
-		return nil, errors.New("ociVersion: missing")
-	}
-	if s.Root == nil || s.Root.Path == "" {
-		return nil, errors.New("root.path: missing: a container needs a root filesystem")
-	}
-	if s.Linux == nil {
-		return nil, errors.New("linux: missing: this runtime runs Linux containers only")
-	}
-	if err := CheckProcess(s.Process); err != nil {
-		return nil, fmt.Errorf("process: %w", err)
-	}
 	return &s, nil
+}
+
+// unknownField is the field named by encoding/json's error for an unknown
+// one (it has no type of its own, only this text).
+func unknownField(err error) (string, bool) {
+	const prefix = "json: unknown field "
+	if err == nil {
+		return "", false
+	}
+	msg := err.Error()
+	i := strings.Index(msg, prefix)
+	if i < 0 {
+		return "", false
+	}
+	return strings.Trim(msg[i+len(prefix):], `"`), true
 }
 
 // CheckProcess refuses a process a container cannot run.

@@ -54,7 +54,7 @@ func (r *Runtime) BundleProcess(id string, args []string) (*rspec.Process, error
 	if !ok {
 		return nil, errors.New("the container's bundle is not recorded")
 	}
-	s, err := LoadBundle(bundle)
+	s, _, err := LoadBundle(bundle)
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,10 @@ type Policy struct {
 	// PidsLimit, when not 0, is the most tasks a container may have: one
 	// with no limit, or a higher one, gets this.
 	PidsLimit int64 `yaml:"pids_limit"`
+	// UnknownFields "refuse" refuses a config.json with a field this
+	// runtime does not know, which the runtime spec has it ignore: for
+	// operators who would rather not run a setting that is not applied.
+	UnknownFields string `yaml:"unknown_fields"`
 }
 
 // DockerCapabilities are the capabilities Docker and containerd give a
@@ -95,6 +99,9 @@ func (p *Policy) check() error {
 	}
 	if p.UserNamespace != "" && p.UserNamespace != "required" {
 		return fmt.Errorf("user_namespace: %q: want required (or leave it out)", p.UserNamespace)
+	}
+	if p.UnknownFields != "" && p.UnknownFields != "refuse" {
+		return fmt.Errorf("unknown_fields: %q: want refuse (or leave it out)", p.UnknownFields)
 	}
 	if p.PidsLimit < 0 {
 		return fmt.Errorf("pids_limit: %d: want a positive number (or leave it out)", p.PidsLimit)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	"github.com/opencontainers/runc/libcontainer/utils"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
 
@@ -53,27 +55,41 @@ var (
 // stdio are this process's 0, 1 and 2 (the caller's pipes or fifos), or
 // a terminal sent to the console socket. On any error nothing of it is
 // left.
-func (r *Runtime) Create(id string, o CreateOptions) (err error) {
+func (r *Runtime) Create(id string, o CreateOptions) error {
+	_, _, err := r.create(id, o)
+	return err
+}
+
+// create is Create, returning the container and its init for Run.
+func (r *Runtime) create(id string, o CreateOptions) (_ *libcontainer.Container, _ *libcontainer.Process, err error) {
 	bundle, err := filepath.Abs(o.Bundle)
 	if err != nil {
-		return fmt.Errorf("bundle: %w", err)
+		return nil, nil, fmt.Errorf("bundle: %w", err)
 	}
-	s, err := LoadBundle(bundle)
+	s, unknown, err := LoadBundle(bundle)
 	if err != nil {
-		return err
+		return nil, nil, err
+	}
+	if unknown != "" {
+		if r.Policy != nil && r.Policy.UnknownFields == "refuse" {
+			return nil, nil, &PolicyError{Reason: fmt.Sprintf("config.json: unknown field %q", unknown)}
+		}
+		logrus.Warnf("config.json: ignoring unknown field %q (the runtime spec has unknown fields ignored)", unknown)
 	}
 	if r.Policy != nil {
 		if err := r.Policy.Apply(s); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	if err := checkTerminal(s.Process, o.ConsoleSocket); err != nil {
-		return err
+		return nil, nil, err
 	}
+	allowRuntimeStatx(s.Linux.Seccomp)
+	fifoDevices(s.Linux)
 	// specconv resolves a relative root.path, and records the bundle, from
 	// the working directory.
 	if err := os.Chdir(bundle); err != nil {
-		return fmt.Errorf("bundle: %w", err)
+		return nil, nil, fmt.Errorf("bundle: %w", err)
 	}
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName:       id,
@@ -81,14 +97,17 @@ func (r *Runtime) Create(id string, o CreateOptions) (err error) {
 		Spec:             s,
 	})
 	if err != nil {
-		return fmt.Errorf("config.json: %w", err)
+		return nil, nil, fmt.Errorf("config.json: %w", err)
+	}
+	for _, m := range dropBindData(cfg) {
+		logrus.Warnf("config.json: mounts: %s", m)
 	}
 	if err := os.MkdirAll(r.Root, 0o700); err != nil {
-		return fmt.Errorf("root: %w", err)
+		return nil, nil, fmt.Errorf("root: %w", err)
 	}
 	c, err := libcontainer.Create(r.Root, id, cfg)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -97,27 +116,59 @@ func (r *Runtime) Create(id string, o CreateOptions) (err error) {
 	}()
 	p, err := newProcess(s.Process, true)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	closeConsole, err := setStdio(p, s.Process.Terminal, o.ConsoleSocket)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer closeConsole()
 	if err := preserveFDs(p, o.PreserveFDs); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := c.Start(p); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if o.PidFile != "" {
 		if err := writePidFile(o.PidFile, p); err != nil {
 			_ = p.Signal(unix.SIGKILL)
 			_, _ = p.Wait()
-			return err
+			return nil, nil, err
 		}
 	}
-	return nil
+	return c, p, nil
+}
+
+// Run is runc's run: Create, Start, then wait for the container's
+// process, forwarding to it the signals this process gets, and return
+// its exit status (128+N for a signal N). The container is deleted once
+// the process has ended, unless keep.
+func (r *Runtime) Run(id string, o CreateOptions, keep bool) (int, error) {
+	// Caught before the container exists: none is lost in between.
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs)
+	defer signal.Stop(sigs)
+	c, p, err := r.create(id, o)
+	if err != nil {
+		return -1, err
+	}
+	if err := c.Exec(); err != nil {
+		return -1, errors.Join(err, killAndDestroy(c))
+	}
+	status, err := waitForwarding(p, sigs)
+	if err != nil {
+		return -1, errors.Join(err, killAndDestroy(c))
+	}
+	if keep {
+		return status, nil
+	}
+	// Its init has ended: Destroy removes the cgroup (killing whatever
+	// an init that was not the pid namespace's init left there) and the
+	// state, and runs the poststop hooks.
+	if err := c.Destroy(); err != nil {
+		return status, err
+	}
+	return status, nil
 }
 
 // checkTerminal refuses what cannot work: a terminal with nowhere to send
