@@ -47,14 +47,14 @@ func Apply(c Config) error {
 		}
 	}
 	b := newBatch(c.NetNS)
-	if err := b.keepCounts(c.Table); err != nil {
-		return fmt.Errorf("apply firewall %s: %w", c.Table, err)
-	}
 	exists, err := b.tablesExist(c.Table)
 	if err != nil {
 		return fmt.Errorf("apply firewall %s: %w", c.Table, err)
 	}
 	if exists {
+		if err := b.keepCounts(c.Table); err != nil {
+			return fmt.Errorf("apply firewall %s: %w", c.Table, err)
+		}
 		b.replace(c.Table)
 	}
 	b.inet(&c)
@@ -201,18 +201,17 @@ func (c *Config) sandbox(name string) *Sandbox {
 	return nil
 }
 
-// chainsOf lists the chains of the two tables named table, by family.
+// chainsOf lists the chains of the two tables named table, by family,
+// in one dump.
 func (b *batch) chainsOf(table string) (map[nftables.TableFamily]map[string]bool, error) {
 	out := map[nftables.TableFamily]map[string]bool{nftables.TableFamilyINet: {}, nftables.TableFamilyBridge: {}}
-	for f := range out {
-		chains, err := b.conn.ListChainsOfTableFamily(f)
-		if err != nil {
-			return nil, fmt.Errorf("list chains: %w", err)
-		}
-		for _, ch := range chains {
-			if ch.Table.Name == table {
-				out[f][ch.Name] = true
-			}
+	chains, err := b.conn.ListChains()
+	if err != nil {
+		return nil, fmt.Errorf("list chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name == table && out[ch.Table.Family] != nil {
+			out[ch.Table.Family][ch.Name] = true
 		}
 	}
 	return out, nil

@@ -52,10 +52,10 @@ func Attach(nsPath, bridge, hostVeth string, addr netip.Prefix, gw netip.Addr) (
 	if err := failpoint("namespace"); err != nil {
 		return err
 	}
-	// Made with its peer already inside (one request), so that no eth0
-	// ever shows in the host's namespace.
+	// Made with its peer already inside, on the bridge and up, in one
+	// request, so that no eth0 ever shows in the host's namespace.
 	veth := &netlink.Veth{LinkAttrs: netlink.NewLinkAttrs(), PeerName: "eth0", PeerNamespace: netlink.NsFd(ns.Fd())}
-	veth.Name = hostVeth
+	veth.Name, veth.MasterIndex, veth.Flags = hostVeth, br.Attrs().Index, net.FlagUp
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("attach %s: create veth: %w", hostVeth, err)
 	}
@@ -67,12 +67,6 @@ func Attach(nsPath, bridge, hostVeth string, addr netip.Prefix, gw netip.Addr) (
 	}()
 	if err := failpoint("veth"); err != nil {
 		return err
-	}
-	if err := netlink.LinkSetMasterByIndex(veth, br.Attrs().Index); err != nil {
-		return fmt.Errorf("attach %s to bridge %s: %w", hostVeth, bridge, err)
-	}
-	if err := netlink.LinkSetUp(veth); err != nil {
-		return fmt.Errorf("attach %s: set up: %w", hostVeth, err)
 	}
 	if err := failpoint("bridge"); err != nil {
 		return err
