@@ -13,8 +13,8 @@ func TestParseSpecRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ParseSpec(good); err != nil {
-		t.Fatalf("runc's example spec: %v", err)
+	if _, unknown, err := ParseSpec(good); err != nil || unknown != "" {
+		t.Fatalf("runc's example spec: %v (unknown %q)", err, unknown)
 	}
 	edit := func(f func(m map[string]any)) []byte {
 		var m map[string]any
@@ -29,21 +29,29 @@ func TestParseSpecRefuses(t *testing.T) {
 		data []byte
 		want string
 	}{
-		"not JSON":       {[]byte("{"), "malformed spec"},
-		"trailing data":  {append(append([]byte{}, good...), []byte(" {}")...), "data after"},
-		"unknown field":  {edit(func(m map[string]any) { m["pricess"] = 1 }), `unknown field "pricess"`},
-		"unknown nested": {edit(func(m map[string]any) { m["linux"].(map[string]any)["seccompp"] = 1 }), `unknown field "seccompp"`},
-		"no version":     {edit(func(m map[string]any) { delete(m, "ociVersion") }), "ociVersion"},
-		"no root":        {edit(func(m map[string]any) { delete(m, "root") }), "root.path"},
-		"no process":     {edit(func(m map[string]any) { delete(m, "process") }), "process: missing"},
-		"no args":        {edit(func(m map[string]any) { m["process"].(map[string]any)["args"] = []string{} }), "process: args"},
-		"relative cwd":   {edit(func(m map[string]any) { m["process"].(map[string]any)["cwd"] = "tmp" }), "process: cwd"},
-		"no linux":       {edit(func(m map[string]any) { delete(m, "linux") }), "linux: missing"},
-		"wrong type":     {edit(func(m map[string]any) { m["hostname"] = 5 }), "malformed spec"},
-		"selinux label":  {edit(func(m map[string]any) { m["process"].(map[string]any)["selinuxLabel"] = "x" }), "SELinux"},
+		"not JSON":      {[]byte("{"), "malformed spec"},
+		"trailing data": {append(append([]byte{}, good...), []byte(" {}")...), "data after"},
+		"no version":    {edit(func(m map[string]any) { delete(m, "ociVersion") }), "ociVersion"},
+		"no root":       {edit(func(m map[string]any) { delete(m, "root") }), "root.path"},
+		"no process":    {edit(func(m map[string]any) { delete(m, "process") }), "process: missing"},
+		"no args":       {edit(func(m map[string]any) { m["process"].(map[string]any)["args"] = []string{} }), "process: args"},
+		"relative cwd":  {edit(func(m map[string]any) { m["process"].(map[string]any)["cwd"] = "tmp" }), "process: cwd"},
+		"no linux":      {edit(func(m map[string]any) { delete(m, "linux") }), "linux: missing"},
+		"wrong type":    {edit(func(m map[string]any) { m["hostname"] = 5 }), "malformed spec"},
+		"selinux label": {edit(func(m map[string]any) { m["process"].(map[string]any)["selinuxLabel"] = "x" }), "SELinux"},
 	} {
-		if _, err := ParseSpec(tc.data); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, _, err := ParseSpec(tc.data); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: want an error with %q, got %v", name, tc.want, err)
+		}
+	}
+	// Unknown fields are the runtime spec's to ignore: named, not refused
+	// (the policy may refuse them).
+	for field, data := range map[string][]byte{
+		"pricess":  edit(func(m map[string]any) { m["pricess"] = 1 }),
+		"seccompp": edit(func(m map[string]any) { m["linux"].(map[string]any)["seccompp"] = 1 }),
+	} {
+		if s, unknown, err := ParseSpec(data); err != nil || s == nil || unknown != field {
+			t.Errorf("unknown field %s: spec %v, unknown %q, %v", field, s != nil, unknown, err)
 		}
 	}
 }
@@ -54,16 +62,16 @@ func TestLoadBundleNeedsItsRoot(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadBundle(dir); err == nil || !strings.Contains(err.Error(), `root.path "rootfs"`) {
+	if _, _, err := LoadBundle(dir); err == nil || !strings.Contains(err.Error(), `root.path "rootfs"`) {
 		t.Errorf("a bundle without its rootfs: %v", err)
 	}
 	if err := os.Mkdir(filepath.Join(dir, "rootfs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadBundle(dir); err != nil {
+	if _, _, err := LoadBundle(dir); err != nil {
 		t.Error(err)
 	}
-	if _, err := LoadBundle(filepath.Join(dir, "nope")); err == nil {
+	if _, _, err := LoadBundle(filepath.Join(dir, "nope")); err == nil {
 		t.Error("a missing bundle was not an error")
 	}
 }
