@@ -400,22 +400,8 @@ func assertNetworkGone(t *testing.T, path, netDir string) {
 			nt.table.Family, nt.table.Name, len(nt.chains), len(nt.rules), len(nt.sets), nt.objects)
 	}
 
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	links, err := h.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var names []string
-	for _, l := range links {
+	for _, l := range linksIn(t, path) {
 		names = append(names, l.Attrs().Name)
 	}
 	slices.Sort(names)

@@ -152,17 +152,7 @@ func TestBridgeDaemonStatusMetricsHealthAndSweep(t *testing.T) {
 // namespace.
 func withHostLinks(t *testing.T, w *bridgeWorld, fn func(*netlink.Handle)) {
 	t.Helper()
-	ns, err := netns.GetFromPath(w.host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	fn(h)
+	withLinks(t, w.host, fn)
 }
 
 // freePortIn is a TCP port of 127.0.0.1 free now in the namespace ns.

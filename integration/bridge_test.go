@@ -338,21 +338,7 @@ func TestBridgePublishedPortAndNames(t *testing.T) {
 // namespace: no veth on the bridge, no address record.
 func (w *bridgeWorld) assertClean(t *testing.T, state string) {
 	t.Helper()
-	ns, err := netns.GetFromPath(w.host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	links, err := h.LinkList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range links {
+	for _, l := range linksIn(t, w.host) {
 		if l.Type() == "veth" && l.Attrs().Name != "wan0" {
 			t.Errorf("veth %s left", l.Attrs().Name)
 		}
@@ -414,4 +400,34 @@ func TestBridgeDaemonAdoption(t *testing.T) {
 	}
 	d.stop()
 	w.assertClean(t, d.stateDir)
+}
+
+// withLinks runs fn with a netlink handle (route sockets only: the VM's
+// kernel has no xfrm) in the network namespace at path.
+func withLinks(t *testing.T, path string, fn func(*netlink.Handle)) {
+	t.Helper()
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	fn(h)
+}
+
+// linksIn lists the links of the network namespace at path.
+func linksIn(t *testing.T, path string) []netlink.Link {
+	t.Helper()
+	var links []netlink.Link
+	withLinks(t, path, func(h *netlink.Handle) {
+		var err error
+		if links, err = h.LinkList(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return links
 }
