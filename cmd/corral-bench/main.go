@@ -88,6 +88,7 @@ type options struct {
 	jsonPath    string
 	scratchBase string
 	ociSuite    string
+	ctrRounds   int
 	goBin       string
 }
 
@@ -126,6 +127,7 @@ func parseFlags() *options {
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.scratchBase, "scratch-base", "/var/tmp", "directory under which the scratch dir is made")
 	flag.StringVar(&o.goBin, "go", "go", "oci: the go command that builds the validation suite")
+	flag.IntVar(&o.ctrRounds, "ctr-rounds", 20, "oci: rounds of `ctr run --rm` through containerd (0: none)")
 	flag.StringVar(&o.ociSuite, "oci-suite", "integration/ocicompliance", "oci: the runtime-tools module whose validation suite is run (empty: skip it)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -226,7 +228,7 @@ func run(ctx context.Context, o *options) (err error) {
 		res.OthersCPU["bridge"] = others.PrintPart(os.Stdout, "bridge")
 	}
 	if o.runs("oci") {
-		cfg := oci.Config{Corral: corral, Runc: o.runc, Crun: o.crun, Rounds: o.rounds, Warmup: o.warmup, SuiteModule: o.ociSuite, GoBin: o.goBin}
+		cfg := oci.Config{Corral: corral, Runc: o.runc, Crun: o.crun, Rounds: o.rounds, Warmup: o.warmup, SuiteModule: o.ociSuite, GoBin: o.goBin, CtrRounds: o.ctrRounds}
 		if res.OCI, err = oci.Run(ctx, cfg, sc, os.Stdout); err != nil {
 			return err
 		}

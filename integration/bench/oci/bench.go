@@ -31,6 +31,9 @@ type Config struct {
 	// "" leaves the compliance counts out. GoBin builds it.
 	SuiteModule string
 	GoBin       string
+	// CtrRounds is how many rounds of `ctr run --rm` through containerd
+	// (0: none).
+	CtrRounds int
 }
 
 // Report is the oci part's result.
@@ -42,7 +45,12 @@ type Report struct {
 	Order  []string           `json:"order"`
 	// Compliance is the runtime-tools counts per runtime.
 	Compliance map[string]Counts `json:"compliance,omitempty"`
-	Notes      []string          `json:"notes,omitempty"`
+	// CtrMedians are `ctr run --rm` of /bin/true through containerd's
+	// runc shim with each runtime, CtrRatios over runc's.
+	CtrRounds  int                      `json:"ctr_rounds,omitempty"`
+	CtrMedians map[string]time.Duration `json:"ctr_medians_ns,omitempty"`
+	CtrRatios  map[string]float64       `json:"ctr_ratios_to_runc,omitempty"`
+	Notes      []string                 `json:"notes,omitempty"`
 }
 
 type runner struct {
@@ -118,6 +126,24 @@ func Run(ctx context.Context, cfg Config, sc *scratch.Dir, w io.Writer) (*Report
 	}
 	for _, r := range runners {
 		rep.Ratios[r.name] = float64(rep.Medians[r.name]) / float64(rep.Medians["runc"])
+	}
+	if cfg.CtrRounds > 0 {
+		bins := map[string]string{}
+		for _, r := range runners {
+			bins[r.name] = r.bin
+		}
+		medians, note, err := ctrRun(ctx, sc, bins, rep.Order, cfg.CtrRounds, min(cfg.Warmup, 3), w)
+		if err != nil {
+			return nil, err
+		}
+		if note != "" {
+			rep.Notes = append(rep.Notes, note)
+		} else {
+			rep.CtrRounds, rep.CtrMedians, rep.CtrRatios = cfg.CtrRounds, medians, map[string]float64{}
+			for name, m := range medians {
+				rep.CtrRatios[name] = float64(m) / float64(medians["runc"])
+			}
+		}
 	}
 	if cfg.SuiteModule != "" {
 		if rep.Compliance, err = compliance(ctx, cfg, sc, corralRunc, runc, w); err != nil {
@@ -245,6 +271,15 @@ func (r *Report) Print(w io.Writer) {
 	for _, name := range r.Order {
 		fmt.Fprintf(w, "  %-12s %8.1f ms  %.2fx runc\n", name, float64(r.Medians[name])/1e6, r.Ratios[name])
 	}
+	if len(r.CtrMedians) > 0 {
+		fmt.Fprintf(w, "oci: median of %d `ctr run --rm` of /bin/true through containerd's runc shim (--runc-binary)\n", r.CtrRounds)
+		for _, name := range r.Order {
+			if m, ok := r.CtrMedians[name]; ok {
+				fmt.Fprintf(w, "  %-12s %8.1f ms  %.2fx runc\n", name, float64(m)/1e6, r.CtrRatios[name])
+			}
+		}
+		fmt.Fprintf(w, "  corral-runc through containerd: %.2fx runc (goal <= 1.0x: %s)\n", r.CtrRatios["corral-runc"], verdict(r.CtrRatios["corral-runc"] <= 1.0))
+	}
 	for _, name := range []string{"runc", "corral"} {
 		if c, ok := r.Compliance[name]; ok {
 			fmt.Fprintf(w, "  runtime-tools %-7s %d/%d passed (%d skipped), %d/%d programs completed\n",
@@ -254,4 +289,11 @@ func (r *Report) Print(w io.Writer) {
 	for _, n := range r.Notes {
 		fmt.Fprintln(w, "  note:", n)
 	}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
 }
