@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -177,7 +178,7 @@ func parse(path string, data []byte, h Host) (*Config, error) {
 }
 
 // yamlErrorRE splits the YAML parser's "yaml: line N: problem".
-var yamlErrorRE = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+var yamlErrorRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`) })
 
 // parserProblems are the problems of the YAML parser (not its scanner).
 // For them the library prints the 0-based line where the enclosing block
@@ -201,7 +202,7 @@ var parserProblems = map[string]bool{
 
 // unknownAnchorRE matches the one syntax error the library gives no
 // place for.
-var unknownAnchorRE = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
+var unknownAnchorRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^unknown anchor '(.*)' referenced$`) })
 
 // document parses data into the root node of its only document, or
 // reports why it cannot and returns nil.
@@ -237,7 +238,7 @@ func (d *decoder) document(data []byte) *yaml.Node {
 // (see parserProblems), 1-based; the library gives no column.
 func (d *decoder) syntax(err error, data []byte) {
 	line, msg := 0, err.Error()
-	if m := yamlErrorRE.FindStringSubmatch(msg); m != nil {
+	if m := yamlErrorRE().FindStringSubmatch(msg); m != nil {
 		msg = m[2]
 		switch n, atoiErr := strconv.Atoi(m[1]); {
 		case atoiErr == nil && parserProblems[msg]:
@@ -247,8 +248,8 @@ func (d *decoder) syntax(err error, data []byte) {
 			}
 		case atoiErr == nil:
 			line = n
-		case unknownAnchorRE.MatchString(msg):
-			line = aliasLine(data, unknownAnchorRE.FindStringSubmatch(msg)[1])
+		case unknownAnchorRE().MatchString(msg):
+			line = aliasLine(data, unknownAnchorRE().FindStringSubmatch(msg)[1])
 		default:
 			line = 1
 		}

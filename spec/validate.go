@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // FieldError is a problem with one field of a Service. Field is the path
@@ -20,13 +21,17 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
 func (e *FieldError) Unwrap() error { return e.Err }
 
 var (
-	nameRE     = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
-	hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
+	// Compiled at first use, not in every start of the binary (the
+	// sandbox's init and corral-runc's commands are the binary too).
+	nameRE     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`) })
+	hostnameRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
+	})
 )
 
 // ValidName reports whether name is a valid service name (Validate's
 // rule): also a plain file name and a cgroup name of one component.
-func ValidName(name string) bool { return nameRE.MatchString(name) }
+func ValidName(name string) bool { return nameRE().MatchString(name) }
 
 // Validate checks a Service and returns every problem found (each a
 // *FieldError), joined; nil when the service is valid. It checks the
@@ -37,7 +42,7 @@ func Validate(s *Service) error {
 	add := func(field, format string, args ...any) {
 		errs = append(errs, &FieldError{Field: field, Err: fmt.Errorf(format, args...)})
 	}
-	if !nameRE.MatchString(s.Name) {
+	if !nameRE().MatchString(s.Name) {
 		add("name", "invalid name %q: use 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit", s.Name)
 	}
 	if (len(s.Command) == 0 && s.Image == nil) || (len(s.Command) > 0 && s.Command[0] == "") {
@@ -54,7 +59,7 @@ func Validate(s *Service) error {
 	if s.Workdir != "" && !filepath.IsAbs(s.Workdir) {
 		add("workdir", "%q is not an absolute path", s.Workdir)
 	}
-	if s.Hostname != "" && (len(s.Hostname) > 64 || !hostnameRE.MatchString(s.Hostname)) {
+	if s.Hostname != "" && (len(s.Hostname) > 64 || !hostnameRE().MatchString(s.Hostname)) {
 		add("hostname", "invalid hostname %q: use letters, digits and '-' in dot-separated labels, at most 64 characters", s.Hostname)
 	}
 	if s.Rootfs != "" && !filepath.IsAbs(s.Rootfs) {
