@@ -233,11 +233,40 @@ func (n *Network) Detach(name string) error {
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	return n.detachLocked(name)
+	rec, had, errs := n.unrecordLocked(name)
+	unlock()
+	// The sandbox's processes are gone: its namespace ends when unbound,
+	// and the kernel takes the veth pair with it, in one batch with the
+	// other namespaces ending then (one RCU grace period for all, where
+	// deleting each veth waits one). Outside the lock, so that stops
+	// overlap their waits; the address is freed once the veth is gone,
+	// never while its old holder could still answer for it.
+	errs = append(errs, link.Release(n.nsPath(name), link.VethName(n.cfg.Name, name), releaseWait))
+	errs = append(errs, n.freeHeld(name, rec, had)...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("network: detach %s: %w", name, err)
+	}
+	return nil
 }
 
+// releaseWait bounds Detach's wait for the kernel to end a sandbox's
+// namespace; past it the veth is deleted directly.
+const releaseWait = 5 * time.Second
+
 func (n *Network) detachLocked(name string) error {
+	rec, had, errs := n.unrecordLocked(name)
+	errs = append(errs, link.Detach(n.nsPath(name), link.VethName(n.cfg.Name, name)))
+	errs = append(errs, n.freeHeld(name, rec, had)...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("network: detach %s: %w", name, err)
+	}
+	return nil
+}
+
+// unrecordLocked takes the sandbox name out of what the bridge shares:
+// its proxies, record, rules, resolv.conf and the hosts file. had says
+// whether it had a record, rec.
+func (n *Network) unrecordLocked(name string) (rec record, had bool, errs []error) {
 	n.mu.Lock()
 	for _, p := range n.proxies[name] {
 		p.Close()
@@ -245,32 +274,33 @@ func (n *Network) detachLocked(name string) error {
 	delete(n.proxies, name)
 	n.untrackLocked(name)
 	n.mu.Unlock()
-	var errs []error
 	rec, err := readRecord(n.recordPath(name))
-	had := err == nil
+	had = err == nil
 	if err := os.Remove(n.recordPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
 	if had {
 		errs = append(errs, n.deleteLocked(name))
 	}
-	errs = append(errs, link.Detach(n.nsPath(name), link.VethName(n.cfg.Name, name)))
+	if err := os.Remove(n.etcPath(name, "resolv.conf")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	if had {
+		errs = append(errs, n.hostsLocked())
+	}
+	return rec, had, errs
+}
+
+// freeHeld frees what the sandbox name held once its veth is gone: its
+// connection tracking entries and its address.
+func (n *Network) freeHeld(name string, rec record, had bool) []error {
+	var errs []error
 	if had {
 		// Stale entries would keep sending a reused address's traffic
 		// (UDP above all) where the old sandbox was.
 		errs = append(errs, link.ForgetConntrack(rec.Addr))
 	}
-	if err := os.Remove(n.etcPath(name, "resolv.conf")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	errs = append(errs, n.addrs.Release(name))
-	if had {
-		errs = append(errs, n.hostsLocked())
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("network: detach %s: %w", name, err)
-	}
-	return nil
+	return append(errs, n.addrs.Release(name))
 }
 
 // Adopt serves again the loopback proxies of a sandbox attached by a

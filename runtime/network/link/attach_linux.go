@@ -1,6 +1,7 @@
 package link
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -9,7 +10,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"time"
 
+	mdnetlink "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -271,6 +274,68 @@ func unbind(path string) error {
 	}
 	if err := unix.Unlink(path); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	return nil
+}
+
+// Release is Detach for a sandbox whose processes are all gone: it
+// unbinds and removes nsPath, and the kernel, which destroys a namespace
+// nothing holds, takes eth0 and its peer hostVeth with it. Namespaces
+// ending together are destroyed in one batch, one RCU grace period for
+// all, where deleting each veth waits one of its own: stopping many
+// sandboxes at once is many times faster. Release waits, on the kernel's
+// link events (no polling), until hostVeth is gone, for up to wait; then
+// (something still holds the namespace) it deletes the veth itself.
+func Release(nsPath, hostVeth string, wait time.Duration) error {
+	if err := checkName("veth", hostVeth); err != nil {
+		return err
+	}
+	events, err := mdnetlink.Dial(unix.NETLINK_ROUTE, nil)
+	if err != nil {
+		return Detach(nsPath, hostVeth)
+	}
+	defer events.Close()
+	// Listening before looking: the deletion cannot come in between.
+	if err := events.JoinGroup(unix.RTNLGRP_LINK); err != nil {
+		return Detach(nsPath, hostVeth)
+	}
+	l, err := netlink.LinkByName(hostVeth)
+	switch {
+	case errors.As(err, &netlink.LinkNotFoundError{}):
+		return unbindNS(nsPath, hostVeth)
+	case err != nil:
+		return fmt.Errorf("release %s: %w", hostVeth, err)
+	case l.Type() != "veth":
+		return fmt.Errorf("release %s: it is a %s, not a sandbox's veth: left alone", hostVeth, l.Type())
+	}
+	if err := unbindNS(nsPath, hostVeth); err != nil {
+		return err
+	}
+	if err := events.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		return Detach("", hostVeth)
+	}
+	index := uint32(l.Attrs().Index)
+	for {
+		msgs, err := events.Receive()
+		if err != nil {
+			// The deadline, or a lost event (ENOBUFS): make sure.
+			return Detach("", hostVeth)
+		}
+		for _, m := range msgs {
+			// struct ifinfomsg: family, pad, type (u16), index (s32).
+			if m.Header.Type == unix.RTM_DELLINK && len(m.Data) >= 8 && binary.NativeEndian.Uint32(m.Data[4:8]) == index {
+				return nil
+			}
+		}
+	}
+}
+
+func unbindNS(nsPath, hostVeth string) error {
+	if nsPath == "" {
+		return nil
+	}
+	if err := unbind(nsPath); err != nil {
+		return fmt.Errorf("release %s: %w", hostVeth, err)
 	}
 	return nil
 }

@@ -9,12 +9,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // bridgeHost is a test host with corral's bridge on 10.214.0.0/16.
@@ -444,4 +446,73 @@ func describeLinks(t *testing.T) string {
 		out = append(out, fmt.Sprintf("%s master=%d", describeLink(t, n), l.Attrs().MasterIndex))
 	}
 	return strings.Join(out, "\n")
+}
+
+// Release leaves what Detach leaves, the veth gone by the time it
+// returns, the kernel having ended the namespace; many released at once
+// end together. A namespace something still holds is not ended: Release
+// deletes the veth itself once its wait is over.
+func TestReleaseLeavesNothing(t *testing.T) {
+	bridgeHost(t)
+	dir := tempDir(t)
+	before := linkNames(t)
+	fds := openFDs(t)
+	const n = 20
+	for i := 0; i < n; i++ {
+		p, veth := filepath.Join(dir, fmt.Sprint(i)), VethName(testBridge, fmt.Sprint("r", i))
+		if err := Attach(p, testBridge, veth, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 214, 2, byte(i + 2)}), 16), testGW.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each goroutine on a thread of its own, moved into the test's
+	// namespace: link acts in the calling thread's.
+	testNS, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			if err := netns.Set(testNS); err != nil {
+				errs <- err
+				return
+			}
+			errs <- Release(filepath.Join(dir, fmt.Sprint(i)), VethName(testBridge, fmt.Sprint("r", i)), 10*time.Second)
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	testNS.Close()
+	t.Logf("%d released at once in %s", n, time.Since(start).Round(time.Millisecond))
+	if time.Since(start) > 9*time.Second {
+		t.Errorf("released by the deadline's fallback, not the namespaces' end")
+	}
+	checkNothingLeft(t, dir, before)
+	if got := openFDs(t); got > fds {
+		t.Errorf("%d fds open, %d before", got, fds)
+	}
+
+	// Held: an open handle keeps the namespace, and its veth, alive.
+	p, veth := filepath.Join(dir, "held"), VethName(testBridge, "held")
+	if err := Attach(p, testBridge, veth, netip.MustParsePrefix("10.214.2.100/16"), testGW.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := Release(p, veth, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	checkNothingLeft(t, dir, before)
+	// Again: nothing there is fine.
+	if err := Release(p, veth, time.Second); err != nil {
+		t.Errorf("a second Release: %v", err)
+	}
 }
