@@ -3,15 +3,14 @@ package bridge
 import (
 	"errors"
 	"fmt"
+	"github.com/corral-dev/corral/integration/bench/netnsfile"
 	"net"
-	"os"
 	"os/exec"
 	"runtime"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // The namespace's network: TEST-NET addresses only (RFC 5737), so that
@@ -46,25 +45,10 @@ func newWorld(path string) (_ *world, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("the bridge part runs corral with nsenter: %w", err)
 	}
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		return nil, fmt.Errorf("make network namespace file: %w", err)
+	if err := netnsfile.Make(path); err != nil {
+		return nil, err
 	}
 	w := &world{path: path, nsenter: nsenter}
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread, now in the new namespace, ends
-		// with the goroutine instead of going back to the pool.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, "")
-	}()
-	if err := <-errc; err != nil {
-		os.Remove(path)
-		return nil, fmt.Errorf("make network namespace: %w", err)
-	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, w.close())
@@ -75,13 +59,6 @@ func newWorld(path string) (_ *world, err error) {
 		return nil, err
 	}
 	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return nil, fmt.Errorf("namespace's lo: %w", err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		return nil, fmt.Errorf("set the namespace's lo up: %w", err)
-	}
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: uplink}, PeerName: uplinkPeer}
 	if err := h.LinkAdd(veth); err != nil {
 		return nil, fmt.Errorf("add %s in the namespace: %w", uplink, err)
@@ -106,18 +83,7 @@ func newWorld(path string) (_ *world, err error) {
 }
 
 // handle is a netlink handle in the namespace; the caller closes it.
-func (w *world) handle() (*netlink.Handle, error) {
-	ns, err := netns.GetFromPath(w.path)
-	if err != nil {
-		return nil, fmt.Errorf("open network namespace %s: %w", w.path, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return nil, fmt.Errorf("netlink in %s: %w", w.path, err)
-	}
-	return h, nil
-}
+func (w *world) handle() (*netlink.Handle, error) { return netnsfile.Handle(w.path) }
 
 // wrap is the command that runs the rest of its arguments in the
 // namespace; it execs them, so their PID is its.
@@ -178,12 +144,4 @@ func (w *world) veths() ([]string, error) {
 
 // close unbinds the namespace and removes its file: it goes, with all
 // that corral made in it, once the last process in it has exited.
-func (w *world) close() error {
-	if err := unix.Unmount(w.path, unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("unbind network namespace %s: %w", w.path, err)
-	}
-	if err := os.Remove(w.path); err != nil {
-		return fmt.Errorf("remove network namespace file: %w", err)
-	}
-	return nil
-}
+func (w *world) close() error { return netnsfile.Remove(w.path) }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/corral-dev/corral/integration/bench/netnsfile"
 	"io"
 	"io/fs"
 	"net"
@@ -23,8 +24,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/corral-dev/corral/integration/bench/scratch"
@@ -99,7 +98,10 @@ func startContainerd(sc *scratch.Dir) (_ *ctrBench, err error) {
 	if err := os.MkdirAll(e.dir, 0o700); err != nil {
 		return nil, err
 	}
-	if e.netns, err = netnsAt(filepath.Join(e.dir, "netns")); err != nil {
+	// containerd's containers get namespaces of their own, but
+	// containerd itself never runs in the host's.
+	e.netns = filepath.Join(e.dir, "netns")
+	if err := netnsfile.Make(e.netns); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -172,6 +174,7 @@ func (e *ctrBench) stop() {
 		}
 	}
 	unmountUnder(e.dir)
+	_ = netnsfile.Remove(e.netns)
 }
 
 // unmountUnder unmounts every mount at or below dir, deepest first.
@@ -186,35 +189,6 @@ func unmountUnder(dir string) {
 	for i := len(points) - 1; i >= 0; i-- {
 		_ = unix.Unmount(points[i], unix.MNT_DETACH)
 	}
-}
-
-// netnsAt makes a network namespace bound at path, lo up: containerd's
-// containers get namespaces of their own, but containerd itself never
-// runs in the host's.
-func netnsAt(path string) (string, error) {
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		return "", err
-	}
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread ends with the goroutine, in the
-		// namespace it made.
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, "")
-	}()
-	if err := <-errc; err != nil {
-		os.Remove(path)
-		return "", fmt.Errorf("make network namespace: %w", err)
-	}
-	if err := loUp(path); err != nil {
-		unmountUnder(path)
-		return "", fmt.Errorf("network namespace: lo up: %w", err)
-	}
-	return path, nil
 }
 
 // writeImage writes ctrImage, the host's static busybox as /bin/true, as
@@ -268,22 +242,4 @@ func writeImage(path string) error {
 		return errors.Join(fmt.Errorf("write the image: %w", err), os.Remove(path))
 	}
 	return nil
-}
-
-func loUp(path string) error {
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		return err
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return err
-	}
-	return h.LinkSetUp(lo)
 }
