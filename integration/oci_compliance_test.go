@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/corral-dev/corral/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,9 +33,7 @@ var ociKnownDifferences = map[string]struct{ reason, stderr string }{
 // checks that every test point runc passes, corral passes too.
 func TestOCIComplianceRuntimeTools(t *testing.T) {
 	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("runc is not installed (apt-get install runc): it is the reference")
-	}
+	testenv.Need(t, err == nil, "runc is not installed (make deps installs it): it is the reference")
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatalf("the go command builds the suite: %v", err)
