@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/corral-dev/corral/integration/bench/netnsfile"
 	"io"
 	"net"
 	"os"
@@ -32,32 +33,15 @@ const (
 	deniedSrv    = "203.0.113.20"
 )
 
-// netnsFile makes a network namespace bound at a file of the test's,
-// removed with the test.
+// netnsFile makes a network namespace (lo up) bound at a file of the
+// test's, removed with the test.
 func netnsFile(t *testing.T, name string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() {
-		// The thread is left locked: it ends with the goroutine, in the
-		// namespace it made (never the main thread: see main_test.go).
-		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, "")
-	}()
-	if err := <-errc; err != nil {
+	if err := netnsfile.Make(path); err != nil {
 		t.Fatalf("make network namespace %s: %v", name, err)
 	}
-	t.Cleanup(func() {
-		_ = unix.Unmount(path, unix.MNT_DETACH)
-		_ = os.Remove(path)
-	})
+	t.Cleanup(func() { _ = netnsfile.Remove(path) })
 	return path
 }
 

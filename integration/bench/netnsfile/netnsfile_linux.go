@@ -1,6 +1,7 @@
-// Package netnsfile makes the network namespaces the bench runs corral
-// and containerd in: a new namespace, bound at a file, lo up. The bench
-// never runs what makes links or rules in the machine's own namespace.
+// Package netnsfile makes the network namespaces the bench and the
+// integration tests run corral and containerd in: a new namespace, bound
+// at a file, lo up. Neither ever runs what makes links or rules in the
+// machine's own namespace.
 package netnsfile
 
 import (
