@@ -70,6 +70,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 var (
@@ -172,9 +173,11 @@ const (
 	ifNameSize  = 16 // IFNAMSIZ, with the terminating NUL
 )
 
+// Compiled at first use, not in the init of every start of the binary
+// (sandbox inits and corral-runc's commands included).
 var (
-	sandboxName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
-	tableName   = regexp.MustCompile(`^corral[a-zA-Z0-9_.-]*$`)
+	sandboxName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`) })
+	tableName   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^corral[a-zA-Z0-9_.-]*$`) })
 )
 
 // Chain and object names derived from a sandbox's name. The prefixes keep
@@ -195,7 +198,7 @@ func validName(name string) error {
 		return errors.New("empty")
 	case len(name) > maxNameLen:
 		return fmt.Errorf("%d bytes, more than %d", len(name), maxNameLen)
-	case !sandboxName.MatchString(name):
+	case !sandboxName().MatchString(name):
 		return errors.New("not of [a-z0-9][a-z0-9_.-]*")
 	}
 	return nil
@@ -205,7 +208,7 @@ func validTable(name string) error {
 	switch {
 	case len(name) > maxTableLen:
 		return fmt.Errorf("%d bytes, more than %d", len(name), maxTableLen)
-	case !tableName.MatchString(name):
+	case !tableName().MatchString(name):
 		return errors.New(`does not start with "corral" or has a character outside [a-zA-Z0-9_.-]`)
 	}
 	return nil
