@@ -6,7 +6,12 @@ GO       ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 # init of every sandbox, bound into roots that may have no libc at all.
 TAGS     := seccomp netgo osusergo
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION) -linkmode external -extldflags -static
+# -s -w: no symbol table or DWARF (panics still name functions, from the
+# pclntab). Every sandbox start execs this binary two or three times
+# (the CLI, libcontainer's init, corral-runc's commands); the smaller file
+# starts about 0.3 ms sooner each time. STRIP= keeps them, for perf.
+STRIP    ?= -s -w
+LDFLAGS  := $(STRIP) -X main.version=$(VERSION) -linkmode external -extldflags -static
 PREFIX   ?= /usr/local
 BIN      := bin/corral
 
