@@ -44,8 +44,8 @@ type ctrBench struct {
 // ctrRun times `ctr run --rm IMAGE ID /bin/true` through containerd's
 // runc shim with each runtime of bins as its binary (--runc-binary), in
 // rotating order: what a containerd user pays per container. It returns
-// the medians, or a note when containerd cannot run here.
-func ctrRun(ctx context.Context, sc *scratch.Dir, bins map[string]string, order []string, rounds, warmup int, w io.Writer) (map[string]time.Duration, string, error) {
+// the times of each runtime in round order, or a note when containerd cannot run here.
+func ctrRun(ctx context.Context, sc *scratch.Dir, bins map[string]string, order []string, rounds, warmup int, w io.Writer) (map[string][]time.Duration, string, error) {
 	for _, tool := range []string{"containerd", "ctr", "containerd-shim-runc-v2", "nsenter"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return nil, fmt.Sprintf("ctr run: %s is not installed (make deps installs containerd)", tool), nil
@@ -85,11 +85,7 @@ func ctrRun(ctx context.Context, sc *scratch.Dir, bins map[string]string, order 
 			}
 		}
 	}
-	medians := map[string]time.Duration{}
-	for name, s := range samples {
-		medians[name] = median(s)
-	}
-	return medians, "", nil
+	return samples, "", nil
 }
 
 func startContainerd(sc *scratch.Dir) (_ *ctrBench, err error) {
