@@ -1,12 +1,15 @@
 package metrics
 
 import (
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -14,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -212,11 +214,21 @@ func TestScrape(t *testing.T) {
 		}
 	}
 
-	// The standard collectors are there too.
-	for _, k := range []string{`go_goroutines{}`, `process_cpu_seconds_total{}`, `promhttp_metric_handler_requests_total{code="200"}`} {
-		if _, ok := got[k]; !ok {
+	// The daemon's own Go and process series are there too, under
+	// client_golang's names.
+	for _, k := range []string{`go_goroutines{}`, `go_threads{}`, fmt.Sprintf(`go_info{version=%q}`, runtime.Version()),
+		`go_memstats_alloc_bytes{}`, `go_memstats_sys_bytes{}`,
+		`process_cpu_seconds_total{}`, `process_resident_memory_bytes{}`, `process_virtual_memory_bytes{}`,
+		`process_open_fds{}`, `process_max_fds{}`, `process_start_time_seconds{}`} {
+		if v, ok := got[k]; !ok {
 			t.Errorf("%s missing", k)
+		} else if v <= 0 && k != `process_cpu_seconds_total{}` { // under 10 ms reads 0
+			t.Errorf("%s = %g, want > 0", k, v)
 		}
+	}
+	// This process started after boot and before now.
+	if st := got[`process_start_time_seconds{}`]; st > float64(time.Now().Unix())+1 || st < float64(time.Now().Add(-24*time.Hour).Unix()) {
+		t.Errorf("process_start_time_seconds = %g, now is %d", st, time.Now().Unix())
 	}
 }
 
@@ -255,23 +267,149 @@ func TestNoServices(t *testing.T) {
 	}
 }
 
-// TestLint: the pedantic registry finds the collected series consistent
-// with their descriptions, and promlint finds nothing to complain of.
+// TestLint: client_golang's parser reads every family of the output, and
+// its linter finds nothing to complain of.
 func TestLint(t *testing.T) {
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(newCollector(fixture, "dev")); err != nil {
+	var out strings.Builder
+	if _, err := NewRegistry(fixture, "dev").WriteTo(&out); err != nil {
 		t.Fatal(err)
 	}
-	families, err := reg.Gather()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(strings.NewReader(out.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	problems, err := promlint.NewWithMetricFamilies(families).Lint()
+	var list []*dto.MetricFamily
+	for _, f := range families {
+		list = append(list, f)
+	}
+	problems, err := promlint.NewWithMetricFamilies(list).Lint()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// TestLabelValuesAreEscaped: a value with a quote, a backslash and a
+// newline reads back unchanged.
+func TestLabelValuesAreEscaped(t *testing.T) {
+	version := "1.0 \"beta\"\\\nnext"
+	got := scrape(t, Handler(NewRegistry(func() []Service { return nil }, version)))
+	if got[fmt.Sprintf(`corral_build_info{version=%q}`, version)] != 1 {
+		t.Errorf("corral_build_info with version %q missing: %v", version, got)
+	}
+}
+
+func TestFormatValue(t *testing.T) {
+	for v, want := range map[float64]string{
+		0: "0", 1: "1", 12.5: "12.5", 1 << 40: "1.099511627776e+12", -3: "-3",
+		math.Inf(1): "+Inf", math.Inf(-1): "-Inf", math.NaN(): "NaN",
+	} {
+		if got := formatValue(v); got != want {
+			t.Errorf("formatValue(%g) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// TestHandlerGzipMethodsAndInFlight: gzip when asked, text otherwise;
+// only GET and HEAD; a fifth scrape while four are in flight is refused,
+// and the next one after they end is served.
+func TestHandlerGzipMethodsAndInFlight(t *testing.T) {
+	release := make(chan struct{})
+	var blocked atomic.Bool
+	entered := make(chan struct{}, maxInFlight)
+	reg := NewRegistry(func() []Service {
+		if blocked.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+		return fixture()
+	}, "dev")
+	srv := httptest.NewServer(Handler(reg))
+	defer srv.Close()
+
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultTransport.RoundTrip(req) // no transparent gunzip
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Errorf("Content-Encoding %q with Accept-Encoding gzip", resp.Header.Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(zr)
+	resp.Body.Close()
+	if err != nil || !strings.Contains(string(body), `corral_service_up{service="web"} 1`) {
+		t.Errorf("gzipped body (%v):\n%s", err, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != ContentType {
+		t.Errorf("Content-Type %q", ct)
+	}
+
+	resp, err = http.Post(srv.URL, "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %s, want 405", resp.Status)
+	}
+
+	blocked.Store(true)
+	done := make(chan int, maxInFlight)
+	for range maxInFlight {
+		go func() {
+			resp, err := http.Get(srv.URL)
+			if err != nil {
+				done <- 0
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+	}
+	for range maxInFlight {
+		<-entered
+	}
+	resp, err = http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("scrape beyond %d in flight: %s, want 503", maxInFlight, resp.Status)
+	}
+	blocked.Store(false)
+	close(release)
+	for range maxInFlight {
+		if code := <-done; code != http.StatusOK {
+			t.Errorf("scrape in flight: %d", code)
+		}
+	}
+	if got := scrape(t, Handler(reg)); got[`corral_service_up{service="web"}`] != 1 {
+		t.Error("scrape after the others ended failed")
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	// The command holds a space and a parenthesis, as a process can
+	// make it.
+	line := "1234 (co) rral) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 8 0 4200 123456789 2048 18446744073709551615\n"
+	st, ok := parseStat([]byte(line))
+	if !ok {
+		t.Fatal("not parsed")
+	}
+	if want := (selfStat{utime: 250, stime: 50, starttime: 4200, vsize: 123456789, rss: 2048}); st != want {
+		t.Errorf("parseStat = %+v, want %+v", st, want)
+	}
+	if _, ok := parseStat([]byte("1234 (x) S 1 2")); ok {
+		t.Error("short line parsed")
 	}
 }
 

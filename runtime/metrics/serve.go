@@ -1,17 +1,18 @@
 package metrics
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	stdlog "log"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 )
 
@@ -27,15 +28,55 @@ const (
 	shutdownTimeout = 5 * time.Second
 )
 
-// Handler returns the HTTP handler that serves reg in the Prometheus
-// formats, counting its own scrapes (promhttp_metric_handler_*) in reg.
-// A collection error answers 500.
-func Handler(reg *prometheus.Registry) http.Handler {
-	return promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		Registry:            reg,
-		MaxRequestsInFlight: 4,
-		Timeout:             writeTimeout - time.Second,
-	}))
+// maxInFlight bounds the scrapes served at once; more are answered 503.
+const maxInFlight = 4
+
+// Handler returns the HTTP handler that serves reg in the Prometheus text
+// format, gzipped when the scraper accepts it (Prometheus does).
+func Handler(reg *Registry) http.Handler {
+	inFlight := make(chan struct{}, maxInFlight)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "only GET and HEAD", http.StatusMethodNotAllowed)
+			return
+		}
+		select {
+		case inFlight <- struct{}{}:
+			defer func() { <-inFlight }()
+		default:
+			http.Error(w, fmt.Sprintf("more than %d scrapes at once", maxInFlight), http.StatusServiceUnavailable)
+			return
+		}
+		var body bytes.Buffer
+		if _, err := reg.WriteTo(&body); err != nil {
+			http.Error(w, "collect metrics: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", ContentType)
+		if acceptsGzip(r) {
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Header().Add("Vary", "Accept-Encoding")
+			gz := gzip.NewWriter(w)
+			_, _ = body.WriteTo(gz)
+			_ = gz.Close()
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(body.Len()))
+		_, _ = body.WriteTo(w)
+	})
+}
+
+// acceptsGzip: the request's Accept-Encoding names gzip (with any q but 0).
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") {
+			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
 }
 
 // Listen opens the endpoint's socket (host:port), so that the daemon can
