@@ -205,7 +205,7 @@ func run(ctx context.Context, o *options) (err error) {
 		res.OthersCPU["restart"] = others.PrintPart(os.Stdout, "restart")
 	}
 	if o.runs("scale") {
-		if res.Scale, err = scale.Run(ctx, scale.Config{Corral: corral, Services: o.scale}, sc, g, os.Stdout); err != nil {
+		if res.Scale, err = scale.Run(ctx, scale.Config{Corral: corral, Runc: o.runc, Services: o.scale}, sc, g, os.Stdout); err != nil {
 			return err
 		}
 		res.Scale.Print(os.Stdout)

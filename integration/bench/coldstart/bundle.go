@@ -60,7 +60,15 @@ func benchService(root string) *spec.Service {
 // architectures it lists, where corral restricts it to the native one.
 // That difference is what the comparison is about.
 func bundleSpec(root, cgroupsPath string) (*rspec.Spec, error) {
-	svc := benchService(root)
+	return RuncSpec(benchService(root), cgroupsPath)
+}
+
+// RuncSpec is the runtime-spec for runc of svc, as bundleSpec makes it
+// for the cold part's service: corral's own sandbox with Docker's
+// seccomp profile. Other parts of the bench (scale) give it their
+// service.
+func RuncSpec(svc *spec.Service, cgroupsPath string) (*rspec.Spec, error) {
+	root := svc.Rootfs
 	if err := spec.Validate(svc); err != nil {
 		return nil, fmt.Errorf("bench service: %w", err)
 	}

@@ -9,16 +9,17 @@ import (
 	"github.com/corral-dev/corral/integration/bench/busybox"
 )
 
-// busyboxApplets are linked in the root: true is the payload, the others
-// make the root usable when poking at it by hand.
-var busyboxApplets = []string{"true", "sh", "ls", "cat", "echo", "id", "ps", "mount", "hostname"}
+// busyboxApplets are linked in the root: true is the cold part's payload,
+// sleep the scale part's; the others make the root usable when poking at
+// it by hand.
+var busyboxApplets = []string{"true", "sleep", "sh", "ls", "cat", "echo", "id", "ps", "mount", "hostname"}
 
 // rootDirs are the root's empty mount points and scratch dirs.
 var rootDirs = []string{"bin", "proc", "dev", "sys", "tmp", "run", "etc", "root"}
 
-// makeBusyboxRoot builds a minimal root at dir: a static busybox and its
-// applet links.
-func makeBusyboxRoot(dir string) error {
+// MakeBusyboxRoot builds a minimal root at dir: a static busybox and its
+// applet links (true and sleep among them).
+func MakeBusyboxRoot(dir string) error {
 	src, err := busybox.Static()
 	if err != nil {
 		return err

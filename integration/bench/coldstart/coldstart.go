@@ -29,7 +29,7 @@ type Config struct {
 // once per round, and removes what the runtimes may have left in their
 // own state however it ends. Progress lines go to w.
 func Run(ctx context.Context, cfg Config, sc *scratch.Dir, w io.Writer) (rep *Report, err error) {
-	if err := makeBusyboxRoot(rootfsDir(sc)); err != nil {
+	if err := MakeBusyboxRoot(rootfsDir(sc)); err != nil {
 		return nil, err
 	}
 	variants, notes, err := setupVariants(cfg, sc)

@@ -61,7 +61,10 @@ type Report struct {
 	IdleS    float64      `json:"idle_window_s"`
 	Corral   []Repetition `json:"corral"`
 	S6       []Repetition `json:"s6,omitempty"`
-	Notes    []string     `json:"notes,omitempty"`
+	// Runc are `runc run -d` of each service one after another: only
+	// UpS, FirstUpS and DownS (runc delete --force of each) are set.
+	Runc  []Repetition `json:"runc,omitempty"`
+	Notes []string     `json:"notes,omitempty"`
 }
 
 // metric is one line of the table: how to read it from a run, and
@@ -74,15 +77,17 @@ type metric struct {
 	met func(median float64) bool
 	// corralOnly: s6 has no such thing.
 	corralOnly bool
+	// runc: runc's run has it too.
+	runc bool
 }
 
 const mb = 1 << 20
 
 func metrics(services int) []metric {
 	return []metric{
-		{label: "all running, from the fork (s)", value: func(r Repetition) float64 { return r.UpS },
+		{label: "all running, from the fork (s)", value: func(r Repetition) float64 { return r.UpS }, runc: true,
 			goal: fmt.Sprintf("< %g s", upGoal.Seconds()), met: func(m float64) bool { return m < upGoal.Seconds() }},
-		{label: "first running (s)", value: func(r Repetition) float64 { return r.FirstUpS }},
+		{label: "first running (s)", value: func(r Repetition) float64 { return r.FirstUpS }, runc: true},
 		{label: "failed starts, retried", value: func(r Repetition) float64 { return float64(r.StartFailures) }, corralOnly: true},
 		{label: "supervisor CPU to start all (s)", value: func(r Repetition) float64 { return r.StartCPUS }},
 		{label: "its exited children's CPU (s)", value: func(r Repetition) float64 { return r.StartChildCPUS }},
@@ -97,7 +102,7 @@ func metrics(services int) []metric {
 			goal: "0", met: func(m float64) bool { return m == 0 }},
 		{label: fmt.Sprintf("supervisor CPU in %s idle (ms)", idle), value: func(r Repetition) float64 { return r.IdleCPUMS }},
 		{label: fmt.Sprintf("sandbox inits wake-ups in %s idle", idle), value: func(r Repetition) float64 { return float64(r.IdleInitWakeups) }, corralOnly: true},
-		{label: "stop all: SIGTERM to all gone (s)", value: func(r Repetition) float64 { return r.DownS },
+		{label: "stop all: SIGTERM to all gone (s)", value: func(r Repetition) float64 { return r.DownS }, runc: true,
 			goal: fmt.Sprintf("< %g s", downGoal.Seconds()), met: func(m float64) bool { return m < downGoal.Seconds() }},
 	}
 }
@@ -161,8 +166,10 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nScale: %d services running `%s`, each started, measured and stopped %d times; median (min-max)\n", r.Services, command, r.Reps)
 	fmt.Fprintf(w, "corral: one daemon; each service in its own sandbox (built-in root, memory %s, pids %s, default hardening).\n", memoryFlag, pidsFlag)
 	fmt.Fprintf(w, "s6: s6-svscan + one s6-supervise per service, NO sandbox; its \"supervisor\" figures are s6-svscan's and every s6-supervise's.\n")
-	fmt.Fprintf(w, "%-38s %-24s %-24s %s\n", "", "corral", "s6", "corral's goal")
+	fmt.Fprintf(w, "runc: `runc run -d` of each service one after another (busybox root, Docker's seccomp profile, the same limits); stop: `runc delete --force` of each.\n")
+	fmt.Fprintf(w, "%-38s %-24s %-24s %-24s %s\n", "", "corral", "s6", "runc", "corral's goal")
 	r.printMetrics(w, metrics(r.Services))
+	r.printRatioGoals(w)
 	fmt.Fprintf(w, "(running: the service's command has exec'd, the same event for both: the kernel's exec event (proc connector), at its time,\n")
 	fmt.Fprintf(w, " of %s in a child of the supervisor's child (a sandbox's init, an s6-supervise); corral's daemon reports \"running\" before it.\n", commandName)
 	fmt.Fprintf(w, " Wake-ups: voluntary+involuntary context switches of every thread, /proc/PID/task/*/status; CPU: utime+stime, /proc/PID/stat,\n")
@@ -212,10 +219,57 @@ func (r *Report) printMetrics(w io.Writer, metrics []metric) {
 				goal = m.goal + ": NOT met"
 			}
 		}
-		s6 := "-"
+		s6, runc := "-", "-"
 		if !m.corralOnly {
 			s6 = formatMedian(r.S6, m.value)
 		}
-		fmt.Fprintf(w, "%-38s %-24s %-24s %s\n", m.label, formatMedian(r.Corral, m.value), s6, goal)
+		if m.runc {
+			runc = formatMedian(r.Runc, m.value)
+		}
+		fmt.Fprintf(w, "%-38s %-24s %-24s %-24s %s\n", m.label, formatMedian(r.Corral, m.value), s6, runc, goal)
 	}
+}
+
+// The performance issue's goals for 200 services: all running in at most
+// 0.4 times runc's time and 3 times s6's; the daemon and the inits in at
+// most 30 MB + 0.5 MB per sandbox of PSS.
+const (
+	runcRatioGoal = 0.4
+	s6RatioGoal   = 3.0
+	pssBaseGoal   = 30 * mb
+	pssPerSandbox = mb / 2
+)
+
+// printRatioGoals prints the goals that compare corral with the others,
+// from the medians, each with met or NOT met.
+func (r *Report) printRatioGoals(w io.Writer) {
+	if len(r.Corral) == 0 {
+		return
+	}
+	up := func(r Repetition) float64 { return r.UpS }
+	corral, _, _ := medianOf(r.Corral, up)
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	for _, other := range []struct {
+		name string
+		runs []Repetition
+		goal float64
+	}{{"runc run -d one by one", r.Runc, runcRatioGoal}, {"s6-svscan", r.S6, s6RatioGoal}} {
+		if len(other.runs) == 0 {
+			continue
+		}
+		o, _, _ := medianOf(other.runs, up)
+		if o <= 0 {
+			continue
+		}
+		ratio := corral / o
+		fmt.Fprintf(w, "all running, corral / %s: %.2f (goal <= %g: %s)\n", other.name, ratio, other.goal, verdict(ratio <= other.goal))
+	}
+	pss, _, _ := medianOf(r.Corral, func(r Repetition) float64 { return float64(r.SupervisorPSS + r.InitsPSS) })
+	goal := float64(pssBaseGoal) + float64(r.Services)*pssPerSandbox
+	fmt.Fprintf(w, "daemon + inits PSS: %.1f MB (goal <= 30 MB + 0.5 MB x %d = %.0f MB: %s)\n", pss/mb, r.Services, goal/mb, verdict(pss <= goal))
 }

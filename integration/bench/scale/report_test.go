@@ -64,3 +64,32 @@ func TestPrint(t *testing.T) {
 		t.Errorf("the table does not say when a service counts as running:\n%s", out.String())
 	}
 }
+
+// The ratio goals are computed from the medians and judged.
+func TestPrintRatioGoals(t *testing.T) {
+	r := &Report{Services: 200, Reps: 3,
+		Corral: []Repetition{{UpS: 8, SupervisorPSS: 40 * mb, InitsPSS: 60 * mb}, {UpS: 10, SupervisorPSS: 41 * mb, InitsPSS: 60 * mb}, {UpS: 9, SupervisorPSS: 42 * mb, InitsPSS: 60 * mb}},
+		S6:     []Repetition{{UpS: 2}, {UpS: 3}, {UpS: 4}},
+		Runc:   []Repetition{{UpS: 20}, {UpS: 22}, {UpS: 24}},
+	}
+	var out bytes.Buffer
+	r.Print(&out)
+	for _, want := range []string{
+		"all running, corral / runc run -d one by one: 0.41 (goal <= 0.4: NOT met)",
+		"all running, corral / s6-svscan: 3.00 (goal <= 3: met)",
+		"daemon + inits PSS: 101.0 MB (goal <= 30 MB + 0.5 MB x 200 = 130 MB: met)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+	// runc's column shows its start and stop times, and nothing else.
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(l, "all running, from the fork (s)") && !strings.Contains(l, "22 (20-24)") {
+			t.Errorf("runc's all-running median missing: %q", l)
+		}
+		if strings.HasPrefix(l, "supervisor PSS (MB)") && strings.Count(l, " - ") != 1 {
+			t.Errorf("runc has no supervisor, but its column shows one: %q", l)
+		}
+	}
+}

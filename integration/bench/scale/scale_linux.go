@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,9 +40,17 @@ const (
 	timeout = 60 * time.Second
 	// cgroupParent holds the scale daemon's sandboxes.
 	cgroupParent = cgroupfs.Parent + "/scale"
-	memoryFlag   = "32M"
-	pidsFlag     = "16"
-	command      = "/bin/sleep 100000"
+	// The services' limits, for corral's daemon and runc's bundles.
+	scaleMemory = 32 << 20
+	scalePids   = 16
+	command     = "/bin/sleep 100000"
+)
+
+// The limits as the daemon's values, made from the numbers above so that
+// corral and runc cannot be given different ones.
+var (
+	memoryFlag = strconv.Itoa(scaleMemory>>20) + "M"
+	pidsFlag   = strconv.Itoa(scalePids)
 )
 
 // Goals printed beside corral's figures.
@@ -52,6 +62,7 @@ const (
 // Config is what the scale part is told.
 type Config struct {
 	Corral   string // the corral binary, an absolute path
+	Runc     string // the runc binary; "" leaves runc out
 	Services int    // the number of services
 }
 
@@ -126,15 +137,20 @@ func Run(ctx context.Context, cfg Config, sc *scratch.Dir, g *child.Group, w io.
 		withS6 = false
 		rep.Notes = append(rep.Notes, "s6-svscan: unavailable: "+err.Error())
 	}
-	fmt.Fprintf(w, "\nscale: %d services, %d repetitions (corral and s6 in alternating order), %s idle window; corral's metrics: %s idle, %d scrapes\n",
-		cfg.Services, reps, idle, metricsInterval, metricsScrapes)
-	for r := 0; r < reps; r++ {
-		order := []string{"corral", "s6"}
-		if r%2 == 1 {
-			order = []string{"s6", "corral"}
+	withRunc := cfg.Runc != ""
+	if withRunc {
+		if b.cfg.Runc, err = exec.LookPath(cfg.Runc); err != nil {
+			withRunc = false
+			rep.Notes = append(rep.Notes, "runc: unavailable: "+err.Error())
 		}
-		for _, tool := range order {
-			if tool == "s6" && !withS6 {
+	}
+	fmt.Fprintf(w, "\nscale: %d services, %d repetitions (corral, s6 and runc in rotating order), %s idle window; corral's metrics: %s idle, %d scrapes\n",
+		cfg.Services, reps, idle, metricsInterval, metricsScrapes)
+	tools := []string{"corral", "s6", "runc"}
+	for r := 0; r < reps; r++ {
+		for i := range tools {
+			tool := tools[(r+i)%len(tools)]
+			if tool == "s6" && !withS6 || tool == "runc" && !withRunc {
 				continue
 			}
 			if err := ctx.Err(); err != nil {
@@ -142,12 +158,16 @@ func Run(ctx context.Context, cfg Config, sc *scratch.Dir, g *child.Group, w io.
 			}
 			var run Repetition
 			var err error
-			if tool == "corral" {
+			switch tool {
+			case "corral":
 				run, err = b.corralOnce(ctx, r)
 				rep.Corral = append(rep.Corral, run)
-			} else {
+			case "s6":
 				run, err = b.s6Once(ctx, r)
 				rep.S6 = append(rep.S6, run)
+			default:
+				run, err = b.runcOnce(ctx, r)
+				rep.Runc = append(rep.Runc, run)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("scale repetition %d, %s: %w", r+1, tool, err)
