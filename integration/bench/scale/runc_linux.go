@@ -69,11 +69,19 @@ func (b *bench) runcOnce(ctx context.Context, rep int) (run Repetition, err erro
 		}
 		pidFile := filepath.Join(bundles[i], "pid")
 		cmd := exec.Command(b.cfg.Runc, "--root", state, "run", "-d", "--pid-file", pidFile, "-b", bundles[i], id)
-		cmd.Stdin, cmd.Stdout = null, null
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil {
-			return run, fmt.Errorf("runc run -d %s: %w: %s", id, err, strings.TrimSpace(stderr.String()))
+		// Files, not pipes: the detached container keeps its stdio, and
+		// Run would wait for a pipe's end until the container ends.
+		errPath := filepath.Join(bundles[i], "runc.err")
+		stderr, err := os.Create(errPath)
+		if err != nil {
+			return run, err
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = null, null, stderr
+		err = cmd.Run()
+		stderr.Close()
+		if err != nil {
+			msg, _ := os.ReadFile(errPath)
+			return run, fmt.Errorf("runc run -d %s: %w: %s", id, err, strings.TrimSpace(string(msg)))
 		}
 		if pids[i], err = readPid(pidFile); err != nil {
 			return run, err

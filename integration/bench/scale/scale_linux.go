@@ -172,6 +172,7 @@ func Run(ctx context.Context, cfg Config, sc *scratch.Dir, g *child.Group, w io.
 			if err != nil {
 				return nil, fmt.Errorf("scale repetition %d, %s: %w", r+1, tool, err)
 			}
+			fmt.Fprintf(w, "scale: repetition %d, %s: all running in %.2f s, all stopped in %.2f s\n", r+1, tool, run.UpS, run.DownS)
 			time.Sleep(gap)
 		}
 	}
