@@ -126,7 +126,8 @@ func (d *daemonProc) accountingProblems(names []string) []string {
 	for _, sub := range []string{"libcontainer", "roots"} {
 		entries, _ := os.ReadDir(filepath.Join(d.stateDir, sub))
 		for _, e := range entries {
-			if !slices.Contains(names, e.Name()) {
+			// The shared built-in root's template is no service's.
+			if !slices.Contains(names, e.Name()) && !(sub == "roots" && isRootTemplate(e.Name())) {
 				problems = append(problems, fmt.Sprintf("state %s/%s of an unconfigured service is left", sub, e.Name()))
 			}
 		}

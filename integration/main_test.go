@@ -149,11 +149,17 @@ func findLeftovers() []string {
 	for _, sub := range []string{"sandboxes", "roots", "libcontainer"} {
 		entries, _ := os.ReadDir(filepath.Join(stateDir, sub))
 		for _, e := range entries {
-			out = append(out, "state "+filepath.Join(sub, e.Name()))
+			if sub != "roots" || !isRootTemplate(e.Name()) {
+				out = append(out, "state "+filepath.Join(sub, e.Name()))
+			}
 		}
 	}
 	return out
 }
+
+// isRootTemplate: the shared tree of read-only built-in roots, which
+// stays in the state dir for the next sandbox (as the init's copy does).
+func isRootTemplate(name string) bool { return strings.HasPrefix(name, ".template-") }
 
 // result is what one corral command did.
 type result struct {

@@ -1,6 +1,7 @@
 package rootfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,6 +22,13 @@ import (
 // runtime's to make, in what that mount holds.
 func (r *Root) MakeMountpoints(mounts []rspec.Mount) error {
 	if r.Path == "" {
+		return nil
+	}
+	if r.shared {
+		// Every sandbox's: a root that lacks one gets its own (Unshare).
+		if ok, err := r.HasMountpoints(mounts); err != nil || !ok {
+			return errors.Join(errors.New("mount points: missing in the shared built-in root"), err)
+		}
 		return nil
 	}
 	root, err := beneath.OpenRoot(r.Path)
@@ -80,6 +88,9 @@ func below(dst string, mounts []rspec.Mount) bool {
 // links and /etc files, never what is bound into it) owned by uid and
 // gid: the root of a sandbox in a user namespace, with a writable root.
 func (r *Root) GiveTo(uid, gid int) error {
+	if r.shared {
+		return errors.New("give root: the shared built-in root is never given away")
+	}
 	if !r.owned || r.Path == "" {
 		return nil
 	}

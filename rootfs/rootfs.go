@@ -34,6 +34,11 @@ type Root struct {
 	// (IDMapped): RemoveDir takes the mount down before it removes the
 	// (then empty) directory.
 	mapped bool
+	// shared: Path is a template shared by every read-only built-in root
+	// (HostBindShared), never written to or removed; own is the
+	// sandbox's own dir (its /etc files), removed with it.
+	shared bool
+	own    string
 }
 
 // IsBuiltin reports whether r is corral's built-in root (HostBind's).
@@ -71,6 +76,9 @@ func (r *Root) Apply(s *rspec.Spec) {
 func (r *Root) Remove() error {
 	if !r.owned {
 		return nil
+	}
+	if r.shared {
+		return RemoveDir(r.own)
 	}
 	return RemoveDir(r.Path)
 }

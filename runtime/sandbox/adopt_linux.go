@@ -252,7 +252,10 @@ func (m *Manager) rebuildRecord(name string) *record {
 	if cfg.Cgroups != nil {
 		rec.CgroupPath = cfg.Cgroups.Path
 	}
-	if root := filepath.Join(m.rootsDir(), name); cfg.Rootfs == root {
+	// Its built-in root: its own dir, or the shared template with its own
+	// /etc files in that dir.
+	root := filepath.Join(m.rootsDir(), name)
+	if cfg.Rootfs == root || filepath.Dir(cfg.Rootfs) == m.rootsDir() && rootfs.IsTemplate(filepath.Base(cfg.Rootfs)) {
 		rec.RootDir = root
 	}
 	rec.Created, rec.Started = state.Created, state.Created

@@ -335,12 +335,7 @@ func (m *Manager) create(svc *spec.Service, cgroupParent string, layers []string
 	if len(layers) > 0 {
 		sb.root, err = m.layeredRoot(svc, sb.rec.RootDir, layers, ids)
 	} else if svc.Rootfs == "" {
-		sb.root, err = rootfs.HostBind(sb.rec.RootDir, rootfs.HostBindOptions{
-			Hostname:    svc.EffectiveHostname(),
-			HostNetwork: svc.EffectiveNetwork() == spec.NetworkHost,
-			UID:         svc.User.UID,
-			GID:         svc.User.GID,
-		})
+		sb.root, err = m.builtinRoot(sb.rec.RootDir, builtinOptions(svc), svc.Security.WritableRoot)
 	} else if ids != nil {
 		// Shown to the sandbox through an id-mapped mount: its owners as
 		// they are on disk, nothing chowned.
@@ -387,6 +382,13 @@ func (m *Manager) create(svc *spec.Service, cgroupParent string, layers []string
 		Destination: pid1.PathInSandbox, Source: m.init, Type: "bind",
 		Options: []string{"bind", "ro", "nosuid", "nodev"},
 	})
+	if sb.root.Shared() {
+		if ok, _ := sb.root.HasMountpoints(s.Mounts); !ok {
+			if err := sb.unshareRoot(s, builtinOptions(svc)); err != nil {
+				return nil, fmt.Errorf("sandbox %s: %w", svc.Name, err)
+			}
+		}
+	}
 	if ids != nil {
 		if err := ids.prepareRoot(sb.root, s, svc); err != nil {
 			return nil, fmt.Errorf("sandbox %s: %w", svc.Name, err)
@@ -420,6 +422,62 @@ func (m *Manager) create(svc *spec.Service, cgroupParent string, layers []string
 		return nil, fmt.Errorf("sandbox %s: create: %w", svc.Name, err)
 	}
 	return sb, nil
+}
+
+// builtinOptions are what svc's built-in root holds of its own.
+func builtinOptions(svc *spec.Service) rootfs.HostBindOptions {
+	return rootfs.HostBindOptions{
+		Hostname:    svc.EffectiveHostname(),
+		HostNetwork: svc.EffectiveNetwork() == spec.NetworkHost,
+		UID:         svc.User.UID,
+		GID:         svc.User.GID,
+	}
+}
+
+// builtinRoot makes a sandbox's built-in root in dir: on the shared
+// template when the root is read-only (its own /etc files in dir), a
+// tree of its own when it is writable.
+func (m *Manager) builtinRoot(dir string, opt rootfs.HostBindOptions, writable bool) (*rootfs.Root, error) {
+	if writable {
+		return rootfs.HostBind(dir, opt)
+	}
+	template, err := rootfs.EnsureTemplate(m.rootsDir())
+	if err != nil {
+		return nil, err
+	}
+	return rootfs.HostBindShared(template, dir, opt)
+}
+
+// unshareRoot gives the sandbox a built-in root of its own instead of the
+// shared one, which lacks a mount point that s needs (the runtime, or
+// MakeMountpoints, would make it in the template every sandbox shares).
+// s's root is replaced, and the shared root's binds (one run of s's
+// mounts, where Apply put them, after Harden's standard mounts) by the
+// new root's.
+func (sb *Sandbox) unshareRoot(s *rspec.Spec, opt rootfs.HostBindOptions) error {
+	old := sb.root.Mounts
+	at := -1
+	for k := 0; k+len(old) <= len(s.Mounts) && at < 0; k++ {
+		if slices.EqualFunc(s.Mounts[k:k+len(old)], old, func(a, b rspec.Mount) bool {
+			return a.Destination == b.Destination && a.Source == b.Source
+		}) {
+			at = k
+		}
+	}
+	if at < 0 {
+		return errors.New("built-in root: its binds are not in the spec")
+	}
+	if err := sb.root.Remove(); err != nil {
+		return err
+	}
+	r, err := rootfs.HostBind(sb.rec.RootDir, opt)
+	if err != nil {
+		return err
+	}
+	sb.root = r
+	s.Root.Path = r.Path
+	s.Mounts = slices.Concat(s.Mounts[:at], r.Mounts, s.Mounts[at+len(old):])
+	return nil
 }
 
 // oomGroup makes an OOM kill take the whole sandbox on cgroup v2
@@ -1148,7 +1206,9 @@ func (m *Manager) sweepOrphanDirs(t *trust, live map[string]bool) []error {
 	}
 	if entries, err := os.ReadDir(m.rootsDir()); err == nil {
 		for _, e := range entries {
-			if !live[e.Name()] {
+			// Templates are shared by sandboxes of any name (and one being
+			// made by another process may be there): never swept.
+			if !live[e.Name()] && !rootfs.IsTemplate(e.Name()) {
 				if err := rootfs.RemoveDir(filepath.Join(m.rootsDir(), e.Name())); err != nil {
 					errs = append(errs, err)
 				}
