@@ -141,15 +141,8 @@ func (r *Root) fill(opt HostBindOptions) error {
 	if err != nil {
 		return err
 	}
-	for _, d := range l.dirs {
-		if err := os.Mkdir(filepath.Join(r.Path, d), 0o755); err != nil {
-			return err
-		}
-	}
-	for _, s := range l.links {
-		if err := os.Symlink(s.target, filepath.Join(r.Path, s.name)); err != nil {
-			return err
-		}
+	if err := l.makeTree(r.Path); err != nil {
+		return err
 	}
 	r.Mounts = append(r.Mounts, l.mounts...)
 	for _, f := range hostEtcCopies {
@@ -158,6 +151,22 @@ func (r *Root) fill(opt HostBindOptions) error {
 		}
 	}
 	return writeEtc(filepath.Join(r.Path, "etc"), opt)
+}
+
+// makeTree makes the layout's directories and symlinks in dir, a fresh
+// directory of corral's.
+func (l *layout) makeTree(dir string) error {
+	for _, d := range l.dirs {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	for _, s := range l.links {
+		if err := os.Symlink(s.target, filepath.Join(dir, s.name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // copyHostFile copies a small host file (following symlinks, such as

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -37,43 +38,49 @@ var sandboxEtc = []string{"hostname", "hosts", "passwd", "group", "resolv.conf"}
 // template or one being made.
 func IsTemplate(name string) bool { return strings.HasPrefix(name, TemplatePrefix) }
 
+// Template is a shared tree of the built-in root (EnsureTemplate's).
+type Template struct {
+	Path   string
+	layout *layout // what it was made of: its binds complete it
+}
+
 // EnsureTemplate returns the template of this host's built-in root in
 // dir (the roots dir), making it if it is missing. Its name is a hash of
 // what it holds: a host whose layout or copied /etc files changed gets a
 // new one beside the old, which sandboxes made before keep using.
-func EnsureTemplate(dir string) (string, error) {
+func EnsureTemplate(dir string) (*Template, error) {
 	l, err := hostLayout()
 	if err != nil {
-		return "", fmt.Errorf("root template: %w", err)
+		return nil, fmt.Errorf("root template: %w", err)
 	}
 	copies, err := readHostCopies()
 	if err != nil {
-		return "", fmt.Errorf("root template: %w", err)
+		return nil, fmt.Errorf("root template: %w", err)
 	}
-	path := filepath.Join(dir, TemplatePrefix+templateHash(l, copies))
-	if templateOK(path) {
-		return path, nil
+	t := &Template{Path: filepath.Join(dir, TemplatePrefix+templateHash(l, copies)), layout: l}
+	if templateOK(t.Path) {
+		return t, nil
 	}
 	tmp, err := os.MkdirTemp(dir, TemplatePrefix+"new-")
 	if err != nil {
-		return "", fmt.Errorf("root template: %w", err)
+		return nil, fmt.Errorf("root template: %w", err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		_ = RemoveDir(tmp)
-		return "", fmt.Errorf("root template: %w", err)
+		return nil, fmt.Errorf("root template: %w", err)
 	}
 	if err := fillTemplate(tmp, l, copies); err != nil {
 		_ = RemoveDir(tmp)
-		return "", fmt.Errorf("root template %s: %w", tmp, err)
+		return nil, fmt.Errorf("root template %s: %w", tmp, err)
 	}
 	// Another process may have made it meanwhile: theirs is the same.
-	if err := os.Rename(tmp, path); err != nil {
+	if err := os.Rename(tmp, t.Path); err != nil {
 		_ = RemoveDir(tmp)
-		if !templateOK(path) {
-			return "", fmt.Errorf("root template: %w", err)
+		if !templateOK(t.Path) {
+			return nil, fmt.Errorf("root template: %w", err)
 		}
 	}
-	return path, nil
+	return t, nil
 }
 
 // templateOK: path is a directory of ours (root's, not a link), as
@@ -140,28 +147,14 @@ func sortedKeys(m map[string]string) []string {
 	return out
 }
 
-func isSandboxEtc(name string) bool {
-	for _, n := range sandboxEtc {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
+func isSandboxEtc(name string) bool { return slices.Contains(sandboxEtc, name) }
 
 // fillTemplate makes the shared tree in dir: the layout, the copied host
 // files, the /etc files common to all, and an empty file where each
 // sandbox's own is bound.
 func fillTemplate(dir string, l *layout, copies map[string][]byte) error {
-	for _, d := range l.dirs {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			return err
-		}
-	}
-	for _, s := range l.links {
-		if err := os.Symlink(s.target, filepath.Join(dir, s.name)); err != nil {
-			return err
-		}
+	if err := l.makeTree(dir); err != nil {
+		return err
 	}
 	for f, data := range copies {
 		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
@@ -183,15 +176,11 @@ func fillTemplate(dir string, l *layout, copies map[string][]byte) error {
 // (EnsureTemplate's): dir, which must not exist, gets the sandbox's own
 // /etc files, bound read-only over the template's. The template becomes
 // the sandbox's "/"; Remove removes dir only.
-func HostBindShared(template, dir string, opt HostBindOptions) (*Root, error) {
-	l, err := hostLayout()
-	if err != nil {
-		return nil, fmt.Errorf("make root: %w", err)
-	}
+func HostBindShared(t *Template, dir string, opt HostBindOptions) (*Root, error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("make root: %w", err)
 	}
-	r := &Root{Path: template, own: dir, owned: true, builtin: true, shared: true, Mounts: l.mounts}
+	r := &Root{Path: t.Path, own: dir, owned: true, builtin: true, shared: true, Mounts: slices.Clone(t.layout.mounts)}
 	files := etcFiles(opt)
 	for _, name := range sandboxEtc {
 		src := filepath.Join(dir, name)

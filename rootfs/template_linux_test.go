@@ -22,11 +22,12 @@ func TestTemplateIsMadeOnceAndShared(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p, err := EnsureTemplate(dir)
+			tpl, err := EnsureTemplate(dir)
 			if err != nil {
 				t.Error(err)
+				return
 			}
-			paths[i] = p
+			paths[i] = tpl.Path
 		}()
 	}
 	wg.Wait()
@@ -56,8 +57,8 @@ func TestTemplateIsMadeOnceAndShared(t *testing.T) {
 		}
 	}
 	// Again: the same one, not a new one.
-	if p, err := EnsureTemplate(dir); err != nil || p != tpl {
-		t.Errorf("EnsureTemplate again = %s, %v; want %s", p, err, tpl)
+	if again, err := EnsureTemplate(dir); err != nil || again.Path != tpl {
+		t.Errorf("EnsureTemplate again = %+v, %v; want %s", again, err, tpl)
 	}
 }
 
@@ -75,8 +76,8 @@ func TestHostBindShared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Path != tpl || !r.Shared() || !r.IsBuiltin() {
-		t.Fatalf("root %+v, want the shared template %s", r, tpl)
+	if r.Path != tpl.Path || !r.Shared() || !r.IsBuiltin() {
+		t.Fatalf("root %+v, want the shared template %s", r, tpl.Path)
 	}
 	for _, name := range sandboxEtc {
 		i := slices.IndexFunc(r.Mounts, func(m rspec.Mount) bool { return m.Destination == "/etc/"+name })
@@ -104,7 +105,7 @@ func TestHostBindShared(t *testing.T) {
 	if _, err := os.Lstat(own); !os.IsNotExist(err) {
 		t.Errorf("its dir is left after Remove: %v", err)
 	}
-	if _, err := os.Lstat(filepath.Join(tpl, "etc")); err != nil {
+	if _, err := os.Lstat(filepath.Join(tpl.Path, "etc")); err != nil {
 		t.Errorf("Remove touched the template: %v", err)
 	}
 }
@@ -116,7 +117,7 @@ func TestHasMountpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Root{Path: tpl, shared: true}
+	r := &Root{Path: tpl.Path, shared: true}
 	usual := []rspec.Mount{
 		{Destination: "/proc", Type: "proc"},
 		{Destination: "/dev", Type: "tmpfs"},
@@ -131,7 +132,7 @@ func TestHasMountpoints(t *testing.T) {
 		if ok, _ := r.HasMountpoints(append(slices.Clone(usual), rspec.Mount{Destination: extra, Type: "bind"})); ok {
 			t.Errorf("%s: reported there", extra)
 		}
-		if _, err := os.Lstat(filepath.Join(tpl, extra)); !os.IsNotExist(err) {
+		if _, err := os.Lstat(filepath.Join(tpl.Path, extra)); !os.IsNotExist(err) {
 			t.Errorf("%s was made in the template: %v", extra, err)
 		}
 	}
