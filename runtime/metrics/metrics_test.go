@@ -504,3 +504,16 @@ func TestServe(t *testing.T) {
 		t.Error("still serving after ctx ended")
 	}
 }
+
+func TestAcceptsGzip(t *testing.T) {
+	for h, want := range map[string]bool{
+		"": false, "gzip": true, "deflate, gzip": true, "GZIP;q=0.5": true,
+		"gzip;q=0": false, "gzip; q=0.000": false, "identity": false, "gzip;q=x": false,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Accept-Encoding", h)
+		if got := acceptsGzip(r); got != want {
+			t.Errorf("Accept-Encoding %q: %v, want %v", h, got, want)
+		}
+	}
+}
