@@ -59,6 +59,15 @@ func TestOCIComplianceRuntimeTools(t *testing.T) {
 		{Name: "corral", Bin: corralRunc, Root: filepath.Join(dir, "root-corral"), CgroupParent: parent + "/corral"},
 	}
 	t.Cleanup(func() { sweepOCIRuntimes(t, runtimes, parent) })
+	// Every program runs in a mount namespace of its own: nothing it
+	// mounts may stay on the host (it did: a container without a mount
+	// namespace has its proc, dev and sys mounted in the caller's).
+	before := mountPointSet()
+	defer func() {
+		for _, m := range newMountsUnder(before, os.TempDir()) {
+			t.Errorf("the suite left a mount on the host: %s", m)
+		}
+	}()
 	results := map[string][]*oci.Program{}
 	for _, name := range suite.Programs {
 		// Interleaved: a slow spell of the machine hits both alike.
@@ -160,4 +169,24 @@ func sweepOCIRuntimes(t *testing.T, runtimes []oci.Runtime, parent string) {
 			}
 		}
 	}
+}
+
+// mountPointSet is the set of the host's mount points now.
+func mountPointSet() map[string]bool {
+	set := map[string]bool{}
+	for _, m := range mountsUnder("") {
+		set[m] = true
+	}
+	return set
+}
+
+// newMountsUnder lists the mount points under dir that were not in before.
+func newMountsUnder(before map[string]bool, dir string) []string {
+	var out []string
+	for _, m := range mountsUnder(dir) {
+		if !before[m] {
+			out = append(out, m)
+		}
+	}
+	return out
 }
