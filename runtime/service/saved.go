@@ -75,7 +75,10 @@ func (s Saved) equal(o Saved) bool {
 }
 
 // Files is the Store of a directory: one NAME.json per service, each
-// written atomically (store.WriteJSON).
+// replaced whole (store.ReplaceJSON), without fsync. It is in the state
+// dir, which is meant to be a tmpfs, gone at a reboot: a crash of the
+// daemon leaves each file old or new, never torn, and an fsync would buy
+// nothing there but a cost on every change of state (two per start).
 type Files struct{ Dir string }
 
 func (f Files) path(name string) string { return filepath.Join(f.Dir, name+".json") }
@@ -94,7 +97,7 @@ func (f Files) Load(name string) (Saved, error) {
 }
 
 // Save writes a service's saved state.
-func (f Files) Save(name string, s Saved) error { return store.WriteJSON(f.path(name), s) }
+func (f Files) Save(name string, s Saved) error { return store.ReplaceJSON(f.path(name), s) }
 
 // Remove forgets a service's saved state.
 func (f Files) Remove(name string) error {
