@@ -2,6 +2,7 @@ package coldstart
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,5 +69,34 @@ func TestReportVsRunc(t *testing.T) {
 	}
 	if c := r.find("runc"); c == nil || c.VsRunc != 1 || len(c.SamplesMS) != 3 {
 		t.Errorf("runc: %+v", c)
+	}
+}
+
+// The goal lines judge the rounds' own ratios, against runc and crun.
+func TestReportPrintsGoalVerdicts(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var out []time.Duration
+		for _, x := range v {
+			out = append(out, time.Duration(x)*time.Millisecond)
+		}
+		return out
+	}
+	variant := func(name string) *Variant {
+		return &Variant{name: name, argv: func(int) []string { return []string{name} }}
+	}
+	variants := []*Variant{variant("corral --rootfs busybox"), variant("runc"), variant("crun")}
+	r := newReport(Config{Rounds: 3, Warmup: 1}, variants, [][]time.Duration{ms(20, 30, 25), ms(50, 50, 50), ms(25, 25, 25)})
+	var out strings.Builder
+	r.Print(&out)
+	for _, want := range []string{
+		"corral --rootfs busybox / runc: 0.50x (95% CI 0.40-0.60; goal <= 0.50x: met at the median, within noise)",
+		"corral --rootfs busybox / crun: 1.00x (95% CI 0.80-1.20; goal <= 1.00x: met at the median, within noise)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "corral (host root) / runc") {
+		t.Errorf("a goal line for a variant that did not run:\n%s", out.String())
 	}
 }

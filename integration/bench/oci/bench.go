@@ -306,7 +306,7 @@ func (r *Report) Print(w io.Writer) {
 			}
 		}
 		ratio, ci := r.CtrRatios["corral-runc"], r.CtrCIs["corral-runc"]
-		fmt.Fprintf(w, "  corral-runc through containerd: %.2fx runc, 95%% CI %.2f-%.2f (goal <= 1.0x: %s)\n", ratio, ci[0], ci[1], ctrVerdict(ratio, ci))
+		fmt.Fprintf(w, "  corral-runc through containerd: %.2fx runc, 95%% CI %.2f-%.2f (goal <= 1.0x: %s)\n", ratio, ci[0], ci[1], stats.RatioVerdict(ratio, ci[0], ci[1], 1.0))
 	}
 	for _, name := range []string{"runc", "corral"} {
 		if c, ok := r.Compliance[name]; ok {
@@ -319,17 +319,3 @@ func (r *Report) Print(w io.Writer) {
 	}
 }
 
-// ctrVerdict: met when the median ratio is at most 1.0; a confidence
-// interval that still reaches above 1.0 says so, as does one that stays
-// above it.
-func ctrVerdict(ratio float64, ci [2]float64) string {
-	switch {
-	case ratio <= 1.0 && ci[1] > 1.0:
-		return "met at the median, within noise"
-	case ratio <= 1.0:
-		return "met"
-	case ci[0] <= 1.0:
-		return "NOT met at the median, within noise"
-	}
-	return "NOT met"
-}

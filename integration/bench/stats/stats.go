@@ -118,3 +118,18 @@ func PairedRatio(a, b []float64) (median, lo, hi float64) {
 	}
 	return MedianCI(r)
 }
+
+// RatioVerdict judges a ratio goal (at most goal) on a paired ratio's
+// median and its 95% interval lo..hi: met or NOT met at the median, and
+// "within noise" when the interval reaches across the goal.
+func RatioVerdict(ratio, lo, hi, goal float64) string {
+	switch {
+	case ratio <= goal && hi > goal:
+		return "met at the median, within noise"
+	case ratio <= goal:
+		return "met"
+	case lo <= goal:
+		return "NOT met at the median, within noise"
+	}
+	return "NOT met"
+}

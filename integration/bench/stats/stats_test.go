@@ -80,3 +80,21 @@ func TestMedianCIKeepsItsInput(t *testing.T) {
 		t.Errorf("median %v of %v: want 2, input unsorted", m, v)
 	}
 }
+
+func TestRatioVerdictSaysWhenNoiseDecides(t *testing.T) {
+	for _, c := range []struct {
+		ratio, lo, hi, goal float64
+		want                string
+	}{
+		{0.95, 0.9, 0.99, 1, "met"},
+		{0.99, 0.95, 1.03, 1, "met at the median, within noise"},
+		{1.01, 0.98, 1.05, 1, "NOT met at the median, within noise"},
+		{1.08, 1.05, 1.1, 1, "NOT met"},
+		{0.45, 0.40, 0.49, 0.5, "met"},
+		{0.65, 0.60, 0.70, 0.5, "NOT met"},
+	} {
+		if got := RatioVerdict(c.ratio, c.lo, c.hi, c.goal); got != c.want {
+			t.Errorf("RatioVerdict(%v, %v, %v, %v) = %q, want %q", c.ratio, c.lo, c.hi, c.goal, got, c.want)
+		}
+	}
+}
