@@ -318,4 +318,3 @@ func (r *Report) Print(w io.Writer) {
 		fmt.Fprintln(w, "  note:", n)
 	}
 }
-
