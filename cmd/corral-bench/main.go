@@ -33,7 +33,7 @@
 //	             [--rounds 200] [--warmup 5] [--kills 40] [--scale 200]
 //	             [--image-rounds 5] [--image-services 100]
 //	             [--bridge-services 200] [--traffic-rounds 10]
-//	             [--json FILE] [--runc runc] [--crun crun|""] [--scratch-base /var/tmp]
+//	             [--json FILE] [--runc runc] [--crun crun|""] [--scratch-base /var/tmp] [--scratch-tmpfs=true]
 //	             [--oci-suite integration/ocicompliance|""] [--go go]
 //
 // With CORRAL_BENCH_SERVE=ADDR in its environment, it is instead the
@@ -73,23 +73,24 @@ import (
 )
 
 type options struct {
-	corral      string
-	runc        string
-	crun        string
-	rounds      int
-	warmup      int
-	kills       int
-	scale       int
-	imageRounds int
-	imageSvcs   int
-	bridgeSvcs  int
-	traffic     int
-	only        string
-	jsonPath    string
-	scratchBase string
-	ociSuite    string
-	ctrRounds   int
-	goBin       string
+	corral       string
+	runc         string
+	crun         string
+	rounds       int
+	warmup       int
+	kills        int
+	scale        int
+	imageRounds  int
+	imageSvcs    int
+	bridgeSvcs   int
+	traffic      int
+	only         string
+	jsonPath     string
+	scratchBase  string
+	scratchTmpfs bool
+	ociSuite     string
+	ctrRounds    int
+	goBin        string
 }
 
 // The parts of the bench, in the order they run.
@@ -126,6 +127,7 @@ func parseFlags() *options {
 	flag.StringVar(&o.only, "only", "", "run one part only: "+strings.Join(parts, ", ")+" (default: all)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.scratchBase, "scratch-base", "/var/tmp", "directory under which the scratch dir is made")
+	flag.BoolVar(&o.scratchTmpfs, "scratch-tmpfs", true, "mount a tmpfs on the scratch dir: every tool's state dir on a tmpfs, as /run is on a typical host (false: the base's filesystem)")
 	flag.StringVar(&o.goBin, "go", "go", "oci: the go command that builds the validation suite")
 	flag.IntVar(&o.ctrRounds, "ctr-rounds", 20, "oci: rounds of `ctr run --rm` through containerd (0: none)")
 	flag.StringVar(&o.ociSuite, "oci-suite", "integration/ocicompliance", "oci: the runtime-tools module whose validation suite is run (empty: skip it)")
@@ -171,7 +173,7 @@ func run(ctx context.Context, o *options) (err error) {
 		return fmt.Errorf("--corral: %w (build it with: make build)", err)
 	}
 
-	sc, err := scratch.New(o.scratchBase, filepath.Dir(corral))
+	sc, err := scratch.New(o.scratchBase, filepath.Dir(corral), o.scratchTmpfs)
 	if err != nil {
 		return err
 	}

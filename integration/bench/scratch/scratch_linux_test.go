@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestWithin(t *testing.T) {
@@ -28,13 +30,13 @@ func TestNewRefusesBelowBinary(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(bin, "tmp"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(filepath.Join(bin, "tmp"), bin); err == nil {
+	if _, err := New(filepath.Join(bin, "tmp"), bin, false); err == nil {
 		t.Fatal("a scratch base below corral's directory was accepted")
 	}
 }
 
 func TestStateDirsAndLeftovers(t *testing.T) {
-	s, err := New(t.TempDir(), t.TempDir())
+	s, err := New(t.TempDir(), t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,5 +68,39 @@ func TestStateDirsAndLeftovers(t *testing.T) {
 	}
 	if _, err := os.Stat(s.String()); !os.IsNotExist(err) {
 		t.Errorf("scratch dir still there: %v", err)
+	}
+}
+
+// With tmpfs, the scratch dir is a tmpfs of its own, which Remove
+// unmounts before it removes the dir; a mount left inside still stops it.
+func TestTmpfsScratchIsUnmountedByRemove(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	s, err := New(t.TempDir(), t.TempDir(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ := s.FSType(); typ != "tmpfs" {
+		t.Errorf("scratch dir on %s, want tmpfs", typ)
+	}
+	inner := s.Path("inner")
+	if err := os.Mkdir(inner, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("inner", inner, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(); err == nil {
+		t.Fatal("Remove went on with a mount left inside")
+	}
+	if err := unix.Unmount(inner, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.String()); !os.IsNotExist(err) {
+		t.Errorf("scratch dir left: %v", err)
 	}
 }
