@@ -195,6 +195,13 @@ func (s *Scale) print(w io.Writer) {
 	}
 }
 
+// BridgeUp is the median time to all running on the bridge network, in
+// seconds (0: no run).
+func (s *Scale) BridgeUp() float64 {
+	up, _, _ := scaleMedian(s.Bridge, func(r ScaleRun) float64 { return r.UpS })
+	return up
+}
+
 func scaleMedian(runs []ScaleRun, value func(ScaleRun) float64) (med, lo, hi float64) {
 	v := make([]float64, len(runs))
 	for i, r := range runs {

@@ -19,8 +19,8 @@ import (
 	"github.com/corral-dev/corral/integration/bench/scratch"
 )
 
-// benchImage is the busybox root as an image in corral's store.
-const benchImage = "corral-bench/busybox:1"
+// BenchImage is the busybox root as an image in corral's store.
+const BenchImage = "corral-bench/busybox:1"
 
 // ImageGoalRatio bounds a start from an image (an overlay of its
 // id-mapped layers) against one on the built-in root, at the median.
@@ -35,7 +35,7 @@ func imageVariant(corral string, sc *scratch.Dir) (*Variant, error) {
 	}
 	data := sc.Path("data")
 	layoutDir := sc.Path("busybox-oci")
-	if err := writeImageLayout(rootfsDir(sc), sc.Path("busybox-layer.tar"), layoutDir); err != nil {
+	if err := WriteImageLayout(rootfsDir(sc), sc.Path("busybox-layer.tar"), layoutDir); err != nil {
 		return nil, fmt.Errorf("busybox image: %w", err)
 	}
 	if out, err := exec.Command(corral, "--data-dir", data, "image", "import", layoutDir).CombinedOutput(); err != nil {
@@ -43,7 +43,7 @@ func imageVariant(corral string, sc *scratch.Dir) (*Variant, error) {
 	}
 	args := []string{corral, "--state-dir", state, "--data-dir", data, "run", "--pull", "never",
 		"--memory", MemoryFlag, "--cpus", CPUsFlag, "--pids", PidsFlag,
-		"--cgroup-parent", cgroupfs.Parent, "--image", benchImage, "--", "/bin/true"}
+		"--cgroup-parent", cgroupfs.Parent, "--image", BenchImage, "--", "/bin/true"}
 	return &Variant{
 		name:  "corral --image busybox",
 		note:  "the busybox root as a one-layer image: an overlay of its id-mapped layer",
@@ -53,9 +53,9 @@ func imageVariant(corral string, sc *scratch.Dir) (*Variant, error) {
 	}, nil
 }
 
-// writeImageLayout makes an OCI layout at dir of one image whose single
-// layer is root's tree (tarred to tarPath), named benchImage.
-func writeImageLayout(root, tarPath, dir string) error {
+// WriteImageLayout makes an OCI layout at dir of one image whose single
+// layer is root's tree (tarred to tarPath), named BenchImage.
+func WriteImageLayout(root, tarPath, dir string) error {
 	if err := tarTree(root, tarPath); err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func writeImageLayout(root, tarPath, dir string) error {
 	if err != nil {
 		return err
 	}
-	return p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": benchImage}),
+	return p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": BenchImage}),
 		layout.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}))
 }
 

@@ -93,3 +93,34 @@ func TestPrintRatioGoals(t *testing.T) {
 		}
 	}
 }
+
+// The image runs get their own line and goals; PrintUpGoals judges any
+// other corral's time (the bridge part's) against this part's runc and s6.
+func TestImageAndBridgeUpGoals(t *testing.T) {
+	r := &Report{Services: 200, Reps: 3,
+		Corral: []Repetition{{UpS: 8}, {UpS: 9}, {UpS: 10}},
+		Image:  []Repetition{{UpS: 6, DownS: 1}, {UpS: 7, DownS: 2}, {UpS: 12, DownS: 3}},
+		S6:     []Repetition{{UpS: 2}, {UpS: 3}, {UpS: 4}},
+		Runc:   []Repetition{{UpS: 20}, {UpS: 20}, {UpS: 20}},
+	}
+	var out bytes.Buffer
+	r.Print(&out)
+	r.PrintUpGoals(&out, " on the bridge network", 12)
+	for _, want := range []string{
+		"corral, every service from one image (busybox, imported once): all running 7 s (6-12), stop all 2 s",
+		"all running from one image, corral / runc run -d one by one: 0.35 (goal <= 0.4: met)",
+		"all running from one image, corral / s6-svscan: 2.33 (goal <= 3: met)",
+		"all running on the bridge network, corral / runc run -d one by one: 0.60 (goal <= 0.4: NOT met)",
+		"all running on the bridge network, corral / s6-svscan: 4.00 (goal <= 3: NOT met)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+	// Without runc or s6 runs, no goal line (and no panic).
+	var none bytes.Buffer
+	(&Report{}).PrintUpGoals(&none, " x", 5)
+	if none.Len() != 0 {
+		t.Errorf("goal lines with nothing to compare with: %q", none.String())
+	}
+}

@@ -144,9 +144,13 @@ func Run(ctx context.Context, cfg Config, sc *scratch.Dir, g *child.Group, w io.
 			rep.Notes = append(rep.Notes, "runc: unavailable: "+err.Error())
 		}
 	}
-	fmt.Fprintf(w, "\nscale: %d services, %d repetitions (corral, s6 and runc in rotating order), %s idle window; corral's metrics: %s idle, %d scrapes\n",
+	fmt.Fprintf(w, "\nscale: %d services, %d repetitions (corral, s6, runc and corral from one image in rotating order), %s idle window; corral's metrics: %s idle, %d scrapes\n",
 		cfg.Services, reps, idle, metricsInterval, metricsScrapes)
-	tools := []string{"corral", "s6", "runc"}
+	data, err := b.prepareImage()
+	if err != nil {
+		return nil, err
+	}
+	tools := []string{"corral", "s6", "runc", "corral-image"}
 	for r := 0; r < reps; r++ {
 		for i := range tools {
 			tool := tools[(r+i)%len(tools)]
@@ -165,6 +169,9 @@ func Run(ctx context.Context, cfg Config, sc *scratch.Dir, g *child.Group, w io.
 			case "s6":
 				run, err = b.s6Once(ctx, r)
 				rep.S6 = append(rep.S6, run)
+			case "corral-image":
+				run, err = b.imageOnce(ctx, r, data)
+				rep.Image = append(rep.Image, run)
 			default:
 				run, err = b.runcOnce(ctx, r)
 				rep.Runc = append(rep.Runc, run)
