@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"os"
+	"runtime"
+	"runtime/debug"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/seccomp"
@@ -23,7 +25,14 @@ func IsInitChild() bool {
 
 // Init is the child side of a sandbox start; call it from the main
 // package's init() when os.Args[1] == InitArg. It does not return.
+//
+// The Go init lives only until it execs corral's own init, and does its
+// work one step after another: one P (no idle Ps' threads spinning up at
+// every wake-up) and no garbage collection (its heap stays small).
+// Interleaved cold starts: 1.6-7% sooner; no change in the CPU of 200.
 func Init() {
+	runtime.GOMAXPROCS(1)
+	debug.SetGCPercent(-1)
 	libcontainer.Init()
 }
 
