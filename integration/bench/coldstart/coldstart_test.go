@@ -52,13 +52,6 @@ func TestRotation(t *testing.T) {
 }
 
 func TestReportVsRunc(t *testing.T) {
-	ms := func(v ...int) []time.Duration {
-		var out []time.Duration
-		for _, x := range v {
-			out = append(out, time.Duration(x)*time.Millisecond)
-		}
-		return out
-	}
 	variants := []*Variant{
 		{name: "corral --rootfs busybox", argv: func(int) []string { return []string{"corral"} }},
 		{name: "runc", argv: func(int) []string { return []string{"runc"} }},
@@ -74,13 +67,6 @@ func TestReportVsRunc(t *testing.T) {
 
 // The goal lines judge the rounds' own ratios, against runc and crun.
 func TestReportPrintsGoalVerdicts(t *testing.T) {
-	ms := func(v ...int) []time.Duration {
-		var out []time.Duration
-		for _, x := range v {
-			out = append(out, time.Duration(x)*time.Millisecond)
-		}
-		return out
-	}
 	variant := func(name string) *Variant {
 		return &Variant{name: name, argv: func(int) []string { return []string{name} }}
 	}
@@ -99,4 +85,13 @@ func TestReportPrintsGoalVerdicts(t *testing.T) {
 	if strings.Contains(out.String(), "corral (host root) / runc") {
 		t.Errorf("a goal line for a variant that did not run:\n%s", out.String())
 	}
+}
+
+// ms is the samples v, in milliseconds.
+func ms(v ...int) []time.Duration {
+	var out []time.Duration
+	for _, x := range v {
+		out = append(out, time.Duration(x)*time.Millisecond)
+	}
+	return out
 }
