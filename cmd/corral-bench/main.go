@@ -29,7 +29,7 @@
 //
 // Usage:
 //
-//	corral-bench --corral bin/corral [--only cold|restart|scale|images|bridge|oci]
+//	corral-bench --corral bin/corral [--only cold,restart,scale,images,bridge,oci]
 //	             [--rounds 200] [--warmup 5] [--kills 40] [--scale 200]
 //	             [--image-rounds 5] [--image-services 100]
 //	             [--bridge-services 200] [--traffic-rounds 10]
@@ -96,7 +96,9 @@ type options struct {
 // The parts of the bench, in the order they run.
 var parts = []string{"cold", "restart", "scale", "images", "bridge", "oci"}
 
-func (o *options) runs(part string) bool { return o.only == "" || o.only == part }
+func (o *options) runs(part string) bool {
+	return o.only == "" || slices.Contains(strings.Split(o.only, ","), part)
+}
 
 func main() {
 	if addr, ok := os.LookupEnv(bridge.ServeEnv); ok {
@@ -124,7 +126,7 @@ func parseFlags() *options {
 	flag.IntVar(&o.imageSvcs, "image-services", 100, "images: services run from the image to measure the disk they use")
 	flag.IntVar(&o.bridgeSvcs, "bridge-services", 200, fmt.Sprintf("bridge: the services of its daemons (at most %d)", bridge.MaxServices))
 	flag.IntVar(&o.traffic, "traffic-rounds", 10, "bridge: rounds of TCP throughput and round trips through each path")
-	flag.StringVar(&o.only, "only", "", "run one part only: "+strings.Join(parts, ", ")+" (default: all)")
+	flag.StringVar(&o.only, "only", "", "run only these parts, comma-separated: "+strings.Join(parts, ", ")+" (default: all)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.scratchBase, "scratch-base", "/var/tmp", "directory under which the scratch dir is made")
 	flag.BoolVar(&o.scratchTmpfs, "scratch-tmpfs", true, "mount a tmpfs on the scratch dir: every tool's state dir on a tmpfs, as /run is on a typical host (false: the base's filesystem)")
@@ -159,8 +161,12 @@ func run(ctx context.Context, o *options) (err error) {
 	if o.rounds < 1 || o.warmup < 0 || o.kills < 1 || o.scale < 1 || o.imageRounds < 1 || o.imageSvcs < 1 || o.bridgeSvcs < 1 || o.traffic < 1 {
 		return fmt.Errorf("--rounds, --kills, --scale, --image-rounds, --image-services, --bridge-services and --traffic-rounds must be at least 1 and --warmup at least 0")
 	}
-	if o.only != "" && !slices.Contains(parts, o.only) {
-		return fmt.Errorf("--only %q: use one of %s", o.only, strings.Join(parts, ", "))
+	if o.only != "" {
+		for _, p := range strings.Split(o.only, ",") {
+			if !slices.Contains(parts, p) {
+				return fmt.Errorf("--only %q: %q is no part; use some of %s, comma-separated", o.only, p, strings.Join(parts, ", "))
+			}
+		}
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("must run as root: every variant makes namespaces and cgroups")
