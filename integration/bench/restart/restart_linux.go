@@ -203,7 +203,8 @@ func (b *bench) start(ctx context.Context) error {
 
 // corralConfig is the daemon's service file: the stamp service in a
 // sandbox with the cold-start variant's limits, writing its stamp through
-// a bind mount, restarted at once. crash_loop is raised out of reach: by
+// a bind mount (id-mapped: the sandbox's root, in its own user namespace,
+// writes as the host's root there, which owns the dir), restarted at once. crash_loop is raised out of reach: by
 // default 5 failures within 60 s, which the kills reach in 20 s, hold a
 // service at backoff.max (30 s) between starts.
 func (b *bench) corralConfig() string {
@@ -221,7 +222,7 @@ services:
       crash_loop: {failures: 1000000, window: 1s}
 `, cgroupParent, daemon.YAMLString(b.path("logs")), service,
 		daemon.YAMLList("/bin/sh", "-c", stampScript("/shared/started", serviceCommand)),
-		daemon.YAMLString(b.path("corral")+":/shared:rw"),
+		daemon.YAMLString(b.path("corral")+":/shared:rw,idmap"),
 		coldstart.MemoryFlag, coldstart.CPUsFlag, coldstart.PidsFlag)
 }
 
