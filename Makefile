@@ -21,14 +21,15 @@ BIN      := bin/corral
 # (the CNCF distribution registry) for the image pull tests, umoci for the
 # test that checks an image's root against `umoci unpack` (and the bench),
 # containerd (with ctr and its runc shim) for the tests that have it drive
-# corral-runc, runc as the reference the runtime-tools suite compares it with.
-DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static python3 docker-registry umoci containerd runc
+# corral-runc, runc as the reference the runtime-tools suite compares it with;
+# supervisor and s6 for the test that runs the bench's cold and restart parts.
+DEPS     := gcc libc6-dev pkg-config libseccomp-dev busybox-static python3 docker-registry umoci containerd runc supervisor s6
 # crictl (Kubernetes' CRI client) for the CRI test: built from the Go
 # module proxy into .cache/bin, where the test looks for it.
 CRICTL_VERSION := v1.37.0
 CRICTL   := .cache/bin/crictl
 # What else `make bench` compares corral against.
-BENCH_DEPS := crun supervisor s6 skopeo
+BENCH_DEPS := crun skopeo
 
 .PHONY: all deps crictl build install demo example-image up down test unit integration test-cgroup2 bench bench-deps clean
 
