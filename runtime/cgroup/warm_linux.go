@@ -18,7 +18,7 @@ import (
 // Every move of a process into a cgroup (a write to cgroup.procs) takes
 // one lock of the whole machine, cgroup_threadgroup_rwsem, for writing.
 // Taken from its idle state, it first waits for an RCU grace period:
-// 7.5-12 ms on this kind of machine, while the sandbox's init waits for
+// 7.5-17 ms on this kind of machine, while the sandbox's init waits for
 // its parent, which waits for the lock. Taken again within a grace
 // period after the last writer, it is taken at once (0.02 ms). So
 // WarmAttach moves a placeholder child of its own into the cgroup at path

@@ -430,7 +430,8 @@ func (m *Manager) create(svc *spec.Service, cgroupParent string, layers []string
 
 // warmAttach warms the kernel's cgroup attach lock for the move of sb's
 // init into its cgroup (see cgroup.WarmAttach), beside the rest of its
-// set-up: that move is 7.5-12 ms sooner for it on this kind of machine.
+// set-up: the grace period that move would wait for (7.5-17 ms on this
+// kind of machine) runs meanwhile.
 // The warm-up's cgroup is a sibling of the sandbox's, named after it with
 // a leading dot (no service's name has one); a parent cgroup it makes is
 // one sb claimed, removed by its Destroy. The returned channel is closed
