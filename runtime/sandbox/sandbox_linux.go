@@ -441,13 +441,19 @@ func (m *Manager) warmAttach(sb *Sandbox) chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := m.cgroups.WarmAttach(filepath.Join(parent, ".warm-"+sb.Name), slices.Contains(sb.claims, parent))
+		err := m.cgroups.WarmAttach(warmCgroup(sb.rec.CgroupPath), slices.Contains(sb.claims, parent))
 		if err != nil {
 			// Only slower: the runtime's own move takes the lock cold.
 			m.log.WithError(err).WithField("sandbox", sb.Name).Debug("warm-up of the cgroup attach lock")
 		}
 	}()
 	return done
+}
+
+// warmCgroup is the warm-up's cgroup for the sandbox whose cgroup is
+// cgroupPath: its sibling, named after it with a leading dot.
+func warmCgroup(cgroupPath string) string {
+	return filepath.Join(filepath.Dir(cgroupPath), ".warm-"+filepath.Base(cgroupPath))
 }
 
 // builtinOptions are what svc's built-in root holds of its own.
@@ -997,10 +1003,13 @@ func waitStopped(c *libcontainer.Container, timeout time.Duration) error {
 func (m *Manager) release(rec *record, claims []string, counted bool) error {
 	var errs []error
 	// The leaf normally went with libcontainer's Destroy; a half-made
-	// sandbox may have left it.
+	// sandbox may have left it, and a corral killed during its warm-up
+	// the warm-up's (empty: its child ends with its parent).
 	if rec.CgroupPath != "" {
-		if err := m.cgroups.RemoveEmpty(rec.CgroupPath); err != nil {
-			errs = append(errs, err)
+		for _, cg := range []string{rec.CgroupPath, warmCgroup(rec.CgroupPath)} {
+			if err := m.cgroups.RemoveEmpty(cg); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	parents := rec.CreatedCgroups
