@@ -120,10 +120,17 @@ func (p *Program) Completed() bool { return p.ExitCode == 0 && p.Plan }
 func (s *Suite) RunProgram(ctx context.Context, name string, rt Runtime, timeout time.Duration) (*Program, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// The programs' bundles go below the suite's dir, removed with it:
-	// a program that leaves mounts in its bundle cannot remove it.
-	tmp, err := os.MkdirTemp(s.Dir, "tmp-"+name+"-")
+	// The programs' bundles go into a dir of this run's, removed after
+	// it: a program that leaves mounts in its bundle cannot remove it
+	// (they stay in its mount namespace, below). In the system's temporary
+	// dir and passable (0711), as the programs' own would be: a container
+	// whose root is mapped to another user must reach its bundle.
+	tmp, err := os.MkdirTemp("", "corral-oci-"+name+"-")
 	if err != nil {
+		return nil, fmt.Errorf("run %s: %w", name, err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o711); err != nil {
 		return nil, fmt.Errorf("run %s: %w", name, err)
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(s.Dir, name))
