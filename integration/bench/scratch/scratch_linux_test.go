@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/corral-dev/corral/internal/testenv"
 )
 
 func TestWithin(t *testing.T) {
@@ -74,9 +76,7 @@ func TestStateDirsAndLeftovers(t *testing.T) {
 // With tmpfs, the scratch dir is a tmpfs of its own, which Remove
 // unmounts before it removes the dir; a mount left inside still stops it.
 func TestTmpfsScratchIsUnmountedByRemove(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
+	testenv.NeedRoot(t, "the scratch dir's tmpfs is mounted")
 	s, err := New(t.TempDir(), t.TempDir(), true)
 	if err != nil {
 		t.Fatal(err)
