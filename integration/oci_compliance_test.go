@@ -103,12 +103,8 @@ func TestOCIComplianceRuntimeTools(t *testing.T) {
 	// cannot reach once cost ~300 points of each, and passed), so the
 	// reference must keep to its usual share: runc passes 88% of its
 	// points and completes 50 of the 58 programs here.
-	if min := rc.Total() * ociReferenceFloorPercent / 100; rc.Passed < min {
-		t.Errorf("runc passed %d of %d points, below the %d%% (%d) it passes on a sound run: the harness fails containers of both runtimes", rc.Passed, rc.Total(), ociReferenceFloorPercent, min)
-	}
-	if min := rc.Programs * ociReferenceFloorPercent / 100; rc.ProgramsCompleted < min {
-		t.Errorf("runc completed %d of %d programs, below the %d%% (%d) it completes on a sound run: the harness fails containers of both runtimes", rc.ProgramsCompleted, rc.Programs, ociReferenceFloorPercent, min)
-	}
+	checkReferenceFloor(t, "points passed", rc.Passed, rc.Total())
+	checkReferenceFloor(t, "programs completed", rc.ProgramsCompleted, rc.Programs)
 	for _, b := range both {
 		t.Logf("did not complete with either runtime (the same for both): %s", b)
 	}
@@ -125,6 +121,15 @@ func TestOCIComplianceRuntimeTools(t *testing.T) {
 	}
 	for program, n := range known {
 		t.Logf("known difference: %s: %d points runc passes fail with corral: %s", program, n, ociKnownDifferences[program].reason)
+	}
+}
+
+// checkReferenceFloor fails t when runc's got of total is below
+// ociReferenceFloorPercent.
+func checkReferenceFloor(t *testing.T, what string, got, total int) {
+	t.Helper()
+	if floor := total * ociReferenceFloorPercent / 100; got < floor {
+		t.Errorf("runc: %s %d of %d, below the %d%% (%d) of a sound run: does the harness fail containers of both runtimes?", what, got, total, ociReferenceFloorPercent, floor)
 	}
 }
 
